@@ -1,0 +1,17 @@
+"""The zoo of croppers behind one interface (:class:`Target`), and Twitter's crop policy."""
+
+from targets._base import ALL_OUTPUTS, DifferentiableTarget, Output, Target
+from targets._output import CropBox, TargetOutput
+from targets.crop import DEFAULT_ASPECT_RATIOS, crop_box, crop_boxes
+
+__all__ = [
+    "ALL_OUTPUTS",
+    "DEFAULT_ASPECT_RATIOS",
+    "CropBox",
+    "DifferentiableTarget",
+    "Output",
+    "Target",
+    "TargetOutput",
+    "crop_box",
+    "crop_boxes",
+]

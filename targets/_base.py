@@ -1,0 +1,129 @@
+"""The one interface every cropper in the zoo implements.
+
+A :class:`Target` answers :meth:`Target.query` on a batch of RGB images. What it answers depends on
+what the cropper exposes: a saliency map, a salient point, crops. :attr:`Target.outputs` declares
+that, so an attack can check up front whether it can run (a crop-only service gives no map).
+
+A :class:`DifferentiableTarget` also gives its log-density as a torch tensor with gradients, which
+is what the white-box attacks need. Query counting is the framework's job
+(:class:`blackbox.budget.QueryBudget`), not the target's.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from targets._output import TargetOutput
+from targets._validation import validate_images
+from targets.crop import DEFAULT_ASPECT_RATIOS, crop_boxes
+
+
+class Output(str, enum.Enum):
+    """What a target can give back for an image."""
+
+    SALIENCY = "saliency"
+    POINT = "point"
+    CROPS = "crops"
+
+
+ALL_OUTPUTS = frozenset(Output)
+
+
+class Target(abc.ABC):
+    """A cropper queried only through its outputs."""
+
+    #: The name the zoo knows this target by (``target=<name>``).
+    name: str = "target"
+
+    def __init__(self, *, aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS) -> None:
+        ratios = tuple(float(r) for r in aspect_ratios)
+        if not ratios or any(not r > 0 for r in ratios):
+            raise ValueError(f"aspect_ratios must be positive numbers (height/width), got {ratios}")
+        self.aspect_ratios = ratios
+
+    @property
+    def outputs(self) -> frozenset[Output]:
+        """The outputs this target gives. Saliency-map targets give all three."""
+        return ALL_OUTPUTS
+
+    @property
+    def differentiable(self) -> bool:
+        return False
+
+    def query(self, images: Sequence[np.ndarray] | np.ndarray) -> list[TargetOutput]:
+        """Answer a batch of ``(H, W, 3)`` float RGB images in [0, 1]; one output per image."""
+        checked = validate_images(images)
+        results = self._query(checked)
+        if len(results) != len(checked):
+            raise RuntimeError(
+                f"{type(self).__name__} answered {len(results)} outputs for {len(checked)} images"
+            )
+        return results
+
+    @abc.abstractmethod
+    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+        """Answer already validated images."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
+        """Release sessions, files or servers the target holds."""
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DifferentiableTarget(Target):
+    """A saliency model with a torch path: white-box attacks can take its gradients.
+
+    Subclasses implement :meth:`log_density`; :meth:`query` is derived from it: the salient point
+    is the argmax of the log-density and the crops follow Twitter's policy.
+    """
+
+    @property
+    def differentiable(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def log_density(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float in [0, 1] to ``(B, H, W)`` log-density at image resolution.
+
+        ``logsumexp`` over each image's pixels is zero. Gradients flow to ``images``.
+        """
+
+    def feature_layer(self) -> torch.nn.Module | None:
+        """The module whose output Grad-CAM weighs, or ``None`` if the target has none."""
+        return None
+
+    def salient_point(self, log_density: np.ndarray) -> tuple[float, float]:
+        """``(x, y)`` of the most salient pixel (the first one, in row-major order, on ties)."""
+        row, col = np.unravel_index(int(np.argmax(log_density)), log_density.shape)
+        return float(col), float(row)
+
+    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+        maps: list[np.ndarray | None] = [None] * len(images)
+        # Images of one size share a forward pass; others go on their own.
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(image.shape[:2], []).append(i)
+        with torch.inference_mode():
+            for indices in by_size.values():
+                batch = np.stack([images[i] for i in indices]).astype(np.float32, copy=False)
+                tensor = torch.from_numpy(batch).permute(0, 3, 1, 2)
+                log_density = self.log_density(tensor).double().cpu().numpy()
+                for row, i in enumerate(indices):
+                    maps[i] = log_density[row]
+        results = []
+        for image, log_density in zip(images, maps, strict=True):
+            assert log_density is not None
+            height, width = image.shape[:2]
+            point = self.salient_point(log_density)
+            crops = crop_boxes(width, height, point, self.aspect_ratios)
+            results.append(TargetOutput(point, crops, log_density))
+        return results

@@ -1,0 +1,48 @@
+"""Twitter's published crop policy: from a salient point to one crop box per aspect ratio.
+
+The policy (twitter-research/image-crop-analysis, ``image_manipulation.py``): aspect ratios are
+height/width. If the requested ratio is below the image's own H/W the crop keeps the full width and
+cuts height, else it keeps the full height and cuts width. The cut side's window is centred on the
+salient point and slid back inside the image when it would cross an edge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from targets._output import CropBox
+
+DEFAULT_ASPECT_RATIOS: tuple[float, ...] = (0.56, 1.0, 1.14, 2.0)
+
+
+def _window(center: float, length: int, limit: int) -> int:
+    """Start of a ``length``-long window centred on ``center``, slid back inside ``[0, limit)``."""
+    start = math.floor(center - length / 2)
+    return max(0, min(start, limit - length))
+
+
+def crop_box(
+    width: int, height: int, salient_point: tuple[float, float], aspect_ratio: float
+) -> CropBox:
+    """The crop Twitter's policy gives for one aspect ratio (``height / width`` of the crop)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if not aspect_ratio > 0 or not math.isfinite(aspect_ratio):
+        raise ValueError(f"aspect ratio must be a positive number (height/width), got {aspect_ratio}")
+    x, y = salient_point
+    if aspect_ratio < height / width:
+        crop_h = max(1, min(height, math.floor(width * aspect_ratio)))
+        return CropBox(0, _window(y, crop_h, height), width, crop_h, aspect_ratio)
+    crop_w = max(1, min(width, math.floor(height / aspect_ratio)))
+    return CropBox(_window(x, crop_w, width), 0, crop_w, height, aspect_ratio)
+
+
+def crop_boxes(
+    width: int,
+    height: int,
+    salient_point: tuple[float, float],
+    aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
+) -> tuple[CropBox, ...]:
+    """One crop per aspect ratio, in the given order."""
+    return tuple(crop_box(width, height, salient_point, r) for r in aspect_ratios)
