@@ -84,9 +84,11 @@ def srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
         images > 0.04045, ((images.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, images / 12.92
     )
     rgb_to_xyz = images.new_tensor(
-        [[0.4124564, 0.3575761, 0.1804375],
-         [0.2126729, 0.7151522, 0.0721750],
-         [0.0193339, 0.1191920, 0.9503041]]
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ]
     )
     white = images.new_tensor([0.95047, 1.0, 1.08883])
     xyz = torch.einsum("ij,bjhw->bihw", rgb_to_xyz, linear) / white[None, :, None, None]

@@ -93,9 +93,7 @@ class ClassicSaliency(DifferentiableTarget):
             raise ValueError(f"blur_sigma (a fraction of the width) must be positive, got {blur_sigma}")
         if centre_bias_weight < 0:
             raise ValueError(f"centre_bias_weight must be >= 0, got {centre_bias_weight}")
-        self.signatures = nn.ModuleList(
-            ImageSignature(width=int(s), temperature=temperature) for s in scales
-        )
+        self.signatures = nn.ModuleList(ImageSignature(width=int(s), temperature=temperature) for s in scales)
         self.grid_width = max(int(s) for s in scales)
         self.blur_sigma = blur_sigma
         self.centre_bias_sigma = centre_bias_sigma

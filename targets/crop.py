@@ -22,9 +22,7 @@ def _window(center: float, length: int, limit: int) -> int:
     return max(0, min(start, limit - length))
 
 
-def crop_box(
-    width: int, height: int, salient_point: tuple[float, float], aspect_ratio: float
-) -> CropBox:
+def crop_box(width: int, height: int, salient_point: tuple[float, float], aspect_ratio: float) -> CropBox:
     """The crop Twitter's policy gives for one aspect ratio (``height / width`` of the crop)."""
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")

@@ -73,9 +73,7 @@ class TargetConformance:
                 # One side is kept whole: the policy only ever cuts one.
                 assert crop.width == width or crop.height == height
 
-    def test_log_density_shape_and_normalisation(
-        self, target: Target, images: list[np.ndarray]
-    ) -> None:
+    def test_log_density_shape_and_normalisation(self, target: Target, images: list[np.ndarray]) -> None:
         if Output.SALIENCY not in target.outputs:
             pytest.skip("target gives no saliency map")
         for image, output in zip(images, target.query(images), strict=True):
@@ -134,9 +132,7 @@ class TargetConformance:
         with pytest.raises(error, match=match):
             target.query([make_bad(images[0])])
 
-    def test_single_image_without_batch_is_an_error(
-        self, target: Target, images: list[np.ndarray]
-    ) -> None:
+    def test_single_image_without_batch_is_an_error(self, target: Target, images: list[np.ndarray]) -> None:
         with pytest.raises(ValueError, match="batch"):
             target.query(images[0])
 

@@ -41,8 +41,14 @@ def test_small_temperature_approaches_the_papers_sign() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"scales": ()}, {"blur_sigma": 0.0}, {"centre_bias_weight": -1.0}, {"temperature": 0.0},
-     {"scales": (4,)}, {"aspect_ratios": (0.0,)}],
+    [
+        {"scales": ()},
+        {"blur_sigma": 0.0},
+        {"centre_bias_weight": -1.0},
+        {"temperature": 0.0},
+        {"scales": (4,)},
+        {"aspect_ratios": (0.0,)},
+    ],
 )
 def test_bad_settings_are_clear_errors(kwargs) -> None:
     with pytest.raises(ValueError):

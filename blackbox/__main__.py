@@ -1,0 +1,33 @@
+"""``python -m blackbox target=<name> budget=<queries> ...``: the main entry (Hydra)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from blackbox.config_checks import ConfigError
+from blackbox.goal import GoalError
+from blackbox.images import ImageLoadError
+from blackbox.run import EXIT_BAD_CONFIG, run
+from blackbox.search_space import SearchSpaceError
+from targets.weights import MissingModelFileError
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    target_name = hydra_cfg.runtime.choices.get("target", "target")
+    try:
+        summary = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
+    except (ConfigError, GoalError, ImageLoadError, SearchSpaceError, MissingModelFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_BAD_CONFIG)
+    sys.exit(summary.exit_code)
+
+
+if __name__ == "__main__":
+    main()

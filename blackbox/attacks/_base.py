@@ -1,0 +1,113 @@
+"""The one interface every attack implements, and the one result type every attack returns."""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from blackbox.goal import Goal, profile_peak
+from blackbox.images import LoadedImage
+from blackbox.metrics import peak_shift, perturbation_norms
+from blackbox.objective import succeeded
+from targets import Output, Target, TargetOutput
+
+
+@dataclass(frozen=True)
+class AttackProblem:
+    """One image to attack: the clean 8-bit image, what the target said of it, and the goal."""
+
+    image: LoadedImage
+    clean_output: TargetOutput
+    goal: Goal
+    eps: float
+    norm: str
+    target_name: str
+
+
+@dataclass
+class AttackResult:
+    """What every attack returns (black-box or white-box), so all can be compared on one table."""
+
+    image_id: str
+    method: str
+    success: bool
+    adversarial: np.ndarray = field(repr=False)  # (H, W, 3) uint8, what the target was shown
+    adversarial_output: TargetOutput = field(repr=False)
+    goal: Goal
+    eps: float
+    norm: str
+    queries: int  # target queries the attack spent (gradient steps count as none)
+    queries_to_success: int | None
+    score: float
+    best_trial: int | None = None
+    perturbation: dict | None = None  # the trial config that replays the adversarial image
+    failed_queries: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
+        """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes."""
+        width, height = clean.width, clean.height
+        old_peak = _peak_x(clean_output)
+        new_peak = _peak_x(self.adversarial_output)
+        shift = peak_shift(old_peak, new_peak, self.goal.target_x, width)
+        crops_contain = {
+            f"{c.aspect_ratio:g}": c.contains_box(self.goal.box) for c in self.adversarial_output.crops
+        }
+        clean_contain = {f"{c.aspect_ratio:g}": c.contains_box(self.goal.box) for c in clean_output.crops}
+        norms = perturbation_norms(clean.pixels, self.adversarial)
+        return {
+            "image": self.image_id,
+            "source": clean.source,
+            "method": self.method,
+            "success": bool(self.success),
+            "clean_in_goal": succeeded(clean_output, self.goal, width, height, has_point=has_point),
+            "goal": self.goal.as_dict(),
+            "eps": self.eps,
+            "norm": self.norm,
+            "queries": self.queries,
+            "queries_to_success": self.queries_to_success,
+            "failed_queries": self.failed_queries,
+            "score": _finite(self.score),
+            "peak_x_clean": old_peak,
+            "peak_x_adversarial": new_peak,
+            **shift,
+            "salient_point_clean": list(clean_output.salient_point),
+            "salient_point_adversarial": list(self.adversarial_output.salient_point),
+            "crop_contains_goal": crops_contain,
+            "clean_crop_contains_goal": clean_contain,
+            "l2": norms["l2"],
+            "linf": norms["linf"],
+            "psnr": _finite(norms["psnr"]),
+            "best_trial": self.best_trial,
+            "width": width,
+            "height": height,
+            **self.extra,
+        }
+
+
+def _peak_x(output: TargetOutput) -> float:
+    """The paper's peak column when there is a map; else the salient point's column."""
+    if output.log_density is not None:
+        return profile_peak(output.log_density)
+    return float(output.salient_point[0])
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class Attack(abc.ABC):
+    """An attack: given a problem and a target, find an adversarial image within the budget."""
+
+    name: str = "attack"
+
+    @abc.abstractmethod
+    def run(self, problem: AttackProblem, target: Target) -> AttackResult:
+        """Attack one image."""
+
+    @staticmethod
+    def has_point(target: Target) -> bool:
+        return Output.POINT in target.outputs or Output.SALIENCY in target.outputs

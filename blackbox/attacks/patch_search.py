@@ -1,0 +1,245 @@
+"""The black-box attack: an Optuna search over patch coordinates and patterns.
+
+Every trial renders ``n_patches`` patches (see :mod:`blackbox.perturbation`), fills the budget,
+quantises to 8 bits, and asks the target. It sees only the target's outputs and scores them with
+:mod:`blackbox.objective`. Trials are asked in batches of ``batch_size`` and sent to the target as
+one call (constant liar keeps TPE from proposing the same point for every member of a batch). The
+budget is counted in target queries; the search stops early on success if ``early_stop``.
+
+One Optuna study per (image, target, goal, eps) keeps every trial, with its full perturbation
+config as a user attribute: a trial replays to the byte-identical image (``blackbox.replay``). A
+study found in the storage is resumed: its completed trials count against the budget and are not
+redone.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import optuna
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from blackbox.attacks._base import Attack, AttackProblem, AttackResult
+from blackbox.budget import QueryBudget
+from blackbox.objective import score, succeeded
+from blackbox.perturbation import Norm, perturb
+from blackbox.search_space import distributions, patches_from_config, search_region, trial_config
+from targets import Target, TargetOutput
+
+SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
+
+# Consecutive failed target calls after which an image is given up (its trials stay stored).
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def study_name(problem: AttackProblem) -> str:
+    g = problem.goal
+    return (
+        f"{problem.image.image_id}|{problem.target_name}|goal={g.source}:"
+        f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}"
+    )
+
+
+def render_trial(problem: AttackProblem, config: Mapping) -> np.ndarray:
+    """The 8-bit adversarial image a trial config describes (what replay re-does)."""
+    norm: Norm = config["norm"]
+    return perturb(problem.image.pixels, patches_from_config(config), eps=float(config["eps"]), norm=norm)
+
+
+class PatchSearch(Attack):
+    """Black-box patch search driven by any Optuna sampler (``tpe``, ``random``, ...)."""
+
+    name = "blackbox"
+
+    def __init__(
+        self,
+        *,
+        sampler_factory: SamplerFactory,
+        sampler_name: str,
+        search: Mapping,
+        budget: int,
+        batch_size: int = 4,
+        early_stop: bool = True,
+        storage: optuna.storages.BaseStorage | str | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        if budget <= 0:
+            raise ValueError(f"budget must be a positive number of queries, got {budget}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.sampler_factory = sampler_factory
+        self.sampler_name = sampler_name
+        self.search = dict(search)
+        self.budget = int(budget)
+        self.batch_size = int(batch_size)
+        self.early_stop = early_stop
+        self.storage = storage
+        self.seed = int(seed)
+        self.progress = progress
+        self.name = sampler_name
+
+    def run(self, problem: AttackProblem, target: Target) -> AttackResult:
+        image = problem.image
+        width, height = image.width, image.height
+        has_point = self.has_point(target)
+        region = search_region(self.search, problem.goal, width, height)
+        space = distributions(self.search, region)
+        name = study_name(problem)
+        study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=name,
+            direction="maximize",
+            sampler=self.sampler_factory(study_seed),
+            load_if_exists=True,
+        )
+        if "image" not in study.user_attrs:
+            for key, value in {
+                "image": image.image_id,
+                "source": image.source,
+                "target": problem.target_name,
+                "goal": problem.goal.as_dict(),
+                "eps": problem.eps,
+                "norm": problem.norm,
+                "sampler": self.sampler_name,
+                "budget": self.budget,
+            }.items():
+                study.set_user_attr(key, value)
+
+        best = _Best()
+        used = _resume(study, best)
+        budget = QueryBudget(target, limit=self.budget, used=used)
+        failed = 0
+        consecutive_failures = 0
+        bar = tqdm(
+            total=self.budget, initial=used, desc=image.image_id, leave=False, disable=not self.progress
+        )
+        try:
+            while budget.remaining > 0 and not (self.early_stop and best.success):
+                count = min(self.batch_size, budget.remaining)
+                trials = [study.ask(space) for _ in range(count)]
+                configs = [
+                    trial_config(
+                        self.search, params=t.params, region=region, eps=problem.eps, norm=problem.norm
+                    )
+                    for t in trials
+                ]
+                adversarials = [render_trial(problem, c) for c in configs]
+                try:
+                    outputs = budget.query([a.astype(np.float32) / 255.0 for a in adversarials])
+                except (OSError, RuntimeError) as error:  # a service that failed even after retries
+                    failed += count
+                    consecutive_failures += 1
+                    for trial in trials:
+                        trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    bar.update(count)
+                    if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+                        bar.write(
+                            f"{image.image_id}: giving up after {consecutive_failures} failed calls: {error}"
+                        )
+                        break
+                    continue
+                consecutive_failures = 0
+                for trial, config, adversarial, output in zip(
+                    trials, configs, adversarials, outputs, strict=True
+                ):
+                    value = score(output, problem.goal, width, height, has_point=has_point)
+                    hit = succeeded(output, problem.goal, width, height, has_point=has_point)
+                    queries_so_far = budget.used - count + 1 + trials.index(trial)
+                    trial.set_user_attr("perturbation", OmegaConf.to_container(config))
+                    trial.set_user_attr("queries", queries_so_far)
+                    trial.set_user_attr("success", hit)
+                    trial.set_user_attr("salient_point", list(output.salient_point))
+                    # A goal covering the whole map gives an infinite margin: storages need finite values.
+                    study.tell(trial, float(np.clip(value, -1e6, 1e6)))
+                    best.offer(trial.number, value, hit, queries_so_far, adversarial, output)
+                bar.update(count)
+                bar.set_postfix(best=f"{best.value:.3g}", success=best.success)
+        finally:
+            bar.close()
+
+        if best.trial is None:
+            raise RuntimeError(
+                f"{image.image_id}: no trial completed ({failed} queries failed); the study "
+                f"{name!r} is kept, re-run the same command to resume"
+            )
+        if best.adversarial is None:  # the best trial came from an earlier, resumed session
+            trial = study.trials[best.trial]
+            best.adversarial = render_trial(problem, trial.user_attrs["perturbation"])
+            best.output = target.query([best.adversarial.astype(np.float32) / 255.0])[0]
+        assert best.output is not None
+        return AttackResult(
+            image_id=image.image_id,
+            method=self.name,
+            success=best.success,
+            adversarial=best.adversarial,
+            adversarial_output=best.output,
+            goal=problem.goal,
+            eps=problem.eps,
+            norm=problem.norm,
+            queries=budget.used,
+            queries_to_success=best.first_success_queries,
+            score=best.value,
+            best_trial=best.trial,
+            perturbation=study.trials[best.trial].user_attrs.get("perturbation"),
+            failed_queries=failed,
+            extra={"study": name},
+        )
+
+
+class _Best:
+    """The best trial so far; a successful trial beats any unsuccessful one."""
+
+    def __init__(self) -> None:
+        self.trial: int | None = None
+        self.value = -np.inf
+        self.success = False
+        self.first_success_queries: int | None = None
+        self.adversarial: np.ndarray | None = None
+        self.output: TargetOutput | None = None
+
+    def offer(
+        self,
+        number: int,
+        value: float,
+        success: bool,
+        queries: int,
+        adversarial: np.ndarray | None,
+        output: TargetOutput | None,
+    ) -> None:
+        if success and (self.first_success_queries is None or queries < self.first_success_queries):
+            self.first_success_queries = queries
+        if (success, value) > (self.success, self.value):
+            self.trial, self.value, self.success = number, value, success
+            self.adversarial, self.output = adversarial, output
+
+
+def _resume(study: optuna.Study, best: _Best) -> int:
+    """Take the finished trials of an earlier session into account; return the queries they used.
+
+    Trials left RUNNING by a killed process never got an answer recorded: they are marked failed
+    and their queries are spent again by new trials.
+    """
+    used = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            continue
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            used += 1
+            best.offer(
+                trial.number,
+                float(trial.value),
+                bool(trial.user_attrs.get("success")),
+                int(trial.user_attrs.get("queries", used)),
+                None,
+                None,
+            )
+        elif trial.state == optuna.trial.TrialState.FAIL and "fail_reason" in trial.user_attrs:
+            used += 1
+    return used

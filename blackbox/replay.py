@@ -1,0 +1,98 @@
+"""``python -m blackbox.replay RUN_DIR --image ID [--trial N] [--out FILE]``.
+
+Re-renders a stored trial to its adversarial PNG from the trial's perturbation config alone (and the
+run's image settings): the result is byte-identical to what the target was shown. Without
+``--trial`` the study's best trial is replayed (the one saved under ``adversarial/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+
+from blackbox.datasets import sources_from_config
+from blackbox.images import save_png
+from blackbox.perturbation import perturb
+from blackbox.search_space import patches_from_config
+from blackbox.storage import make_storage
+
+
+class ReplayError(ValueError):
+    pass
+
+
+def replay(run_dir: Path, image_id: str, trial_number: int | None, out: Path) -> Path:
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.exists():
+        raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
+    cfg = OmegaConf.load(config_path)
+    storage = make_storage(str(cfg.storage.kind), run_dir, url=cfg.storage.get("url"))
+    if storage is None:
+        raise ReplayError("that run used storage=memory: its trials were not kept, nothing to replay")
+    summaries = [s for s in optuna.get_all_study_summaries(storage) if s.user_attrs.get("image") == image_id]
+    if not summaries:
+        known = sorted({s.user_attrs.get("image") for s in optuna.get_all_study_summaries(storage)})
+        raise ReplayError(f"no study for image {image_id!r} in {run_dir}; images there: {known}")
+    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+    if trial_number is None:
+        record = _result_record(run_dir, image_id)
+        if record is None or record.get("best_trial") is None:
+            raise ReplayError(f"no finished result for {image_id!r}; pass --trial N")
+        trial_number = int(record["best_trial"])
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if trial_number not in trials or "perturbation" not in trials[trial_number].user_attrs:
+        raise ReplayError(f"trial {trial_number} of {image_id!r} has no stored perturbation config")
+    config = trials[trial_number].user_attrs["perturbation"]
+    source = next(
+        (
+            s
+            for s in sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
+            if s.image_id == image_id
+        ),
+        None,
+    )
+    if source is None:
+        raise ReplayError(f"image {image_id!r} is not in the run's dataset any more")
+    clean = source.load(cfg.get("working_width"))
+    adversarial = perturb(
+        clean.pixels, patches_from_config(config), eps=float(config["eps"]), norm=config["norm"]
+    )
+    save_png(adversarial, out)
+    return out
+
+
+def _result_record(run_dir: Path, image_id: str) -> dict | None:
+    path = run_dir / "results.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.strip() and json.loads(line)["image"] == image_id:
+            return json.loads(line)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blackbox.replay", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--image", required=True, help="image id (as in results.jsonl)")
+    parser.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
+    parser.add_argument("--out", type=Path, default=None, help="output PNG (default: RUN_DIR/replay/...)")
+    args = parser.parse_args(argv)
+    suffix = "best" if args.trial is None else f"trial{args.trial}"
+    out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
+    try:
+        path = replay(args.run_dir, args.image, args.trial, out)
+    except ReplayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""One run: every image of the dataset attacked, outputs written under the run folder.
+
+Used by ``python -m blackbox`` (Hydra) and callable from Python with a composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from blackbox.attacks import Attack, AttackProblem, PatchSearch
+from blackbox.config_checks import check_run_config
+from blackbox.datasets import iterate, sources_from_config
+from blackbox.goal import Goal, default_goal, profile_peak, user_goal
+from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.storage import make_storage
+from blackbox.visualize import side_by_side
+from targets import Output, Target, TargetOutput
+
+# Exit codes of `python -m blackbox`.
+EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    records: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.records and not self.resumed:
+            return EXIT_NOTHING_DONE
+        return EXIT_SKIPPED if self.skipped else EXIT_OK
+
+
+def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
+    goal_cfg = cfg.get("goal") or {}
+    band = float(goal_cfg.get("band_width", 0.1))
+    if goal_cfg.get("box") is not None or goal_cfg.get("point") is not None:
+        peak_x = profile_peak(clean.log_density) if clean.log_density is not None else clean.salient_point[0]
+        box = goal_cfg.get("box")
+        point = goal_cfg.get("point")
+        return user_goal(
+            width=image.width,
+            height=image.height,
+            peak_x=float(peak_x),
+            box=tuple(box) if box is not None else None,
+            point=tuple(point) if point is not None else None,
+            band_width=band,
+        )
+    return default_goal(
+        width=image.width,
+        height=image.height,
+        log_density=clean.log_density,
+        salient_point=clean.salient_point,
+        band_width=band,
+        fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
+    )
+
+
+def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
+    storage_cfg = cfg.storage
+    storage = make_storage(storage_cfg.kind, run_dir, url=storage_cfg.get("url"))
+    sampler_factory = instantiate(cfg.sampler.factory)
+    return PatchSearch(
+        sampler_factory=lambda seed: sampler_factory(seed=seed),
+        sampler_name=str(cfg.sampler.name),
+        search=OmegaConf.to_container(cfg.search, resolve=True),  # type: ignore[arg-type]
+        budget=int(cfg.budget),
+        batch_size=int(cfg.batch_size),
+        early_stop=bool(cfg.early_stop),
+        storage=storage,
+        seed=int(cfg.seed),
+        progress=bool(cfg.get("progress", True)),
+    )
+
+
+def _done_images(results_path: Path) -> set[str]:
+    if not results_path.exists():
+        return set()
+    done = set()
+    for line in results_path.read_text().splitlines():
+        if line.strip():
+            done.add(json.loads(line)["image"])
+    return done
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record, allow_nan=False) + "\n")
+        handle.flush()
+
+
+def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
+    """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``."""
+    check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = target if target is not None else instantiate(cfg.target)
+    attack = make_attack(cfg, run_dir)
+    summary = RunSummary(run_dir)
+    results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
+    done = _done_images(results_path)
+    has_point = Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+
+    for source, loaded in iterate(sources, cfg.get("working_width")):
+        if source.image_id in done:
+            summary.resumed.append(source.image_id)
+            continue
+        if isinstance(loaded, ImageLoadError):
+            _skip(summary, errors_path, source.image_id, source.location, str(loaded))
+            continue
+        clean_output = target.query([loaded.as_float])[0]
+        try:
+            goal = make_goal(cfg, loaded, clean_output)
+        except ValueError as error:
+            _skip(summary, errors_path, source.image_id, source.location, str(error))
+            continue
+        problem = AttackProblem(loaded, clean_output, goal, float(cfg.eps), str(cfg.norm), target_name)
+        try:
+            result = attack.run(problem, target)
+        except RuntimeError as error:
+            _skip(summary, errors_path, source.image_id, source.location, str(error))
+            continue
+        record = result.record(loaded, clean_output, has_point=has_point)
+        record["target"] = target_name
+        record["clean_queries"] = 1
+        save_png(result.adversarial, run_dir / "adversarial" / f"{loaded.image_id}.png")
+        side_by_side(
+            loaded.pixels,
+            result.adversarial,
+            clean_output,
+            result.adversarial_output,
+            goal,
+            run_dir / "side_by_side" / f"{loaded.image_id}.png",
+        )
+        _append_jsonl(results_path, record)
+        summary.records.append(record)
+
+    table = summary_table(_all_records(results_path))
+    (run_dir / "summary.md").write_text(table + "\n")
+    print(table)
+    if summary.skipped:
+        print(f"\n{len(summary.skipped)} input(s) skipped; reasons in {errors_path}", file=sys.stderr)
+    print(f"\nrun folder: {run_dir}")
+    return summary
+
+
+def _skip(summary: RunSummary, errors_path: Path, image_id: str, location: str, reason: str) -> None:
+    record = {"image": image_id, "source": location, "error": reason}
+    summary.skipped.append(record)
+    _append_jsonl(errors_path, record)
+    print(f"skipped {location}: {reason}", file=sys.stderr)
+
+
+def _all_records(results_path: Path) -> list[dict]:
+    if not results_path.exists():
+        return []
+    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(value: object, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_table(records: list[dict]) -> str:
+    """A Markdown table, one row per image and a mean row."""
+    header = (
+        "| image | goal | success | shift % dist | shift % width | queries | to success "
+        "| L2 | Linf*255 | PSNR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = [header]
+    for r in records:
+        rows.append(
+            f"| {r['image']} | {r['goal']['source']} | {_fmt(r['success'])} | "
+            f"{_fmt(r['shift_pct_distance'])} | {_fmt(r['shift_pct_width'])} | {r['queries']} | "
+            f"{_fmt(r['queries_to_success'])} | {_fmt(r['l2'], 2)} | {_fmt(r['linf'] * 255, 0)} | "
+            f"{_fmt(r['psnr'])} |"
+        )
+    if records:
+
+        def mean(key: str) -> float:
+            values = [r[key] for r in records if r.get(key) is not None]
+            return float(np.mean(values)) if values else float("nan")
+
+        rate = 100.0 * sum(r["success"] for r in records) / len(records)
+        rows.append(
+            f"| **mean ({len(records)})** | | {rate:.0f}% | {mean('shift_pct_distance'):.1f} | "
+            f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | {mean('l2'):.2f} | "
+            f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,132 @@
+"""The black-box search space, declared in config (``conf/search/*.yaml``), as Optuna distributions.
+
+Each of ``n_patches`` patches has integer pixel coordinates ``x``, ``y`` inside the search region
+and the pattern parameters the config declares (``size``, ``amplitude`` per channel, ``frequency``,
+``angle``). The region is the goal box grown by ``margin`` x its size on each side (``region:
+goal``), or the whole image (``region: image``): a patch that adds saliency inside the goal is what
+pulls the salient point there, so searching near the goal spends the budget where it matters.
+
+Each trial's *perturbation config* is the declared space merged (OmegaConf, as Hydra composes) with
+the sampled values; it is stored with the trial and is all :func:`patches_from_config` needs to
+re-render the adversarial image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from blackbox.goal import Goal
+from blackbox.perturbation import Patch
+
+CHANNELS = ("r", "g", "b")
+PATTERN_KEYS = ("size", "frequency", "angle")
+
+
+class SearchSpaceError(ValueError):
+    """The declared search space is unusable."""
+
+
+@dataclass(frozen=True)
+class Region:
+    x0: int
+    y0: int
+    x1: int  # inclusive, as Optuna's IntDistribution
+    y1: int
+
+    def as_dict(self) -> dict:
+        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
+
+
+def search_region(space: Mapping, goal: Goal, width: int, height: int) -> Region:
+    kind = space.get("region", "goal")
+    if kind == "image":
+        return Region(0, 0, width - 1, height - 1)
+    if kind != "goal":
+        raise SearchSpaceError(f"search.region must be 'goal' or 'image', got {kind!r}")
+    margin = float(space.get("margin", 0.5))
+    grow_x, grow_y = margin * (goal.x1 - goal.x0), margin * (goal.y1 - goal.y0)
+    return Region(
+        int(max(0, goal.x0 - grow_x)),
+        int(max(0, goal.y0 - grow_y)),
+        int(min(width - 1, goal.x1 + grow_x)),
+        int(min(height - 1, goal.y1 + grow_y)),
+    )
+
+
+def _float_distribution(name: str, spec: Mapping) -> optuna.distributions.FloatDistribution:
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SearchSpaceError(f"search.space.{name} needs numeric low and high, got {dict(spec)}") from error
+    log = bool(spec.get("log", False))
+    if not low <= high or (log and low <= 0):
+        raise SearchSpaceError(
+            f"search.space.{name}: need low <= high{' and low > 0 for log' if log else ''}, got {low}, {high}"
+        )
+    return optuna.distributions.FloatDistribution(low, high, log=log)
+
+
+def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions for every parameter of every patch, in a fixed order."""
+    n_patches = int(space.get("n_patches", 0))
+    if n_patches < 1:
+        raise SearchSpaceError(f"search.n_patches must be at least 1, got {n_patches}")
+    declared = space.get("space") or {}
+    unknown = set(declared) - {"size", "amplitude", "frequency", "angle"}
+    if unknown:
+        raise SearchSpaceError(
+            f"search.space has unknown keys {sorted(unknown)}; use size, amplitude, frequency, angle"
+        )
+    if "size" not in declared or "amplitude" not in declared:
+        raise SearchSpaceError("search.space must declare at least size and amplitude")
+    result: dict[str, optuna.distributions.BaseDistribution] = {}
+    for k in range(n_patches):
+        result[f"p{k}_x"] = optuna.distributions.IntDistribution(region.x0, region.x1)
+        result[f"p{k}_y"] = optuna.distributions.IntDistribution(region.y0, region.y1)
+        for key in PATTERN_KEYS:
+            if key in declared:
+                result[f"p{k}_{key}"] = _float_distribution(key, declared[key])
+        for channel in CHANNELS:
+            result[f"p{k}_{channel}"] = _float_distribution("amplitude", declared["amplitude"])
+    return result
+
+
+def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dict]:
+    """Sampled flat parameters to one dict per patch."""
+    patches = []
+    for k in range(n_patches):
+        patches.append(
+            {
+                "x": int(params[f"p{k}_x"]),
+                "y": int(params[f"p{k}_y"]),
+                "size": float(params[f"p{k}_size"]),
+                "amplitude": [float(params[f"p{k}_{c}"]) for c in CHANNELS],
+                "frequency": float(params.get(f"p{k}_frequency", 0.0)),
+                "angle": float(params.get(f"p{k}_angle", 0.0)),
+            }
+        )
+    return patches
+
+
+def trial_config(
+    space: Mapping, *, params: Mapping[str, float], region: Region, eps: float, norm: str
+) -> DictConfig:
+    """The declared space composed with the sampled values: everything a replay needs."""
+    declared = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(dict(space)), resolve=True))
+    sampled = OmegaConf.create(
+        {
+            "region_bounds": region.as_dict(),
+            "eps": float(eps),
+            "norm": norm,
+            "patches": patches_from_params(params, int(space["n_patches"])),
+        }
+    )
+    return OmegaConf.merge(declared, sampled)
+
+
+def patches_from_config(config: Mapping) -> list[Patch]:
+    return [Patch.from_mapping(p) for p in config["patches"]]

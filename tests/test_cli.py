@@ -1,0 +1,147 @@
+"""`python -m blackbox` end to end, as a user runs it (small images and budgets to stay fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+FAST = ["working_width=160", "budget=4", "batch_size=2", "progress=false"]
+
+
+def blackbox(tmp_path: Path, *overrides: str, module: str = "blackbox") -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    args = [sys.executable, "-m", module, *overrides]
+    if module == "blackbox":
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_default_run_writes_every_output(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, "dataset.names=[chelsea,coffee]")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in records] == ["chelsea", "coffee"]
+    for r in records:
+        assert r["queries"] <= 4 and r["l2"] <= 20.0 + 1e-9
+        assert {
+            "success",
+            "shift_pct_distance",
+            "shift_pct_width",
+            "linf",
+            "psnr",
+            "crop_contains_goal",
+        } <= set(r)
+        assert (run / "adversarial" / f"{r['image']}.png").exists()
+        assert (run / "side_by_side" / f"{r['image']}.png").exists()
+    assert (run / "optuna.journal").exists() and (run / "summary.md").exists()
+    assert "| image |" in done.stdout and "mean (2)" in done.stdout
+
+    replayed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blackbox.replay",
+            str(run),
+            "--image",
+            "coffee",
+            "--out",
+            str(tmp_path / "r.png"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert (tmp_path / "r.png").read_bytes() == (run / "adversarial" / "coffee.png").read_bytes()
+
+
+def test_rerun_in_the_same_folder_resumes(tmp_path) -> None:
+    first = blackbox(tmp_path, *FAST, "dataset.names=[chelsea]", "early_stop=false")
+    assert first.returncode == 0, first.stderr
+    second = blackbox(tmp_path, *FAST, "dataset.names=[chelsea,rocket]", "early_stop=false")
+    assert second.returncode == 0, second.stderr
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == ["chelsea", "rocket"]
+
+
+def test_single_image_and_random_sampler(tmp_path, photo) -> None:
+    path = tmp_path / "cat.jpg"
+    Image.fromarray(photo).save(path)
+    done = blackbox(tmp_path, *FAST, f"image={path}", "sampler=random", "eps=5", "goal.point=[20,50]")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "run" / "results.jsonl").read_text())
+    assert record["image"] == "cat" and record["goal"]["source"] == "user_point" and record["eps"] == 5.0
+
+
+def test_folder_with_a_bad_file_skips_it_and_says_so(tmp_path, photo) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    done = blackbox(tmp_path, *FAST, "dataset=folder", f"dataset.path={folder}")
+    assert done.returncode == 3, done.stderr
+    assert "broken.png" in done.stderr
+    errors = [json.loads(line) for line in (tmp_path / "run" / "errors.jsonl").read_text().splitlines()]
+    assert [e["image"] for e in errors] == ["broken"]
+    assert json.loads((tmp_path / "run" / "results.jsonl").read_text())["image"] == "good"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["eps=0"], "eps must be > 0"),
+        (["eps=-3"], "eps must be > 0"),
+        (["budget=0"], "budget must be a positive"),
+        (["norm=l1"], "norm must be l2 or linf"),
+        (["goal.box=[0,0,5000,10]"], "outside"),
+        (["image=/nonexistent/file.png"], "no such file"),
+        (["search.n_patches=0"], "n_patches"),
+    ],
+)
+def test_bad_settings_are_clear_errors(tmp_path, overrides, message) -> None:
+    done = blackbox(tmp_path, *FAST, "dataset.names=[chelsea]", *overrides)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_target_lists_the_zoo(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, "target=nosuchmodel")
+    assert done.returncode != 0
+    assert "classic" in done.stderr and "nosuchmodel" in done.stderr
+
+
+def test_replay_of_an_unknown_image_is_a_clear_error(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, "dataset.names=[chelsea]")
+    assert done.returncode == 0
+    replayed = subprocess.run(
+        [sys.executable, "-m", "blackbox.replay", str(tmp_path / "run"), "--image", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replayed.returncode == 2 and "chelsea" in replayed.stderr
+
+
+def test_adversarial_png_is_what_the_target_saw(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, "dataset.names=[rocket]")
+    assert done.returncode == 0
+    from targets.classic import ClassicSaliency
+
+    run = tmp_path / "run"
+    record = json.loads((run / "results.jsonl").read_text())
+    pixels = np.asarray(Image.open(run / "adversarial" / "rocket.png"), dtype=np.float32) / 255
+    again = ClassicSaliency().query([pixels])[0]
+    assert list(again.salient_point) == record["salient_point_adversarial"]

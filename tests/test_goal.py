@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blackbox.goal import GoalError, column_profile, default_goal, local_maxima, user_goal
+
+
+def log_density_with_columns(width: int, height: int, peaks: list[tuple[int, float]]) -> np.ndarray:
+    xs = np.arange(width)
+    profile = sum(h * np.exp(-((xs - c) ** 2) / (2 * 4.0**2)) for c, h in peaks) + 1e-3
+    density = np.tile(profile, (height, 1))
+    return np.log(density / density.sum())
+
+
+def test_protocol_goal_is_the_second_highest_maximum() -> None:
+    log_density = log_density_with_columns(200, 50, [(40, 1.0), (150, 0.6), (100, 0.3)])
+    goal = default_goal(width=200, height=50, log_density=log_density, salient_point=(40, 25))
+    assert goal.source == "protocol"
+    assert goal.peak_x == 40 and goal.target_x == 150
+    assert goal.x0 <= 150 < goal.x1 and (goal.y0, goal.y1) == (0, 50)
+    assert goal.x1 - goal.x0 == pytest.approx(20)  # band_width 0.1 of 200 px
+
+
+def test_single_maximum_falls_back_to_the_side_with_more_room() -> None:
+    log_density = log_density_with_columns(200, 50, [(150, 1.0)])
+    goal = default_goal(width=200, height=50, log_density=log_density, salient_point=(150, 25))
+    assert goal.source == "fallback"
+    assert goal.target_x == pytest.approx(150 - 0.15 * 200)
+
+
+def test_crop_only_target_uses_the_salient_point() -> None:
+    goal = default_goal(width=200, height=50, log_density=None, salient_point=(20, 25))
+    assert goal.source == "fallback" and goal.peak_x == 20 and goal.target_x == pytest.approx(50)
+
+
+def test_band_is_kept_inside_the_image() -> None:
+    log_density = log_density_with_columns(200, 50, [(100, 1.0), (198, 0.5)])
+    goal = default_goal(width=200, height=50, log_density=log_density, salient_point=(100, 25))
+    assert goal.x1 <= 200 and goal.x0 >= 0 and goal.x1 - goal.x0 == pytest.approx(20)
+
+
+def test_local_maxima_order_and_profile() -> None:
+    log_density = log_density_with_columns(100, 10, [(20, 0.5), (70, 1.0)])
+    assert list(local_maxima(column_profile(log_density))[:2]) == [70, 20]
+
+
+def test_user_box_and_point() -> None:
+    box = user_goal(width=200, height=100, peak_x=10, box=(150, 10, 190, 60))
+    assert box.source == "user_box" and box.contains((160, 20)) and not box.contains((100, 20))
+    point = user_goal(width=200, height=100, peak_x=10, point=(180, 50))
+    assert point.source == "user_point" and point.contains((180, 50))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"box": (150, 10, 250, 60)},
+        {"box": (-1, 0, 10, 10)},
+        {"box": (50, 10, 40, 60)},
+        {"box": (1, 2, 3)},
+        {"point": (200, 50)},
+        {"point": (10, -1)},
+        {},
+    ],
+)
+def test_goal_outside_the_image_is_a_clear_error(kwargs) -> None:
+    with pytest.raises(GoalError):
+        user_goal(width=200, height=100, peak_x=10, **kwargs)

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from blackbox.attacks import AttackProblem, PatchSearch, render_trial
+from blackbox.budget import BudgetExhaustedError, QueryBudget
+from blackbox.goal import default_goal
+from blackbox.images import LoadedImage
+from targets import Output, Target, TargetOutput
+from targets.classic import ClassicSaliency
+
+SEARCH = {
+    "n_patches": 2,
+    "region": "goal",
+    "margin": 0.5,
+    "space": {
+        "size": {"low": 2.0, "high": 10.0, "log": True},
+        "amplitude": {"low": -1.0, "high": 1.0},
+        "frequency": {"low": 0.0, "high": 0.3},
+        "angle": {"low": 0.0, "high": 3.14},
+    },
+}
+
+
+class CountingTarget(Target):
+    """Wraps a target and counts the images it really answered."""
+
+    name = "counting"
+
+    def __init__(self, inner: Target, outputs: frozenset[Output] | None = None) -> None:
+        super().__init__(aspect_ratios=inner.aspect_ratios)
+        self.inner, self.seen, self._outputs = inner, 0, outputs
+
+    @property
+    def outputs(self) -> frozenset[Output]:
+        return self._outputs or self.inner.outputs
+
+    def _query(self, images):
+        self.seen += len(images)
+        answers = self.inner.query(images)
+        if Output.SALIENCY not in self.outputs:
+            answers = [TargetOutput(a.salient_point, a.crops, None) for a in answers]
+        return answers
+
+
+def problem_for(photo: np.ndarray, target: Target, eps: float = 2.0) -> AttackProblem:
+    image = LoadedImage("chelsea", "test", photo, photo.shape[1::-1])
+    clean = target.query([image.as_float])[0]
+    goal = default_goal(
+        width=image.width,
+        height=image.height,
+        log_density=clean.log_density,
+        salient_point=clean.salient_point,
+    )
+    return AttackProblem(image, clean, goal, eps, "l2", target.name)
+
+
+def make_search(budget: int, *, sampler: str = "tpe", storage=None, early_stop: bool = False, seed: int = 0):
+    def factory(seed: int) -> optuna.samplers.BaseSampler:
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=4, multivariate=True, constant_liar=True
+            )
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    return PatchSearch(
+        sampler_factory=factory,
+        sampler_name=sampler,
+        search=SEARCH,
+        budget=budget,
+        batch_size=3,
+        early_stop=early_stop,
+        storage=storage,
+        seed=seed,
+        progress=False,
+    )
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_budget_is_counted_in_target_queries(photo, sampler) -> None:
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_for(photo, target)
+    target.seen = 0
+    result = make_search(10, sampler=sampler).run(problem, target)
+    assert target.seen == 10 == result.queries  # 3 + 3 + 3 + 1: the last batch is cut to the budget
+    assert result.adversarial.dtype == np.uint8
+    delta = (result.adversarial.astype(float) - photo) / 255
+    assert np.sqrt((delta**2).sum()) <= 2.0 + 1e-9
+
+
+def test_early_stop_on_success(photo) -> None:
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_for(photo, target, eps=30.0)
+    target.seen = 0
+    result = PatchSearch(
+        sampler_factory=lambda s: optuna.samplers.RandomSampler(seed=s),
+        sampler_name="random",
+        search=SEARCH,
+        budget=60,
+        batch_size=2,
+        early_stop=True,
+        progress=False,
+    ).run(problem, target)
+    assert result.success
+    assert result.queries_to_success is not None and result.queries < 60
+    assert target.seen == result.queries
+    assert problem.goal.contains(result.adversarial_output.salient_point)
+
+
+def test_trials_store_a_replayable_config(photo) -> None:
+    target = ClassicSaliency()
+    problem = problem_for(photo, target)
+    storage = optuna.storages.InMemoryStorage()
+    result = make_search(6, storage=storage).run(problem, target)
+    study = optuna.load_study(study_name=result.extra["study"], storage=storage)
+    best = study.trials[result.best_trial]
+    assert render_trial(problem, best.user_attrs["perturbation"]).tobytes() == result.adversarial.tobytes()
+    assert best.user_attrs["perturbation"]["n_patches"] == 2  # the declared space is in it too
+    assert study.user_attrs["image"] == "chelsea" and study.user_attrs["eps"] == 2.0
+
+
+def test_same_seed_same_trials(photo) -> None:
+    target = ClassicSaliency()
+    problem = problem_for(photo, target)
+    first = make_search(9, seed=3).run(problem, target)
+    second = make_search(9, seed=3).run(problem, target)
+    assert first.adversarial.tobytes() == second.adversarial.tobytes()
+    assert first.perturbation == second.perturbation
+
+
+def test_resume_keeps_completed_trials(photo, tmp_path) -> None:
+    from blackbox.storage import make_storage
+
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_for(photo, target)
+    make_search(6, storage=make_storage("journal", tmp_path)).run(problem, target)
+    target.seen = 0
+    result = make_search(9, storage=make_storage("journal", tmp_path)).run(problem, target)
+    assert target.seen == 3  # only the 3 missing queries were spent
+    assert result.queries == 9
+    study = optuna.load_study(study_name=result.extra["study"], storage=make_storage("journal", tmp_path))
+    assert len(study.trials) == 9
+
+
+def test_crop_only_target(photo) -> None:
+    target = CountingTarget(ClassicSaliency(), outputs=frozenset({Output.CROPS}))
+    problem = problem_for(photo, target, eps=30.0)
+    assert problem.goal.source == "fallback"
+    result = make_search(6).run(problem, target)
+    assert result.adversarial_output.log_density is None
+    assert result.queries == 6
+
+
+class FailingTarget(CountingTarget):
+    def _query(self, images):
+        raise ConnectionError("service unreachable")
+
+
+def test_failing_target_ends_trials_cleanly(photo) -> None:
+    inner = ClassicSaliency()
+    problem = problem_for(photo, inner)
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(RuntimeError, match="resume"):
+        make_search(9, storage=storage).run(problem, FailingTarget(inner))
+    study = optuna.get_all_study_summaries(storage)[0]
+    trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
+    assert trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    assert "service unreachable" in trials[0].user_attrs["fail_reason"]
+
+
+def test_budget_wrapper_refuses_overspending(photo) -> None:
+    budget = QueryBudget(ClassicSaliency(), limit=1)
+    budget.query([photo.astype(np.float32) / 255])
+    with pytest.raises(BudgetExhaustedError):
+        budget.query([photo.astype(np.float32) / 255])
+    with pytest.raises(ValueError, match="positive"):
+        QueryBudget(ClassicSaliency(), limit=0)
+
+
+@pytest.mark.parametrize(("budget", "batch"), [(0, 1), (-5, 1), (5, 0)])
+def test_bad_search_settings(budget, batch) -> None:
+    with pytest.raises(ValueError):
+        PatchSearch(
+            sampler_factory=lambda s: optuna.samplers.RandomSampler(seed=s),
+            sampler_name="random",
+            search=SEARCH,
+            budget=budget,
+            batch_size=batch,
+        )
