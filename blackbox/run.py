@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -104,6 +105,7 @@ def _append_jsonl(path: Path, record: dict) -> None:
 def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
     """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``."""
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target if target is not None else instantiate(cfg.target)

@@ -189,3 +189,14 @@ def test_bad_search_settings(budget, batch) -> None:
             budget=budget,
             batch_size=batch,
         )
+
+
+def test_trial_callbacks_see_every_trial(photo) -> None:
+    seen = []
+    search = make_search(5)
+    search.trial_callbacks = (
+        lambda record: seen.append((record.trial.number, record.queries, record.success)),
+    )
+    result = search.run(problem_for(photo, ClassicSaliency()), ClassicSaliency())
+    assert [s[1] for s in seen] == [1, 2, 3, 4, 5]
+    assert len(seen) == result.queries

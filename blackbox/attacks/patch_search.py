@@ -15,7 +15,8 @@ redone.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -30,6 +31,23 @@ from blackbox.search_space import distributions, patches_from_config, search_reg
 from targets import Target, TargetOutput
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a finished trial produced, handed to every trial callback (e.g. artifact upload)."""
+
+    study: optuna.Study
+    trial: optuna.trial.Trial
+    problem: AttackProblem
+    adversarial: np.ndarray  # (H, W, 3) uint8, exactly what the target saw
+    output: TargetOutput
+    score: float
+    success: bool
+    queries: int
+
+
+TrialCallback = Callable[[TrialRecord], None]
 
 # Consecutive failed target calls after which an image is given up (its trials stay stored).
 MAX_CONSECUTIVE_FAILURES = 3
@@ -66,6 +84,7 @@ class PatchSearch(Attack):
         storage: optuna.storages.BaseStorage | str | None = None,
         seed: int = 0,
         progress: bool = True,
+        trial_callbacks: Sequence[TrialCallback] = (),
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -80,6 +99,8 @@ class PatchSearch(Attack):
         self.storage = storage
         self.seed = int(seed)
         self.progress = progress
+        # Called before each trial is told, while its user attributes can still be set.
+        self.trial_callbacks = tuple(trial_callbacks)
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -155,6 +176,11 @@ class PatchSearch(Attack):
                     trial.set_user_attr("queries", queries_so_far)
                     trial.set_user_attr("success", hit)
                     trial.set_user_attr("salient_point", list(output.salient_point))
+                    record = TrialRecord(
+                        study, trial, problem, adversarial, output, value, hit, queries_so_far
+                    )
+                    for callback in self.trial_callbacks:
+                        callback(record)
                     # A goal covering the whole map gives an infinite margin: storages need finite values.
                     study.tell(trial, float(np.clip(value, -1e6, 1e6)))
                     best.offer(trial.number, value, hit, queries_so_far, adversarial, output)
