@@ -14,6 +14,7 @@ from blackbox.goal import GoalError
 from blackbox.images import ImageLoadError
 from blackbox.run import EXIT_BAD_CONFIG, run
 from blackbox.search_space import SearchSpaceError
+from blackbox.zoo import UnknownTargetError
 from targets.weights import MissingModelFileError
 
 
@@ -23,7 +24,14 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         summary = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
-    except (ConfigError, GoalError, ImageLoadError, SearchSpaceError, MissingModelFileError) as error:
+    except (
+        ConfigError,
+        GoalError,
+        ImageLoadError,
+        SearchSpaceError,
+        MissingModelFileError,
+        UnknownTargetError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(summary.exit_code)

@@ -7,9 +7,9 @@ rescaled to the budget, added, clipped to [0, 1] and quantised to 8 bits.
 
 The budget ``eps`` is in the units of [0, 1] pixels at the working resolution: the L2 norm of the
 whole ``(H, W, 3)`` perturbation (the paper's sizes 10, 20, 30 at 640 px wide), or its L-inf norm.
-The *quantised* perturbation never exceeds ``eps``: it is rounded to the nearest 8-bit level, and if
-that rounding pushed it over the budget it is instead truncated toward the clean image, which can
-only shrink every element. All of this is numpy float64, so rendering is deterministic and a replay
+The *quantised* perturbation never exceeds ``eps``: it is rounded to the nearest 8-bit level, and
+if that rounding pushed it over the budget, the perturbation is scaled down (bisection) until its
+rounding fits. All of this is numpy float64, so rendering is deterministic and a replay
 is byte-identical.
 """
 
@@ -92,15 +92,39 @@ def scale_to_budget(delta: np.ndarray, eps: float, norm: Norm) -> np.ndarray:
 def apply(clean: np.ndarray, delta: np.ndarray, eps: float, norm: Norm) -> np.ndarray:
     """The 8-bit adversarial image: ``clean`` (uint8) plus ``delta`` (in [0,1] units), within budget.
 
-    Rounds to the nearest level; if rounding exceeds ``eps``, truncates toward ``clean`` instead.
+    Rounds to the nearest level. If rounding pushed the norm over ``eps``, the largest scale of
+    ``delta`` whose rounding fits is found by bisection; only if none fits is ``delta`` truncated
+    toward ``clean`` (every element shrinks, so that always fits). Work is confined to the
+    perturbation's bounding box, which for patches is a small part of the image.
     """
-    base = clean.astype(np.float64)
-    target = np.clip(base + delta * 255.0, 0.0, 255.0)
-    rounded = np.rint(target)
-    if norm_of((rounded - base) / 255.0, norm) > eps:
-        step = target - base
-        rounded = base + np.trunc(step)  # every element shrinks toward the clean pixel
-    return rounded.astype(np.uint8)
+    rows, cols = np.nonzero(np.any(delta != 0, axis=2))
+    if rows.size == 0:
+        return clean.copy()
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    base = clean[box].astype(np.float64)
+    step = delta[box] * 255.0
+
+    def rounded(scale: float) -> np.ndarray:
+        return np.rint(np.clip(base + scale * step, 0.0, 255.0))
+
+    def fits(candidate: np.ndarray) -> bool:
+        return norm_of((candidate - base) / 255.0, norm) <= eps
+
+    best = rounded(1.0)
+    if not fits(best):
+        low, high, best = 0.0, 1.0, None
+        for _ in range(12):
+            middle = (low + high) / 2
+            candidate = rounded(middle)
+            if fits(candidate):
+                low, best = middle, candidate
+            else:
+                high = middle
+        if best is None:
+            best = base + np.trunc(np.clip(base + step, 0.0, 255.0) - base)
+    out = clean.copy()
+    out[box] = best.astype(np.uint8)
+    return out
 
 
 def perturb(clean: np.ndarray, patches: Sequence[Patch], *, eps: float, norm: Norm) -> np.ndarray:

@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,24 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.attacks import Attack, AttackProblem, PatchSearch
-from blackbox.config_checks import check_run_config
+from blackbox.attacks import (
+    Attack,
+    AttackFailedError,
+    AttackProblem,
+    AttackResult,
+    IterativeFGM,
+    PatchSearch,
+    WhiteBoxAttack,
+)
+from blackbox.config_checks import ConfigError, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.goal import Goal, default_goal, profile_peak, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.objective import score, succeeded
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
-from targets import Output, Target, TargetOutput
+from blackbox.zoo import load_target
+from targets import DifferentiableTarget, Output, Target, TargetOutput
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
@@ -70,6 +80,10 @@ def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
 
 
 def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
+    """The configured attack: the black-box search, or a white-box attack from ``conf/attack/``."""
+    if cfg.attack.name != "blackbox":
+        settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
+        return instantiate(settings)
     storage_cfg = cfg.storage
     storage = make_storage(storage_cfg.kind, run_dir, url=storage_cfg.get("url"))
     sampler_factory = instantiate(cfg.sampler.factory)
@@ -83,7 +97,27 @@ def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
         storage=storage,
         seed=int(cfg.seed),
         progress=bool(cfg.get("progress", True)),
+        warm_start=make_warm_start(cfg),
     )
+
+
+def make_warm_start(cfg: DictConfig):
+    """``warm_start=<zoo name>``: iterative FGM on that local, differentiable stand-in."""
+    name = cfg.get("warm_start")
+    if not name:
+        return None
+    stand_in = load_target(str(name), aspect_ratios=cfg.aspect_ratios)
+    if not isinstance(stand_in, DifferentiableTarget):
+        raise ConfigError(
+            f"warm_start={name} is not differentiable; name a local model (classic, surrogate, ...)"
+        )
+    crafter = IterativeFGM(steps=3, gradcam=stand_in.feature_layer() is not None, seed=int(cfg.seed))
+
+    def transfer_perturbation(problem: AttackProblem) -> np.ndarray:
+        result = crafter.run(problem, stand_in)
+        return (result.adversarial.astype(np.float64) - problem.image.pixels) / 255.0
+
+    return transfer_perturbation
 
 
 def _done_images(results_path: Path) -> set[str]:
@@ -109,7 +143,15 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target if target is not None else instantiate(cfg.target)
+    # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
+    measure_name = cfg.get("measure")
+    measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
     attack = make_attack(cfg, run_dir)
+    if isinstance(attack, WhiteBoxAttack) and attack.needs_gradients and not target.differentiable:
+        raise ConfigError(
+            f"attack={attack.name} needs gradients and target={target_name} gives none: craft on a "
+            f"differentiable target and score on this one with measure={target_name} (a transfer attack)"
+        )
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
     done = _done_images(results_path)
@@ -123,20 +165,28 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
             _skip(summary, errors_path, source.image_id, source.location, str(loaded))
             continue
         clean_output = target.query([loaded.as_float])[0]
+        measured_clean = measure.query([loaded.as_float])[0] if measure is not None else clean_output
         try:
-            goal = make_goal(cfg, loaded, clean_output)
+            goal = make_goal(cfg, loaded, measured_clean)
         except ValueError as error:
             _skip(summary, errors_path, source.image_id, source.location, str(error))
             continue
         problem = AttackProblem(loaded, clean_output, goal, float(cfg.eps), str(cfg.norm), target_name)
         try:
             result = attack.run(problem, target)
-        except RuntimeError as error:
+        except AttackFailedError as error:
             _skip(summary, errors_path, source.image_id, source.location, str(error))
             continue
         record = result.record(loaded, clean_output, has_point=has_point)
         record["target"] = target_name
         record["clean_queries"] = 1
+        if measure is not None:
+            crafted = record
+            result = measured(result, measure, loaded)
+            clean_output = measured_clean
+            record = result.record(loaded, measured_clean, has_point=Attack.has_point(measure))
+            record.update(target=target_name, measure=str(measure_name), clean_queries=1)
+            record["on_target"] = {k: crafted[k] for k in ON_TARGET_KEYS}
         save_png(result.adversarial, run_dir / "adversarial" / f"{loaded.image_id}.png")
         side_by_side(
             loaded.pixels,
@@ -156,6 +206,21 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         print(f"\n{len(summary.skipped)} input(s) skipped; reasons in {errors_path}", file=sys.stderr)
     print(f"\nrun folder: {run_dir}")
     return summary
+
+
+ON_TARGET_KEYS = ("success", "shift_pct_distance", "shift_pct_width", "score", "salient_point_adversarial")
+
+
+def measured(result: AttackResult, measure: Target, image: LoadedImage) -> AttackResult:
+    """The same adversarial image, scored by the measuring target instead of the attacked one."""
+    output = measure.query([result.adversarial.astype(np.float32) / 255.0])[0]
+    has_point = Attack.has_point(measure)
+    return replace(
+        result,
+        adversarial_output=output,
+        success=succeeded(output, result.goal, image.width, image.height, has_point=has_point),
+        score=score(output, result.goal, image.width, image.height, has_point=has_point),
+    )
 
 
 def _skip(summary: RunSummary, errors_path: Path, image_id: str, location: str, reason: str) -> None:

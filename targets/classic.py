@@ -58,7 +58,9 @@ class ImageSignature(nn.Module):
 
     def _dct(self, n: int, like: torch.Tensor) -> torch.Tensor:
         if n not in self._dct_cache:
-            self._dct_cache[n] = dct_matrix(n)
+            # Built outside inference mode even when first needed there: gradients reuse it later.
+            with torch.inference_mode(False):
+                self._dct_cache[n] = dct_matrix(n)
         return self._dct_cache[n].to(like)
 
     def forward(self, lab: torch.Tensor) -> torch.Tensor:

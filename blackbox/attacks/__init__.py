@@ -1,6 +1,27 @@
 """Attacks: one interface (:class:`Attack`) and one result type (:class:`AttackResult`)."""
 
-from blackbox.attacks._base import Attack, AttackProblem, AttackResult
-from blackbox.attacks.patch_search import PatchSearch, render_trial, study_name
+from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
+from blackbox.attacks._whitebox import WhiteBoxAttack
+from blackbox.attacks.gaussian_noise import GaussianNoise
+from blackbox.attacks.gradcam_fgm import GradCamFGM
+from blackbox.attacks.gradcam_noise import GradCamNoise
+from blackbox.attacks.iterative_fgm import IterativeFGM
+from blackbox.attacks.patch_search import PatchSearch, TrialRecord, render_trial, study_name
+from blackbox.attacks.pgd import PGD
 
-__all__ = ["Attack", "AttackProblem", "AttackResult", "PatchSearch", "render_trial", "study_name"]
+__all__ = [
+    "PGD",
+    "Attack",
+    "AttackFailedError",
+    "AttackProblem",
+    "AttackResult",
+    "GaussianNoise",
+    "GradCamFGM",
+    "GradCamNoise",
+    "IterativeFGM",
+    "PatchSearch",
+    "TrialRecord",
+    "WhiteBoxAttack",
+    "render_trial",
+    "study_name",
+]

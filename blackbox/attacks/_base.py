@@ -15,6 +15,10 @@ from blackbox.objective import succeeded
 from targets import Output, Target, TargetOutput
 
 
+class AttackFailedError(RuntimeError):
+    """An attack could not produce any result for an image (e.g. every target query failed)."""
+
+
 @dataclass(frozen=True)
 class AttackProblem:
     """One image to attack: the clean 8-bit image, what the target said of it, and the goal."""

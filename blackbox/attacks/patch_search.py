@@ -23,11 +23,12 @@ import optuna
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from blackbox.attacks._base import Attack, AttackProblem, AttackResult
+from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.budget import QueryBudget
 from blackbox.objective import score, succeeded
 from blackbox.perturbation import Norm, perturb
 from blackbox.search_space import distributions, patches_from_config, search_region, trial_config
+from blackbox.warm_start import fit_patches
 from targets import Target, TargetOutput
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
@@ -85,6 +86,7 @@ class PatchSearch(Attack):
         seed: int = 0,
         progress: bool = True,
         trial_callbacks: Sequence[TrialCallback] = (),
+        warm_start: Callable[[AttackProblem], np.ndarray] | None = None,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -101,6 +103,8 @@ class PatchSearch(Attack):
         self.progress = progress
         # Called before each trial is told, while its user attributes can still be set.
         self.trial_callbacks = tuple(trial_callbacks)
+        # Gives a dense transfer perturbation for a problem; its fitted patches are the first trial.
+        self.warm_start = warm_start
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -131,6 +135,10 @@ class PatchSearch(Attack):
             }.items():
                 study.set_user_attr(key, value)
 
+        if self.warm_start is not None and not study.trials:
+            delta = self.warm_start(problem)
+            n_patches = int(self.search["n_patches"])
+            study.enqueue_trial(fit_patches(delta, n_patches=n_patches, region=region, space=self.search))
         best = _Best()
         used = _resume(study, best)
         budget = QueryBudget(target, limit=self.budget, used=used)
@@ -190,7 +198,7 @@ class PatchSearch(Attack):
             bar.close()
 
         if best.trial is None:
-            raise RuntimeError(
+            raise AttackFailedError(
                 f"{image.image_id}: no trial completed ({failed} queries failed); the study "
                 f"{name!r} is kept, re-run the same command to resume"
             )

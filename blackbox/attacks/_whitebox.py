@@ -1,0 +1,75 @@
+"""What every white-box attack shares: it needs gradients, and it ends like the black-box attack.
+
+A white-box attack returns a dense perturbation; :meth:`WhiteBoxAttack.run` adds it to the clean
+8-bit image, clips and quantises exactly as the black-box attack does (:func:`perturbation.apply`),
+asks the target once for the result, and builds the shared :class:`AttackResult`.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import torch
+
+from blackbox.attacks._base import Attack, AttackProblem, AttackResult
+from blackbox.attacks._gradients import goal_mask, to_delta_array, to_tensor
+from blackbox.objective import score, succeeded
+from blackbox.perturbation import apply
+from targets import DifferentiableTarget, Target
+
+
+class WhiteBoxAttack(Attack):
+    """Base of the gradient attacks and the paper's baselines."""
+
+    #: False for baselines that only add noise: those run on any target.
+    needs_gradients = True
+
+    def __init__(self, *, temperature: float = 0.05, seed: int = 0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+        self.gradient_steps = 0
+
+    @abc.abstractmethod
+    def perturbation(
+        self, problem: AttackProblem, target: DifferentiableTarget, image: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The ``(1, 3, H, W)`` perturbation in [0, 1] units, of norm ``problem.eps``."""
+
+    def run(self, problem: AttackProblem, target: Target) -> AttackResult:
+        if self.needs_gradients and not isinstance(target, DifferentiableTarget):
+            raise TypeError(
+                f"{self.name} needs gradients, and target {problem.target_name!r} gives none; "
+                "use a differentiable target (classic, twitter, surrogate, deepgaze) and measure= "
+                "to score on this one (a transfer attack), or a black-box sampler"
+            )
+        image = problem.image
+        self.gradient_steps = 0
+        torch.manual_seed(self.seed)
+        clean = to_tensor(image.pixels)
+        mask = goal_mask(problem.goal, image.height, image.width)
+        delta = self.perturbation(problem, target, clean, mask)  # type: ignore[arg-type]
+        adversarial = apply(image.pixels, to_delta_array(delta), problem.eps, problem.norm)  # type: ignore[arg-type]
+        return self.evaluate(problem, target, adversarial)
+
+    def evaluate(self, problem: AttackProblem, target: Target, adversarial: np.ndarray) -> AttackResult:
+        """Ask ``target`` once about the final image and build the result."""
+        width, height = problem.image.width, problem.image.height
+        output = target.query([adversarial.astype(np.float32) / 255.0])[0]
+        has_point = self.has_point(target)
+        return AttackResult(
+            image_id=problem.image.image_id,
+            method=self.name,
+            success=succeeded(output, problem.goal, width, height, has_point=has_point),
+            adversarial=adversarial,
+            adversarial_output=output,
+            goal=problem.goal,
+            eps=problem.eps,
+            norm=problem.norm,
+            queries=1,
+            queries_to_success=None,
+            score=score(output, problem.goal, width, height, has_point=has_point),
+            extra={"gradient_steps": self.gradient_steps},
+        )
