@@ -19,7 +19,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.run import run
+from blackbox.run import run, success_rate
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
                     "budget": budget,
                     "sampler": sampler,
                     "images": len(records),
-                    "success_rate": float(np.mean([r["success"] for r in records])),
+                    "success_rate": success_rate(records),
                     "shift_pct_distance": float(np.mean([r["shift_pct_distance"] for r in records])),
                     "shift_pct_width": float(np.mean([r["shift_pct_width"] for r in records])),
                     "mean_queries": float(np.mean([r["queries"] for r in records])),

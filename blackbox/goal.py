@@ -19,6 +19,8 @@ from typing import Literal
 import numpy as np
 from scipy.signal import find_peaks
 
+from targets import CropBox
+
 GoalSource = Literal["protocol", "fallback", "user_box", "user_point"]
 
 
@@ -45,6 +47,17 @@ class Goal:
     def contains(self, point: tuple[float, float]) -> bool:
         x, y = point
         return self.x0 <= x < self.x1 and self.y0 <= y < self.y1
+
+    def shown_by(self, crop: CropBox, image_height: int) -> bool:
+        """Whether ``crop`` shows the goal.
+
+        A goal box must lie wholly inside the crop. A full-height band (the protocol's goals) is
+        about columns only: no crop that cuts the height could ever hold it whole, so there the crop
+        need only hold the band's columns.
+        """
+        if self.y0 <= 0 and self.y1 >= image_height:
+            return crop.left <= self.x0 and self.x1 <= crop.right
+        return crop.contains_box(self.box)
 
     def as_dict(self) -> dict:
         return asdict(self)

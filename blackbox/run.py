@@ -242,24 +242,32 @@ def _fmt(value: object, digits: int = 1) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+        # Rounding first, then + 0.0, prints a tiny negative as "0.0", not "-0.0".
+        return "inf" if math.isinf(value) else f"{round(value, digits) + 0.0:.{digits}f}"
     return str(value)
 
 
 def summary_table(records: list[dict]) -> str:
-    """A Markdown table, one row per image and a mean row."""
+    """A Markdown table, one row per image and a mean row.
+
+    An image whose clean salient point already lies in the goal succeeds trivially: the table marks
+    it (``clean in goal``) and the mean row's success rate counts only the other images.
+    """
     header = (
-        "| image | goal | success | shift % dist | shift % width | queries | to success "
-        "| L2 | Linf*255 | PSNR |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| image | goal | clean in goal | success | shift % dist | shift % width | queries | to success "
+        "| crops showing goal | L2 | Linf*255 | PSNR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [header]
     for r in records:
+        crops = r.get("crop_contains_goal") or {}
+        clean_crops = r.get("clean_crop_contains_goal") or {}
         rows.append(
-            f"| {r['image']} | {r['goal']['source']} | {_fmt(r['success'])} | "
+            f"| {r['image']} | {r['goal']['source']} | {_fmt(r['clean_in_goal'])} | {_fmt(r['success'])} | "
             f"{_fmt(r['shift_pct_distance'])} | {_fmt(r['shift_pct_width'])} | {r['queries']} | "
-            f"{_fmt(r['queries_to_success'])} | {_fmt(r['l2'], 2)} | {_fmt(r['linf'] * 255, 0)} | "
-            f"{_fmt(r['psnr'])} |"
+            f"{_fmt(r['queries_to_success'])} | "
+            f"{sum(clean_crops.values())}→{sum(crops.values())}/{len(crops)} | "
+            f"{_fmt(r['l2'], 2)} | {_fmt(r['linf'] * 255, 0)} | {_fmt(r['psnr'])} |"
         )
     if records:
 
@@ -267,10 +275,18 @@ def summary_table(records: list[dict]) -> str:
             values = [r[key] for r in records if r.get(key) is not None]
             return float(np.mean(values)) if values else float("nan")
 
-        rate = 100.0 * sum(r["success"] for r in records) / len(records)
+        rate = success_rate(records)
+        rate_text = f"{100 * rate:.0f}%" if not math.isnan(rate) else "-"
+        trivial = sum(bool(r["clean_in_goal"]) for r in records)
         rows.append(
-            f"| **mean ({len(records)})** | | {rate:.0f}% | {mean('shift_pct_distance'):.1f} | "
-            f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | {mean('l2'):.2f} | "
+            f"| **mean ({len(records)})** | | {trivial} | {rate_text} | {mean('shift_pct_distance'):.1f} | "
+            f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | {mean('l2'):.2f} | "
             f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
         )
     return "\n".join(rows)
+
+
+def success_rate(records: list[dict]) -> float:
+    """Success over the images whose clean salient point was not already in the goal (NaN if none)."""
+    attacked = [r for r in records if not r["clean_in_goal"]]
+    return float(np.mean([r["success"] for r in attacked])) if attacked else float("nan")

@@ -145,3 +145,30 @@ def test_adversarial_png_is_what_the_target_saw(tmp_path) -> None:
     pixels = np.asarray(Image.open(run / "adversarial" / "rocket.png"), dtype=np.float32) / 255
     again = ClassicSaliency().query([pixels])[0]
     assert list(again.salient_point) == record["salient_point_adversarial"]
+
+
+def test_success_rate_leaves_out_images_already_in_the_goal() -> None:
+    from blackbox.run import success_rate, summary_table
+
+    base = {
+        "goal": {"source": "protocol"},
+        "shift_pct_distance": 10.0,
+        "shift_pct_width": 1.0,
+        "queries": 4,
+        "queries_to_success": None,
+        "l2": 1.0,
+        "linf": 0.1,
+        "psnr": 40.0,
+        "crop_contains_goal": {"1": True, "2": False},
+        "clean_crop_contains_goal": {"1": False, "2": False},
+    }
+    records = [
+        {**base, "image": "a", "clean_in_goal": True, "success": True},
+        {**base, "image": "b", "clean_in_goal": False, "success": True},
+        {**base, "image": "c", "clean_in_goal": False, "success": False},
+    ]
+    assert success_rate(records) == pytest.approx(0.5)
+    assert np.isnan(success_rate(records[:1]))
+    table = summary_table(records)
+    assert "| **mean (3)** | | 1 | 50% |" in table
+    assert "0→1/2" in table

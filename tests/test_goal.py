@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.goal import GoalError, column_profile, default_goal, local_maxima, user_goal
+from blackbox.goal import Goal, GoalError, column_profile, default_goal, local_maxima, user_goal
+from targets import CropBox
 
 
 def log_density_with_columns(width: int, height: int, peaks: list[tuple[int, float]]) -> np.ndarray:
@@ -67,3 +68,17 @@ def test_user_box_and_point() -> None:
 def test_goal_outside_the_image_is_a_clear_error(kwargs) -> None:
     with pytest.raises(GoalError):
         user_goal(width=200, height=100, peak_x=10, **kwargs)
+
+
+def test_a_band_is_shown_by_a_crop_holding_its_columns() -> None:
+    band = Goal(100, 0, 164, 400, "protocol", peak_x=300, target_x=132)
+    # A crop that cuts the height can never hold a full-height band whole: only columns count.
+    assert band.shown_by(CropBox(0, 20, 640, 358, 0.56), image_height=400)
+    assert band.shown_by(CropBox(90, 0, 200, 400, 2.0), image_height=400)
+    assert not band.shown_by(CropBox(120, 0, 200, 400, 2.0), image_height=400)
+
+
+def test_a_box_must_be_wholly_inside_the_crop() -> None:
+    box = Goal(100, 300, 164, 380, "user_box", peak_x=300, target_x=132)
+    assert not box.shown_by(CropBox(0, 0, 640, 358, 0.56), image_height=400)
+    assert box.shown_by(CropBox(0, 42, 640, 358, 0.56), image_height=400)

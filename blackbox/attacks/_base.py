@@ -58,9 +58,9 @@ class AttackResult:
         new_peak = _peak_x(self.adversarial_output)
         shift = peak_shift(old_peak, new_peak, self.goal.target_x, width)
         crops_contain = {
-            f"{c.aspect_ratio:g}": c.contains_box(self.goal.box) for c in self.adversarial_output.crops
+            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height) for c in self.adversarial_output.crops
         }
-        clean_contain = {f"{c.aspect_ratio:g}": c.contains_box(self.goal.box) for c in clean_output.crops}
+        clean_contain = {f"{c.aspect_ratio:g}": self.goal.shown_by(c, height) for c in clean_output.crops}
         norms = perturbation_norms(clean.pixels, self.adversarial)
         return {
             "image": self.image_id,
