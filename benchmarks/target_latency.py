@@ -1,0 +1,102 @@
+"""Latency of each local target at 640x480: query, and forward+backward for differentiable ones.
+
+    python -m benchmarks.target_latency --targets classic --batches 1 4 16 --repeats 20
+
+Prints p50/p95 milliseconds per call and per image, and writes the table as JSON under
+``runs/benchmarks/``. Random images of the working size stand in for photos: latency does not
+depend on the content. Thread count is torch's default unless ``--threads`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blackbox.zoo import load_target
+from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
+
+
+def _timings(call, repeats: int) -> np.ndarray:
+    call()  # warm-up: first calls allocate and build caches
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return 1000.0 * np.asarray(seconds)
+
+
+def _row(target: str, mode: str, batch: int, ms: np.ndarray) -> dict:
+    p50, p95 = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+    return {
+        "target": target,
+        "mode": mode,
+        "batch": batch,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p50_ms_per_image": p50 / batch,
+        "repeats": len(ms),
+    }
+
+
+def measure(
+    name: str, batches: list[int], repeats: int, width: int, height: int, overrides: dict
+) -> list[dict]:
+    target = load_target(name, aspect_ratios=DEFAULT_ASPECT_RATIOS, overrides=overrides)
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        images = rng.random((batch, height, width, 3), dtype=np.float32)
+        rows.append(_row(name, "query", batch, _timings(lambda images=images: target.query(images), repeats)))
+        if isinstance(target, DifferentiableTarget):
+            tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+            def forward_backward(tensor: torch.Tensor = tensor) -> None:
+                x = tensor.clone().requires_grad_()
+                target.log_density(x)[:, :, : width // 4].logsumexp(dim=(1, 2)).sum().backward()
+
+            rows.append(_row(name, "forward+backward", batch, _timings(forward_backward, repeats)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--targets", nargs="+", default=["classic"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("WIDTH", "HEIGHT"))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="TARGET.KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        name, setting = key.split(".", 1)
+        overrides.setdefault(name, {})[setting] = value
+    rows = []
+    print(f"torch threads: {torch.get_num_threads()}, image {args.size[0]}x{args.size[1]}")
+    print(f"{'target':>10} {'mode':>17} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'ms/image':>9}")
+    for name in args.targets:
+        for row in measure(name, args.batches, args.repeats, *args.size, overrides.get(name, {})):
+            rows.append(row)
+            print(
+                f"{row['target']:>10} {row['mode']:>17} {row['batch']:>5} {row['p50_ms']:>9.1f} "
+                f"{row['p95_ms']:>9.1f} {row['p50_ms_per_image']:>9.1f}",
+                flush=True,
+            )
+    out = args.out / f"target_latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
