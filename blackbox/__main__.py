@@ -9,13 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from blackbox.config_checks import ConfigError
-from blackbox.goal import GoalError
-from blackbox.images import ImageLoadError
-from blackbox.run import EXIT_BAD_CONFIG, run
-from blackbox.search_space import SearchSpaceError
-from blackbox.zoo import UnknownTargetError
-from targets.weights import MissingModelFileError
+from blackbox.run import EXIT_BAD_CONFIG, USER_ERRORS, run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -24,14 +18,7 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         summary = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
-    except (
-        ConfigError,
-        GoalError,
-        ImageLoadError,
-        SearchSpaceError,
-        MissingModelFileError,
-        UnknownTargetError,
-    ) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(summary.exit_code)

@@ -55,6 +55,56 @@ def folder_sources(path: str | Path, *, recursive: bool = True) -> list[ImageSou
     return sources
 
 
+def cat2000_sources(path: str | Path) -> list[ImageSource]:
+    """CAT2000 in its published layout: ``trainSet/Stimuli/<Category>/<name>.jpg``.
+
+    ``path`` may be the folder that holds ``trainSet``, ``trainSet`` itself, or its ``Stimuli``.
+    The ``Output`` folders some copies carry hold saliency maps, not stimuli, and are left out.
+    Ids are ``<Category>__<name>``.
+    """
+    root = Path(path).expanduser()
+    for candidate in (root / "trainSet" / "Stimuli", root / "Stimuli", root):
+        if candidate.is_dir() and any(child.is_dir() for child in candidate.iterdir()):
+            stimuli = candidate
+            break
+    else:
+        raise ImageLoadError(
+            f"{root} is not CAT2000 in its published layout (trainSet/Stimuli/<Category>/*.jpg); "
+            "point dataset.path at the folder holding trainSet, or use dataset=folder"
+        )
+    return [s for s in folder_sources(stimuli) if "Output" not in Path(s.location).relative_to(stimuli).parts]
+
+
+def pysaliency_cat2000_sources(location: str | Path, *, version: str = "1.1") -> list[ImageSource]:
+    """CAT2000 (train) through pysaliency's own loader, from a location it has already prepared.
+
+    ``pysaliency.get_cat2000_train(location=...)`` downloads the whole dataset when its cache folder
+    is missing; this loader refuses instead, so nothing is ever downloaded by accident. ``version``
+    is pysaliency's (1.1 fixes fixation details; the stimuli are the same).
+    """
+    if version not in ("1", "1.1"):
+        raise ImageLoadError(
+            f"dataset.version must be '1' or '1.1' (pysaliency's CAT2000 versions), got {version!r}"
+        )
+    root = Path(location).expanduser()
+    prepared = root / ("CAT2000_train" if version == "1" else "CAT2000_train_v1.1")
+    if not (prepared / "stimuli.hdf5").is_file():
+        raise ImageLoadError(
+            f"no pysaliency CAT2000 cache at {prepared} (stimuli.hdf5 missing). Prepare it once with "
+            'internet: python -c "import pysaliency; '
+            f"pysaliency.get_cat2000_train(location='{root}', version='{version}')\", "
+            "or use dataset=cat2000 with the published layout"
+        )
+    import pysaliency
+
+    stimuli, _ = pysaliency.get_cat2000_train(location=str(root), version=version)
+    sources = []
+    for filename in stimuli.filenames:
+        file = Path(filename)
+        sources.append(ImageSource(f"{file.parent.name}__{file.stem}", str(file)))
+    return sources
+
+
 def bundled_sources(names: list[str] | tuple[str, ...] = BUNDLED_PHOTOS) -> list[ImageSource]:
     unknown = [n for n in names if n not in BUNDLED_PHOTOS]
     if unknown:
@@ -76,7 +126,15 @@ def sources_from_config(*, image: str | None, dataset: dict) -> list[ImageSource
         if not dataset.get("path"):
             raise ImageLoadError("dataset=folder needs dataset.path=DIR")
         return folder_sources(dataset["path"], recursive=bool(dataset.get("recursive", True)))
-    raise ImageLoadError(f"unknown dataset kind {kind!r}; use dataset=bundled or dataset=folder")
+    if kind in ("cat2000", "cat2000_pysaliency"):
+        if not dataset.get("path"):
+            raise ImageLoadError(f"dataset={kind} needs dataset.path=DIR")
+        if kind == "cat2000":
+            return cat2000_sources(dataset["path"])
+        return pysaliency_cat2000_sources(dataset["path"], version=str(dataset.get("version", "1.1")))
+    raise ImageLoadError(
+        f"unknown dataset kind {kind!r}; use dataset=bundled, folder, cat2000 or cat2000_pysaliency"
+    )
 
 
 def iterate(

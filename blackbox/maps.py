@@ -13,7 +13,7 @@ from pathlib import Path
 
 from blackbox.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
 from blackbox.visualize import grid, saliency_view
-from blackbox.zoo import UnknownTargetError, load_target
+from blackbox.zoo import UnknownChoiceError, load_target
 from targets import DEFAULT_ASPECT_RATIOS, Target
 from targets.weights import MissingModelFileError
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             images = [load_image(path, working_width=args.working_width) for path in args.images]
         else:
             images = [load_bundled(name, working_width=args.working_width) for name in BUNDLED_PHOTOS]
-    except (UnknownTargetError, MissingModelFileError, ImageLoadError) as error:
+    except (UnknownChoiceError, MissingModelFileError, ImageLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / "maps" / f"{args.target}.png"

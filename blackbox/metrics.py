@@ -1,4 +1,4 @@
-"""Perturbation sizes and the paper's peak-shift measure."""
+"""Perturbation sizes (L2, L-inf, PSNR, SSIM) and the paper's peak-shift measure."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ def perturbation_norms(clean: np.ndarray, adversarial: np.ndarray) -> dict[str, 
     mse = float(np.mean(delta**2))
     psnr = math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
     return {"l2": l2, "linf": linf, "psnr": psnr}
+
+
+def ssim(clean: np.ndarray, adversarial: np.ndarray) -> float:
+    """Structural similarity of two ``(H, W, 3)`` uint8 images (Wang et al. 2004; 1 = identical)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(clean, adversarial, channel_axis=2, data_range=255))
 
 
 def peak_shift(old_peak_x: float, new_peak_x: float, target_x: float, width: int) -> dict[str, float]:

@@ -26,7 +26,9 @@ class ReplayError(ValueError):
     pass
 
 
-def replay(run_dir: Path, image_id: str, trial_number: int | None, out: Path) -> Path:
+def replay(
+    run_dir: Path, image_id: str, trial_number: int | None, out: Path, *, study_name: str | None = None
+) -> Path:
     config_path = run_dir / ".hydra" / "config.yaml"
     if not config_path.exists():
         raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
@@ -38,6 +40,15 @@ def replay(run_dir: Path, image_id: str, trial_number: int | None, out: Path) ->
     if not summaries:
         known = sorted({s.user_attrs.get("image") for s in optuna.get_all_study_summaries(storage)})
         raise ReplayError(f"no study for image {image_id!r} in {run_dir}; images there: {known}")
+    if study_name is not None:
+        summaries = [s for s in summaries if s.study_name == study_name]
+        if not summaries:
+            raise ReplayError(f"no study named {study_name!r} for image {image_id!r} in {run_dir}")
+    elif len(summaries) > 1:  # a compare run: one study per sampler and eps
+        names = "\n".join(f"  {s.study_name}" for s in summaries)
+        raise ReplayError(
+            f"{image_id!r} has {len(summaries)} studies in {run_dir}; pick one with --study:\n{names}"
+        )
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
     if trial_number is None:
         record = _result_record(run_dir, image_id)
@@ -81,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--image", required=True, help="image id (as in results.jsonl)")
     parser.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
+    parser.add_argument("--study", default=None, help="study name, where an image has several (compare runs)")
     parser.add_argument("--out", type=Path, default=None, help="output PNG (default: RUN_DIR/replay/...)")
     args = parser.parse_args(argv)
     suffix = "best" if args.trial is None else f"trial{args.trial}"
     out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
     try:
-        path = replay(args.run_dir, args.image, args.trial, out)
+        path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)
     except ReplayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

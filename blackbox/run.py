@@ -28,16 +28,29 @@ from blackbox.attacks import (
 )
 from blackbox.config_checks import ConfigError, check_run_config
 from blackbox.datasets import iterate, sources_from_config
-from blackbox.goal import Goal, default_goal, profile_peak, user_goal
+from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.metrics import ssim
 from blackbox.objective import score, succeeded
+from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
-from blackbox.zoo import load_target
-from targets import DifferentiableTarget, Output, Target, TargetOutput
+from blackbox.zoo import UnknownChoiceError, load_target
+from targets import DifferentiableTarget, Target, TargetOutput
+from targets.weights import MissingModelFileError
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
+
+# Errors a user fixes by changing a setting or an input: the CLIs print them and exit EXIT_BAD_CONFIG.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    GoalError,
+    ImageLoadError,
+    SearchSpaceError,
+    MissingModelFileError,
+    UnknownChoiceError,
+)
 
 
 @dataclass
@@ -155,7 +168,6 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
     done = _done_images(results_path)
-    has_point = Output.POINT in target.outputs or Output.SALIENCY in target.outputs
 
     for source, loaded in iterate(sources, cfg.get("working_width")):
         if source.image_id in done:
@@ -173,25 +185,15 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
             continue
         problem = AttackProblem(loaded, clean_output, goal, float(cfg.eps), str(cfg.norm), target_name)
         try:
-            result = attack.run(problem, target)
+            result, record = attack_image(attack, problem, target, measure, measured_clean, measure_name)
         except AttackFailedError as error:
             _skip(summary, errors_path, source.image_id, source.location, str(error))
             continue
-        record = result.record(loaded, clean_output, has_point=has_point)
-        record["target"] = target_name
-        record["clean_queries"] = 1
-        if measure is not None:
-            crafted = record
-            result = measured(result, measure, loaded)
-            clean_output = measured_clean
-            record = result.record(loaded, measured_clean, has_point=Attack.has_point(measure))
-            record.update(target=target_name, measure=str(measure_name), clean_queries=1)
-            record["on_target"] = {k: crafted[k] for k in ON_TARGET_KEYS}
         save_png(result.adversarial, run_dir / "adversarial" / f"{loaded.image_id}.png")
         side_by_side(
             loaded.pixels,
             result.adversarial,
-            clean_output,
+            measured_clean,
             result.adversarial_output,
             goal,
             run_dir / "side_by_side" / f"{loaded.image_id}.png",
@@ -206,6 +208,32 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         print(f"\n{len(summary.skipped)} input(s) skipped; reasons in {errors_path}", file=sys.stderr)
     print(f"\nrun folder: {run_dir}")
     return summary
+
+
+def attack_image(
+    attack: Attack,
+    problem: AttackProblem,
+    target: Target,
+    measure: Target | None,
+    measured_clean: TargetOutput,
+    measure_name: str | None,
+) -> tuple[AttackResult, dict]:
+    """Attack one image and build its ``results.jsonl`` record.
+
+    With a measuring target, the record scores the adversarial image on it (the paper crafted on one
+    model and measured on DeepGaze II) and keeps what the attacked target said under ``on_target``.
+    """
+    result = attack.run(problem, target)
+    record = result.record(problem.image, problem.clean_output, has_point=Attack.has_point(target))
+    record.update(target=problem.target_name, clean_queries=1)
+    if measure is not None:
+        crafted = record
+        result = measured(result, measure, problem.image)
+        record = result.record(problem.image, measured_clean, has_point=Attack.has_point(measure))
+        record.update(target=problem.target_name, measure=str(measure_name), clean_queries=1)
+        record["on_target"] = {k: crafted[k] for k in ON_TARGET_KEYS}
+    record["ssim"] = ssim(problem.image.pixels, result.adversarial)
+    return result, record
 
 
 ON_TARGET_KEYS = ("success", "shift_pct_distance", "shift_pct_width", "score", "salient_point_adversarial")

@@ -1,4 +1,8 @@
-"""The zoo by name: ``conf/target/<name>.yaml`` instantiated outside a Hydra app (e.g. ``measure=``)."""
+"""Config groups by name outside a Hydra app: the zoo (``measure=``), attacks and samplers (compare).
+
+``conf/<group>/<name>.yaml`` is read as Hydra would compose it into the root config, so a file's
+interpolations (``${aspect_ratios}``, ``${seed}``, ``${budget}``) resolve against the run's settings.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from targets import Target
 
-TARGET_CONF = Path(__file__).resolve().parents[1] / "conf" / "target"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-class UnknownTargetError(ValueError):
-    pass
+class UnknownChoiceError(ValueError):
+    """A name that is not a file of its config group; the message lists the choices."""
 
 
-def zoo_names() -> list[str]:
-    return sorted(p.stem for p in TARGET_CONF.glob("*.yaml"))
+def group_names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def group_config(group: str, name: str) -> DictConfig:
+    """The settings of ``conf/<group>/<name>.yaml``, interpolations left unresolved."""
+    path = CONF / group / f"{name}.yaml"
+    if not path.is_file():
+        what = "target" if group == "target" else group
+        raise UnknownChoiceError(f"unknown {what} {name!r}; the choices are: {', '.join(group_names(group))}")
+    config = OmegaConf.load(path)
+    assert isinstance(config, DictConfig)
+    return config
 
 
 def load_target(name: str, *, aspect_ratios: Sequence[float], overrides: Mapping | None = None) -> Target:
     """Instantiate the zoo target ``name`` with its config file's settings and ``overrides``."""
-    path = TARGET_CONF / f"{name}.yaml"
-    if not path.exists():
-        raise UnknownTargetError(f"unknown target {name!r}; the zoo has: {', '.join(zoo_names())}")
-    root = OmegaConf.create({"aspect_ratios": list(aspect_ratios), "target": OmegaConf.load(path)})
+    root = OmegaConf.create({"aspect_ratios": list(aspect_ratios), "target": group_config("target", name)})
     if overrides:
         root = OmegaConf.merge(root, {"target": dict(overrides)})
     return instantiate(root.target)

@@ -80,6 +80,8 @@ class AttackResult:
             **shift,
             "salient_point_clean": list(clean_output.salient_point),
             "salient_point_adversarial": list(self.adversarial_output.salient_point),
+            "crop_boxes": {f"{c.aspect_ratio:g}": c.as_list() for c in self.adversarial_output.crops},
+            "clean_crop_boxes": {f"{c.aspect_ratio:g}": c.as_list() for c in clean_output.crops},
             "crop_contains_goal": crops_contain,
             "clean_crop_contains_goal": clean_contain,
             "l2": norms["l2"],

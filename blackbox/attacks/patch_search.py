@@ -54,11 +54,12 @@ TrialCallback = Callable[[TrialRecord], None]
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-def study_name(problem: AttackProblem) -> str:
+def study_name(problem: AttackProblem, sampler_name: str) -> str:
+    """One study per (image, target, goal, eps) and sampler: two samplers never share trials."""
     g = problem.goal
     return (
         f"{problem.image.image_id}|{problem.target_name}|goal={g.source}:"
-        f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}"
+        f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}|{sampler_name}"
     )
 
 
@@ -113,7 +114,7 @@ class PatchSearch(Attack):
         has_point = self.has_point(target)
         region = search_region(self.search, problem.goal, width, height)
         space = distributions(self.search, region)
-        name = study_name(problem)
+        name = study_name(problem, self.sampler_name)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
         study = optuna.create_study(
             storage=self.storage,
@@ -202,10 +203,14 @@ class PatchSearch(Attack):
                 f"{image.image_id}: no trial completed ({failed} queries failed); the study "
                 f"{name!r} is kept, re-run the same command to resume"
             )
-        if best.adversarial is None:  # the best trial came from an earlier, resumed session
+        # The best trial came from an earlier, resumed session: its image is re-rendered and asked
+        # once more (its map was not stored). That query is outside the budget and reported apart.
+        requeries = 0
+        if best.adversarial is None:
             trial = study.trials[best.trial]
             best.adversarial = render_trial(problem, trial.user_attrs["perturbation"])
             best.output = target.query([best.adversarial.astype(np.float32) / 255.0])[0]
+            requeries = 1
         assert best.output is not None
         return AttackResult(
             image_id=image.image_id,
@@ -222,7 +227,7 @@ class PatchSearch(Attack):
             best_trial=best.trial,
             perturbation=study.trials[best.trial].user_attrs.get("perturbation"),
             failed_queries=failed,
-            extra={"study": name},
+            extra={"study": name, "resumed_best_requeries": requeries},
         )
 
 

@@ -1,0 +1,353 @@
+"""The comparison report: the paper's Tables 1 and 2, success and queries, and its figures.
+
+Built from ``results.csv`` alone, so it can be rebuilt at any time (``python -m blackbox.report
+RUN_DIR``). Figures: the per-image shift histogram (the paper's Fig. 3), success against queries
+for the black-box methods beside the white-box rates, and an example grid of original against
+adversarial images with their crops (Fig. 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from blackbox.selection import SelectionReport
+
+FloatRow = dict[str, object]
+
+
+def parse_row(row: Mapping[str, str]) -> FloatRow:
+    """A ``results.csv`` row with numbers, booleans and blanks (``None``) restored."""
+    parsed: FloatRow = {}
+    for key, text in row.items():
+        if text in ("", "None", None):
+            parsed[key] = None
+        elif text in ("True", "False"):
+            parsed[key] = text == "True"
+        else:
+            try:
+                parsed[key] = float(text)
+            except ValueError:
+                parsed[key] = text
+    return parsed
+
+
+def _ordered(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def _cell(value: float, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def method_eps_table(
+    rows: list[FloatRow],
+    methods: list[str],
+    eps_list: list[float],
+    statistic: Callable[[list[FloatRow]], float],
+    fmt: str,
+) -> str:
+    header = "| method | " + " | ".join(f"{e:g}" for e in eps_list) + " |"
+    lines = [header, "|---|" + "---|" * len(eps_list)]
+    for method in methods:
+        cells = []
+        for eps in eps_list:
+            subset = [r for r in rows if r["method"] == method and r["eps"] == eps]
+            cells.append(_cell(statistic(subset), fmt) if subset else "-")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def success_rate(rows: list[FloatRow]) -> float:
+    """Percent of successes among images not already in the goal when clean."""
+    attacked = [r for r in rows if not r["clean_in_goal"]]
+    return 100.0 * _mean([float(bool(r["success"])) for r in attacked]) if attacked else math.nan
+
+
+def crop_rate(rows: list[FloatRow]) -> float:
+    shown = sum(float(r["crops_showing_goal"] or 0) for r in rows)
+    total = sum(float(r["crops"] or 0) for r in rows)
+    return 100.0 * shown / total if total else math.nan
+
+
+def smallest_success(rows: list[FloatRow], methods: list[str]) -> str:
+    """Per image and method, the smallest L2 of a successful adversarial image (bisection included)."""
+    images = _ordered([str(r["image"]) for r in rows])
+    header = "| image | " + " | ".join(methods) + " |"
+    lines = [header, "|---|" + "---|" * len(methods)]
+    per_method: dict[str, list[float]] = {m: [] for m in methods}
+    for image in images:
+        cells = []
+        for method in methods:
+            l2 = [
+                float(r["l2"])
+                for r in rows
+                if r["image"] == image and r["method"] == method and r["success"] and not r["clean_in_goal"]
+            ]
+            if l2:
+                per_method[method].append(min(l2))
+            cells.append(f"{min(l2):.2f}" if l2 else "-")
+        lines.append(f"| {image} | " + " | ".join(cells) + " |")
+    means = {m: _mean(v) for m, v in per_method.items()}
+    counts = {m: len(v) for m, v in per_method.items()}
+    lines.append(
+        "| **mean (images)** | "
+        + " | ".join(f"{_cell(means[m], '{:.2f}')} ({counts[m]})" for m in methods)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def _figures(
+    run_dir: Path, rows: list[FloatRow], methods: list[str], eps_list: list[float], cfg: Mapping
+) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    made = []
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    example_eps = float(cfg.get("examples", {}).get("eps", eps_list[-1]))
+    if example_eps not in eps_list:
+        example_eps = min(eps_list, key=lambda e: abs(e - example_eps))
+
+    # Fig. 3: per-image shift (% of the peak-to-target distance) at one size.
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(-50, 150, 21)
+    for method in methods:
+        shifts = [
+            float(np.clip(r["shift_pct_distance"], -50, 150))
+            for r in rows
+            if r["method"] == method and r["eps"] == example_eps and r["shift_pct_distance"] is not None
+        ]
+        if shifts:
+            ax.hist(shifts, bins=bins, histtype="step", linewidth=1.5, label=method)
+    ax.set(xlabel="peak shift, % of peak-to-target distance", ylabel="images", title=f"eps = {example_eps:g}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(figures / "shift_histogram.png", dpi=110)
+    plt.close(fig)
+    made.append("figures/shift_histogram.png")
+
+    # Success against queries: black-box curves, white-box rates as flat lines (they spend no queries).
+    black = [m for m in methods if any(r["method"] == m and r["family"] == "black-box" for r in rows)]
+    white = [m for m in methods if m not in black]
+    budget = int(cfg.get("budget", 200))
+    if black:
+        fig, axes = plt.subplots(
+            1, len(eps_list), figsize=(3.2 * len(eps_list), 3.2), sharey=True, squeeze=False
+        )
+        queries = np.arange(1, budget + 1)
+        for ax, eps in zip(axes[0], eps_list, strict=True):
+            for method in black:
+                subset = [
+                    r for r in rows if r["method"] == method and r["eps"] == eps and not r["clean_in_goal"]
+                ]
+                if not subset:
+                    continue
+                firsts = np.array(
+                    [
+                        r["queries_to_success"] if r["queries_to_success"] is not None else np.inf
+                        for r in subset
+                    ]
+                )
+                ax.plot(queries, 100 * (firsts[None, :] <= queries[:, None]).mean(axis=1), label=method)
+            for i, method in enumerate(white):
+                subset = [r for r in rows if r["method"] == method and r["eps"] == eps]
+                if subset:
+                    colour = f"C{(len(black) + i) % 10}"
+                    ax.axhline(success_rate(subset), linestyle="--", linewidth=1, color=colour, label=method)
+            ticks = [q for q in (1, 10, 100, 1000, 10000) if q <= budget]
+            ax.set(xscale="log", xlabel="target queries", title=f"eps = {eps:g}", ylim=(-2, 102))
+            ax.set_xticks(ticks, [str(q) for q in ticks])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes[0][0].set_ylabel("success, %")
+        axes[0][-1].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(figures / "success_vs_queries.png", dpi=110)
+        plt.close(fig)
+        made.append("figures/success_vs_queries.png")
+
+    grid_path = _example_grid(
+        run_dir, rows, methods, example_eps, int(cfg.get("examples", {}).get("images", 4))
+    )
+    if grid_path:
+        made.append(grid_path)
+    return made
+
+
+def _example_grid(
+    run_dir: Path, rows: list[FloatRow], methods: list[str], eps: float, count: int
+) -> str | None:
+    """Fig. 4: per image, the original and each method's adversarial image with crops and goal."""
+    from blackbox.goal import Goal
+    from blackbox.visualize import annotate, grid
+
+    panels = []
+    images = _ordered([str(r["image"]) for r in rows])[:count]
+    for image in images:
+        clean_path = run_dir / "clean" / f"{image}.png"
+        if not clean_path.exists():
+            continue
+        records = []
+        for method in methods:
+            path = run_dir / "adversarial" / method / f"eps{eps:g}" / f"{image}.json"
+            if path.exists():
+                records.append((method, json.loads(path.read_text())))
+        if not records:
+            continue
+        first = records[0][1]
+        goal = Goal(**first["goal"])
+        clean = np.asarray(Image.open(clean_path).convert("RGB"))
+        clean_output = _output(first["salient_point_clean"], first["clean_crop_boxes"])
+        panels.append(annotate(clean, clean_output, goal, f"{image}: original"))
+        for method, record in records:
+            path = run_dir / "adversarial" / method / f"eps{eps:g}" / f"{image}.png"
+            pixels = np.asarray(Image.open(path).convert("RGB"))
+            adversarial = _output(record["salient_point_adversarial"], record["crop_boxes"])
+            panels.append(
+                annotate(pixels, adversarial, goal, f"{method} [{'ok' if record['success'] else 'x'}]")
+            )
+    if not panels:
+        return None
+    columns = len(methods) + 1
+    picture = grid(panels, columns=columns)
+    scale = min(1.0, 2400 / picture.width)
+    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
+    picture.save(run_dir / "figures" / "examples.png")
+    return "figures/examples.png"
+
+
+def _output(point: Sequence[float], boxes: Mapping[str, Sequence[int]]):
+    """A drawable output from a record's salient point and ``{ratio: [left, top, width, height]}``."""
+    from targets import CropBox, TargetOutput
+
+    crops = tuple(CropBox(*(int(v) for v in box), aspect_ratio=float(ratio)) for ratio, box in boxes.items())
+    return TargetOutput((float(point[0]), float(point[1])), crops)
+
+
+def load_rows(run_dir: Path) -> list[FloatRow]:
+    path = run_dir / "results.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [parse_row(row) for row in csv.DictReader(handle)]
+
+
+def write_report(
+    run_dir: Path,
+    raw_rows: list[Mapping[str, str]],
+    selection: SelectionReport | None,
+    skipped: Mapping,
+    cfg: Mapping,
+) -> str:
+    """Write ``report.md`` and the figures; return the report's Markdown."""
+    rows = [parse_row(r) for r in raw_rows]
+    sweep = [r for r in rows if not r["bisection"]]
+    methods = _ordered([str(r["method"]) for r in sweep])
+    eps_list = sorted({float(r["eps"]) for r in sweep})  # type: ignore[arg-type]
+    images = _ordered([str(r["image"]) for r in sweep])
+    first = sweep[0] if sweep else {}
+    lines = [
+        "# Comparison report",
+        "",
+        f"Target attacked: `{first.get('target', '-')}`; measured on: `{first.get('measure', '-')}`; "
+        f"images: {len(images)}; black-box budget: {cfg.get('budget', '-')} queries; "
+        f"norm: {cfg.get('norm', 'l2')}.",
+        "Success: the measured salient point lands in the goal; images whose clean salient point was already "
+        "there are left out of success rates and smallest sizes.",
+        "",
+    ]
+    if selection is not None:
+        lines += [selection.markdown(), ""]
+    if skipped:
+        lines += [f"Skipped ({len(skipped)}): see `selection.json`.", ""]
+    if not sweep:
+        lines.append("No attack finished: nothing to report.")
+    else:
+        lines += [
+            "## Peak shift, % of the peak-to-target distance (the paper's Table 1)",
+            "",
+            method_eps_table(
+                sweep,
+                methods,
+                eps_list,
+                lambda s: _mean([float(r["shift_pct_distance"]) for r in s]),
+                "{:.1f}",
+            ),
+            "",
+            "## Peak shift, % of the image width (the paper's Table 2)",
+            "",
+            method_eps_table(
+                sweep, methods, eps_list, lambda s: _mean([float(r["shift_pct_width"]) for r in s]), "{:.1f}"
+            ),
+            "",
+            "## Success rate, %",
+            "",
+            method_eps_table(sweep, methods, eps_list, success_rate, "{:.0f}"),
+            "",
+            "## Crops showing the goal, % of (image, aspect ratio) pairs",
+            "",
+            method_eps_table(sweep, methods, eps_list, crop_rate, "{:.0f}"),
+            "",
+            "## Mean target queries (black-box: spent; white-box: 1, the final check)",
+            "",
+            method_eps_table(
+                sweep, methods, eps_list, lambda s: _mean([float(r["queries"]) for r in s]), "{:.1f}"
+            ),
+            "",
+            "## Mean SSIM of the adversarial image",
+            "",
+            method_eps_table(
+                sweep, methods, eps_list, lambda s: _mean([float(r["ssim"]) for r in s]), "{:.4f}"
+            ),
+            "",
+        ]
+        table = smallest_success(rows, methods)
+        lines += [
+            "## Smallest successful perturbation, L2 (white-box: bisection on eps; black-box: the sweep)",
+            "",
+            table,
+            "",
+        ]
+        lines += [f"![{name}]({name})" for name in _figures(run_dir, sweep, methods, eps_list, cfg)]
+    report = "\n".join(lines) + "\n"
+    (run_dir / "report.md").write_text(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m blackbox.report RUN_DIR``: rebuild a comparison's report from its results.csv."""
+    parser = argparse.ArgumentParser(prog="python -m blackbox.report", description=main.__doc__)
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    config_path = args.run_dir / ".hydra" / "config.yaml"
+    if not (args.run_dir / "results.csv").exists():
+        print(f"error: {args.run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)
+        return 2
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.exists() else {}
+    with (args.run_dir / "results.csv").open(newline="") as handle:
+        raw = list(csv.DictReader(handle))
+    print(write_report(args.run_dir, raw, None, {}, cfg))  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""``blackbox.compare``: every method on the same images, resumable, with its report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from blackbox.compare import Comparison
+from blackbox.report import main as report_main
+from targets import Output, Target, TargetOutput
+from targets.classic import ClassicSaliency
+from tests.conftest import REPO
+
+TINY = [
+    "working_width=128",
+    "dataset.names=[chelsea,coffee]",
+    "budget=6",
+    "batch_size=3",
+    "eps_list=[2,20]",
+    "smallest_eps.bisection_steps=2",
+    "progress=false",
+    "examples.eps=20",
+]
+
+
+def compare_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="compare", overrides=[*TINY, *overrides])
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "results.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class CropOnly(Target):
+    """A crop-only service: classic's crops and nothing else (no map, no point, no gradients)."""
+
+    name = "crop_only"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = ClassicSaliency()
+
+    @property
+    def outputs(self) -> frozenset[Output]:
+        return frozenset({Output.CROPS})
+
+    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+        return [TargetOutput((0.0, 0.0), o.crops) for o in self.inner.query(images)]
+
+
+def test_every_method_every_eps_then_resume(tmp_path: Path) -> None:
+    cfg = compare_config("methods=[gaussian_noise,iterative_fgm,random]")
+    assert Comparison(cfg, tmp_path, target_name="classic").run() == 0
+    first = rows(tmp_path)
+    sweep = [r for r in first if r["bisection"] == "False"]
+    assert len(sweep) == 2 * 3 * 2  # images x methods x eps
+    assert {r["family"] for r in sweep} == {"white-box", "black-box"}
+    for r in sweep:
+        assert float(r["l2"]) <= float(r["eps"]) + 1e-6
+        assert 0 < float(r["ssim"]) <= 1
+        queries = int(float(r["queries"]))
+        assert queries <= 6 if r["method"] == "random" else queries == 1
+    # Bisection only ever runs below a successful sweep size, and only for white-box methods.
+    assert all(r["family"] == "white-box" for r in first if r["bisection"] == "True")
+    report = (tmp_path / "report.md").read_text()
+    assert "the paper's Table 1" in report and "Smallest successful perturbation" in report
+    for figure in ("shift_histogram.png", "success_vs_queries.png", "examples.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 1000
+    # The same command again: nothing is attacked twice.
+    assert Comparison(cfg, tmp_path, target_name="classic").run() == 0
+    assert rows(tmp_path) == first
+    # The report rebuilds from results.csv alone.
+    assert report_main([str(tmp_path)]) == 0
+
+
+def test_white_box_on_a_crop_only_target_needs_a_stand_in(tmp_path: Path) -> None:
+    cfg = compare_config("methods=[iterative_fgm]", "eps_list=[20]")
+    assert Comparison(cfg, tmp_path / "a", target_name="crop_only", target=CropOnly()).run() == 4
+    assert "whitebox_target" in (tmp_path / "a" / "selection.json").read_text()
+
+    cfg = compare_config("methods=[iterative_fgm]", "eps_list=[20]", "whitebox_target=classic")
+    assert Comparison(cfg, tmp_path / "b", target_name="crop_only", target=CropOnly()).run() == 0
+    crafted = rows(tmp_path / "b")
+    assert {r["crafted_on"] for r in crafted} == {"classic"}
+    assert {r["measure"] for r in crafted} == {"crop_only"}
+
+
+def test_paper_selection_reports_what_each_rule_dropped(tmp_path: Path) -> None:
+    cfg = compare_config(
+        "methods=[gaussian_noise]",
+        "eps_list=[20]",
+        "dataset.names=[astronaut,chelsea]",
+        "selection.enabled=true",
+    )
+    Comparison(cfg, tmp_path, target_name="classic").run()
+    report = (tmp_path / "report.md").read_text()
+    assert "| horizontal | 1 |" in report  # astronaut is square
+    assert "astronaut" not in {r["image"] for r in rows(tmp_path)}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("methods=[nope]", "unknown method 'nope'"), ("eps_list=[0]", "eps_list must be positive")],
+)
+def test_bad_settings_are_clear_errors(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Comparison(compare_config(override), tmp_path, target_name="classic")
