@@ -181,7 +181,8 @@ class FastGazeNet(nn.Module):
         return self.trunk(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.readout(self.trunk(x))
+        # Channels-last runs the pruned (odd) channel counts several times faster on CPU.
+        logits = self.readout(self.trunk(x.contiguous(memory_format=torch.channels_last)))
         truncate = (self.blur_kernel_size // 2) / self.blur_sigma  # exactly the declared number of taps
         logits = gaussian_blur(logits, self.blur_sigma, truncate=truncate)[:, 0]
         if self.centre_bias is not None:
