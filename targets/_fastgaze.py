@@ -220,9 +220,8 @@ class GridInput(nn.Module):
         self.stride = int(stride)
         self.value_scale = float(value_scale)
         self.channel_order = channel_order
-        self.register_buffer(
-            "mean", torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1), persistent=False
-        )
+        self.mean_values = tuple(float(m) for m in mean)
+        self.register_buffer("mean", torch.tensor(self.mean_values).view(1, 3, 1, 1), persistent=False)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, columns)`` of the output grid for an image of this size."""
