@@ -45,7 +45,7 @@ from blackbox.run import (
     EXIT_BAD_CONFIG,
     EXIT_NOTHING_DONE,
     EXIT_OK,
-    USER_ERRORS,
+    as_user_error,
     attack_image,
     make_attack,
     make_goal,
@@ -341,8 +341,11 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         code = Comparison(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).run()
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        cause = as_user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 

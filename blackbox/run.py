@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,6 +38,7 @@ from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
 from blackbox.zoo import UnknownChoiceError, load_target
 from targets import DifferentiableTarget, Target, TargetOutput
+from targets.vxm import VxmFormatError
 from targets.weights import MissingModelFileError
 
 # Exit codes of `python -m blackbox`.
@@ -50,7 +52,19 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SearchSpaceError,
     MissingModelFileError,
     UnknownChoiceError,
+    VxmFormatError,
 )
+
+
+def as_user_error(error: BaseException) -> BaseException | None:
+    """The user-fixable error behind ``error``, or ``None`` for a bug.
+
+    Hydra wraps whatever a target's constructor raises (a missing model file, a bad setting) in an
+    ``InstantiationException``; the error the user can act on is its cause.
+    """
+    if isinstance(error, InstantiationException) and isinstance(error.__cause__, (*USER_ERRORS, ValueError)):
+        return error.__cause__
+    return error if isinstance(error, USER_ERRORS) else None
 
 
 @dataclass
