@@ -104,6 +104,7 @@ class HttpTarget(Target):
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._headers = {"User-Agent": "blackbox-http-target/0.1"}
+        self._secret: str | None = None
         if auth_env:
             value = os.environ.get(str(auth_env))
             if not value:
@@ -112,6 +113,7 @@ class HttpTarget(Target):
                     f"export {auth_env}='<the {auth_header} header value>' or set target.auth_env=null"
                 )
             self._headers[str(auth_header)] = value  # held here only: never logged, never in a config
+            self._secret = value
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._local = threading.local()
@@ -150,7 +152,14 @@ class HttpTarget(Target):
             jobs = [partial(self._ask_batch, chunk) for chunk in chunks]
         else:
             jobs = [partial(self._ask_one, image) for image in images]
-        return [output for part in self._run(jobs) for output in part]
+        try:
+            return [output for part in self._run(jobs) for output in part]
+        except TargetQueryError as error:
+            # Messages quote what the service said; one echoing the auth header must not leak it into
+            # the trials' fail reasons or errors.jsonl.
+            if self._secret and self._secret in str(error):
+                raise type(error)(str(error).replace(self._secret, "<auth header value>")) from None
+            raise
 
     def _run(self, jobs: list[Callable[[], list[TargetOutput]]]) -> list[list[TargetOutput]]:
         """Run the requests, up to ``max_concurrency`` at once; the first failure is raised."""

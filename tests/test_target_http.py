@@ -462,3 +462,13 @@ def _png(image: np.ndarray) -> bytes:
     from targets._protocol import encode_png
 
     return encode_png(image)
+
+
+def test_an_echoed_auth_secret_is_redacted_from_errors(monkeypatch) -> None:
+    monkeypatch.setenv("BLACKBOX_TEST_TOKEN", "Bearer xyzzy-secret")
+    echo = {"crops": "Bearer xyzzy-secret"}  # a service quoting the header back in a bad answer
+    with FaultyService(("json", echo)) as url:
+        target = faulty_client(url, [], expect=["crops"], auth_env="BLACKBOX_TEST_TOKEN")
+        with pytest.raises(MalformedAnswerError) as info:
+            target.query([IMAGE])
+    assert "xyzzy" not in str(info.value) and "<auth header value>" in str(info.value)
