@@ -226,3 +226,16 @@ def test_decoded_image_is_what_was_sent(base) -> None:
         [np.asarray(Image.open(io.BytesIO(encode_png(image)))) / 255.0]
     )
     assert reply["salient_point"] == list(local[0].salient_point)
+
+
+@pytest.mark.parametrize(
+    ("response", "keys"),
+    [
+        ("full", {"width", "height", "saliency", "salient_point", "crops"}),
+        ("point", {"width", "height", "salient_point", "crops"}),
+        ("crop", {"width", "height", "crops"}),
+    ],
+)
+def test_response_modes(response, keys) -> None:
+    with running_server(create_app(ClassicSaliency(scales=(32,)), response=response)) as url:
+        assert set(post(url, png_bytes(64, 48)).json()) == keys

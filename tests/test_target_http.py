@@ -472,3 +472,11 @@ def test_an_echoed_auth_secret_is_redacted_from_errors(monkeypatch) -> None:
         with pytest.raises(MalformedAnswerError) as info:
             target.query([IMAGE])
     assert "xyzzy" not in str(info.value) and "<auth header value>" in str(info.value)
+
+
+def test_a_point_only_reading_gets_the_policy_crops(servers) -> None:
+    image = (np.rint(IMAGE * 255) / 255).astype(np.float32)
+    local = local_target().query([image])[0]
+    remote = client(servers["full"], expect=["point"]).query([image])[0]
+    assert remote.salient_point == local.salient_point and remote.crops == local.crops
+    assert remote.log_density is None
