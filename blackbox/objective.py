@@ -17,6 +17,7 @@ import numpy as np
 
 from blackbox.goal import Goal
 from targets import CropBox, TargetOutput
+from targets.crop import estimate_point  # the inverse of the crop policy; re-exported here
 
 
 def saliency_margin(log_density: np.ndarray, goal: Goal) -> float:
@@ -32,13 +33,6 @@ def saliency_margin(log_density: np.ndarray, goal: Goal) -> float:
     if outside.size == 0:
         return float("inf")
     return float(inside.max() - outside.max())
-
-
-def estimate_point(crops: tuple[CropBox, ...], width: int, height: int) -> tuple[float, float]:
-    """The salient point implied by crops: each crop's centre on the side it cuts."""
-    xs = [c.left + c.width / 2 for c in crops if c.width < width]
-    ys = [c.top + c.height / 2 for c in crops if c.height < height]
-    return (float(np.mean(xs)) if xs else width / 2, float(np.mean(ys)) if ys else height / 2)
 
 
 def goal_coverage(crop: CropBox, goal: Goal) -> float:

@@ -37,7 +37,7 @@ from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
 from blackbox.zoo import UnknownChoiceError, load_target
-from targets import DifferentiableTarget, Target, TargetOutput
+from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
 from targets.vxm import VxmFormatError
 from targets.weights import MissingModelFileError
 
@@ -190,8 +190,13 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         if isinstance(loaded, ImageLoadError):
             _skip(summary, errors_path, source.image_id, source.location, str(loaded))
             continue
-        clean_output = target.query([loaded.as_float])[0]
-        measured_clean = measure.query([loaded.as_float])[0] if measure is not None else clean_output
+        before = target.counters()
+        try:
+            clean_output = target.query([loaded.as_float])[0]
+            measured_clean = measure.query([loaded.as_float])[0] if measure is not None else clean_output
+        except TargetQueryError as error:  # a service down: the image is skipped, a re-run retries it
+            _skip(summary, errors_path, source.image_id, source.location, f"clean image: {error}")
+            continue
         try:
             goal = make_goal(cfg, loaded, measured_clean)
         except ValueError as error:
@@ -200,9 +205,12 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         problem = AttackProblem(loaded, clean_output, goal, float(cfg.eps), str(cfg.norm), target_name)
         try:
             result, record = attack_image(attack, problem, target, measure, measured_clean, measure_name)
-        except AttackFailedError as error:
-            _skip(summary, errors_path, source.image_id, source.location, str(error))
+        except (AttackFailedError, TargetQueryError) as error:
+            counters = _counters_since(before, target)
+            _skip(summary, errors_path, source.image_id, source.location, str(error), counters)
             continue
+        if counters := _counters_since(before, target):  # e.g. HTTP requests and retries (not in the budget)
+            record["target_counters"] = counters
         save_png(result.adversarial, run_dir / "adversarial" / f"{loaded.image_id}.png")
         side_by_side(
             loaded.pixels,
@@ -265,8 +273,21 @@ def measured(result: AttackResult, measure: Target, image: LoadedImage) -> Attac
     )
 
 
-def _skip(summary: RunSummary, errors_path: Path, image_id: str, location: str, reason: str) -> None:
-    record = {"image": image_id, "source": location, "error": reason}
+def _counters_since(before: dict[str, int], target: Target) -> dict[str, int]:
+    return {key: value - before.get(key, 0) for key, value in target.counters().items()}
+
+
+def _skip(
+    summary: RunSummary,
+    errors_path: Path,
+    image_id: str,
+    location: str,
+    reason: str,
+    counters: dict[str, int] | None = None,
+) -> None:
+    record: dict = {"image": image_id, "source": location, "error": reason}
+    if counters:
+        record["target_counters"] = counters
     summary.skipped.append(record)
     _append_jsonl(errors_path, record)
     print(f"skipped {location}: {reason}", file=sys.stderr)

@@ -69,6 +69,10 @@ class Target(abc.ABC):
     def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
         """Answer already validated images."""
 
+    def counters(self) -> dict[str, int]:
+        """Counts a target keeps of its own work (e.g. HTTP requests and retries); a run records them."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
         """Release sessions, files or servers the target holds."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from targets._output import CropBox
 
 DEFAULT_ASPECT_RATIOS: tuple[float, ...] = (0.56, 1.0, 1.14, 2.0)
@@ -44,3 +46,13 @@ def crop_boxes(
 ) -> tuple[CropBox, ...]:
     """One crop per aspect ratio, in the given order."""
     return tuple(crop_box(width, height, salient_point, r) for r in aspect_ratios)
+
+
+def estimate_point(crops: Sequence[CropBox], width: int, height: int) -> tuple[float, float]:
+    """The salient point implied by crops (the policy's inverse): each crop's centre on the side it cuts.
+
+    Exact unless a window was slid back at an edge; a crop-only service gives nothing better.
+    """
+    xs = [c.left + c.width / 2 for c in crops if c.width < width]
+    ys = [c.top + c.height / 2 for c in crops if c.height < height]
+    return (float(np.mean(xs)) if xs else width / 2, float(np.mean(ys)) if ys else height / 2)

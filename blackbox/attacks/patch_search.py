@@ -145,6 +145,7 @@ class PatchSearch(Attack):
         budget = QueryBudget(target, limit=self.budget, used=used)
         failed = 0
         consecutive_failures = 0
+        gave_up: Exception | None = None
         bar = tqdm(
             total=self.budget, initial=used, desc=image.image_id, leave=False, disable=not self.progress
         )
@@ -161,7 +162,7 @@ class PatchSearch(Attack):
                 adversarials = [render_trial(problem, c) for c in configs]
                 try:
                     outputs = budget.query([a.astype(np.float32) / 255.0 for a in adversarials])
-                except (OSError, RuntimeError) as error:  # a service that failed even after retries
+                except (OSError, RuntimeError) as error:  # e.g. TargetQueryError: failed after retries
                     failed += count
                     consecutive_failures += 1
                     for trial in trials:
@@ -169,9 +170,7 @@ class PatchSearch(Attack):
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     bar.update(count)
                     if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                        bar.write(
-                            f"{image.image_id}: giving up after {consecutive_failures} failed calls: {error}"
-                        )
+                        gave_up = error
                         break
                     continue
                 consecutive_failures = 0
@@ -198,6 +197,14 @@ class PatchSearch(Attack):
         finally:
             bar.close()
 
+        if gave_up is not None and budget.remaining > 0:
+            # Budget is left: the image is not done. Its completed trials stay in the study for a re-run.
+            completed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            raise AttackFailedError(
+                f"{image.image_id}: gave up after {MAX_CONSECUTIVE_FAILURES} failed target calls in a row "
+                f"({failed} queries failed; {completed} completed trials kept in the study {name!r}); "
+                f"last error: {type(gave_up).__name__}: {gave_up}. Re-run the same command to resume"
+            )
         if best.trial is None:
             raise AttackFailedError(
                 f"{image.image_id}: no trial completed ({failed} queries failed); the study "
