@@ -15,7 +15,7 @@ from blackbox.images import ImageLoadError
 from blackbox.run import EXIT_BAD_CONFIG, run
 from blackbox.search_space import SearchSpaceError
 from blackbox.zoo import UnknownTargetError
-from targets.weights import MissingModelFileError
+from targets.weights import BadModelFileError, MissingModelFileError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> None:
         ImageLoadError,
         SearchSpaceError,
         MissingModelFileError,
+        BadModelFileError,
         UnknownTargetError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)

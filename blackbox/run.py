@@ -33,7 +33,7 @@ from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.objective import score, succeeded
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
-from blackbox.zoo import load_target
+from blackbox.zoo import instantiate_target, load_target
 from targets import DifferentiableTarget, Output, Target, TargetOutput
 
 # Exit codes of `python -m blackbox`.
@@ -142,7 +142,7 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = target if target is not None else instantiate(cfg.target)
+    target = target if target is not None else instantiate_target(cfg.target)
     # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
     measure_name = cfg.get("measure")
     measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
