@@ -44,7 +44,7 @@ from torch import nn
 from targets._base import DifferentiableTarget
 from targets._deepgaze_checkpoint import DeepGazeIICheckpoint, load_state_dict_file, parse_deepgaze2
 from targets._functional import centre_bias_log_prior, gaussian_blur, log_softmax_2d, upsample_log_density
-from targets._readout import build_readout
+from targets._readout import ACTIVATIONS, build_readout
 from targets._vgg import VGG19Features, check_vgg19_state_dict, imagenet_normalise
 from targets.crop import DEFAULT_ASPECT_RATIOS
 from targets.weights import BadModelFileError, FileRequest, ModelFile, locate, resolve_all
@@ -97,10 +97,7 @@ class DeepGazeIINetwork(nn.Module):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if downsample not in DOWNSAMPLE_MODES:
-            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_MODES)}, got {downsample!r}")
-        if not centre_bias_sigma > 0:
-            raise ValueError(f"centre_bias_sigma must be positive, got {centre_bias_sigma}")
+        _check_settings(downsample=downsample, activation=activation, centre_bias_sigma=centre_bias_sigma)
         self.vgg = VGG19Features(taps=DEEPGAZE2_LAYERS, ceil_mode=checkpoint.vgg_ceil_mode)
         self.vgg.load_torchvision(vgg_features)
         self.vgg.requires_grad_(False).eval()
@@ -163,6 +160,17 @@ class DeepGazeIINetwork(nn.Module):
         return upsample_log_density(logits, height, width)
 
 
+def _check_settings(*, downsample: str, activation: str, centre_bias_sigma: float) -> None:
+    if downsample not in DOWNSAMPLE_MODES:
+        raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_MODES)}, got {downsample!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if not centre_bias_sigma > 0:
+        raise ValueError(
+            f"centre_bias_sigma (a fraction of the long side) must be positive, got {centre_bias_sigma}"
+        )
+
+
 def _align(mode: str) -> dict[str, bool]:
     return {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
 
@@ -188,6 +196,8 @@ class DeepGazeII(DifferentiableTarget):
         aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
     ) -> None:
         super().__init__(aspect_ratios=aspect_ratios)
+        # Settings first: a typo should not cost loading 500 MB before it is reported.
+        _check_settings(downsample=downsample, activation=activation, centre_bias_sigma=centre_bias_sigma)
         centre_bias = "prior" if centre_bias in (None, "") else centre_bias
         readout_request = FileRequest(READOUT_FILE, weights, "target.weights")
         vgg_request = FileRequest(VGG19_FILE, vgg_weights, "target.vgg_weights")
@@ -198,8 +208,9 @@ class DeepGazeII(DifferentiableTarget):
         readout_path = locate(readout_request)
         if readout_path is None:
             # Without the readout we cannot tell whether it carries the backbone: name every file missing.
-            resolve_all([readout_request, *centre_bias_requests, vgg_request], download=download)
-            raise AssertionError("unreachable: the readout checkpoint is missing")
+            readout_path = resolve_all(
+                [readout_request, *centre_bias_requests, vgg_request], download=download
+            )[0]
         checkpoint = parse_deepgaze2(load_state_dict_file(readout_path), source=str(readout_path))
         _check_readout_channels(checkpoint, readout_channels, source=str(readout_path))
         needs_vgg = checkpoint.vgg_features is None or vgg_request.given_path is not None

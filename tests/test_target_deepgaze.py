@@ -353,12 +353,17 @@ def test_bad_centre_bias_file_is_a_clear_error(deepgaze_files, tmp_path) -> None
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"downsample": "cubic"}, {"activation": "tanh"}, {"centre_bias_sigma": 0.0}, {"aspect_ratios": ()}],
+    ("kwargs", "match"),
+    [
+        ({"downsample": "cubic"}, "downsample must be one of area, nearest, bilinear"),
+        ({"activation": "tanh"}, "activation must be one of softplus, relu"),
+        ({"centre_bias_sigma": 0.0}, "centre_bias_sigma"),
+        ({"aspect_ratios": ()}, "aspect_ratios"),
+    ],
 )
-def test_bad_settings_are_clear_errors(deepgaze_files, kwargs) -> None:
-    with pytest.raises(ValueError):
-        DeepGazeII(weights=deepgaze_files["combined"], **kwargs)
+def test_bad_settings_are_clear_errors_before_any_file_is_looked_for(no_models, kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        DeepGazeII(**kwargs)
 
 
 # --- End to end: python -m blackbox target=deepgaze -------------------------------------------------------
