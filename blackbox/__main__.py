@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from blackbox.run import EXIT_BAD_CONFIG, as_user_error, run
+from blackbox.run import EXIT_BAD_CONFIG, USER_ERRORS, run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -18,11 +18,8 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         summary = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
-    except Exception as error:
-        cause = as_user_error(error)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(summary.exit_code)
 

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -45,14 +44,14 @@ from blackbox.run import (
     EXIT_BAD_CONFIG,
     EXIT_NOTHING_DONE,
     EXIT_OK,
-    as_user_error,
+    USER_ERRORS,
     attack_image,
     make_attack,
     make_goal,
 )
 from blackbox.selection import SelectionReport, SelectionRules, rejection
-from blackbox.zoo import UnknownChoiceError, group_config, group_names, load_target
-from targets import DifferentiableTarget, Target, TargetOutput
+from blackbox.zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load_target
+from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
 
 #: The columns of ``results.csv``, one row per (image, method, eps) attack.
 COLUMNS = (
@@ -193,7 +192,7 @@ class Comparison:
         self.cfg = cfg
         self.run_dir = run_dir
         self.target_name = target_name
-        self.target = target if target is not None else instantiate(cfg.target)
+        self.target = target if target is not None else instantiate_target(cfg.target)
         self.measure_name = str(cfg.measure) if cfg.get("measure") else None
         self.measure = (
             load_target(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
@@ -296,7 +295,7 @@ class Comparison:
         problem = AttackProblem(loaded, clean, goal, eps, str(self.cfg.norm), target_name)
         try:
             result, record = attack_image(attack, problem, target, measure, measured_clean, measure_name)
-        except AttackFailedError as error:
+        except (AttackFailedError, TargetQueryError) as error:  # a re-run retries it
             skipped[f"{loaded.image_id}/{method.name}/eps={eps:g}"] = str(error)
             return None
         row = row_from_record(record, method, bisection=bisection, crafted_on=crafted_on)
@@ -341,11 +340,8 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         code = Comparison(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).run()
-    except Exception as error:
-        cause = as_user_error(error)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 

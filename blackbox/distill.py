@@ -32,8 +32,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
@@ -42,11 +40,10 @@ from blackbox.config_checks import ConfigError
 from blackbox.datasets import folder_sources
 from blackbox.fidelity import fidelity, teacher_point
 from blackbox.images import ImageLoadError, prepare
-from blackbox.zoo import UnknownTargetError, load_target
+from blackbox.run import USER_ERRORS as RUN_USER_ERRORS
+from blackbox.zoo import instantiate_target, load_target
 from targets import Output, Target, TargetOutput
 from targets.surrogate import SurrogateCheckpointError, SurrogateSaliency, load_checkpoint, save_checkpoint
-from targets.vxm import VxmFormatError
-from targets.weights import MissingModelFileError
 
 # scikit-image's pictures that need no download: photos, textures, text, microscopy.
 DISTILL_PHOTOS = (
@@ -259,7 +256,8 @@ def distill(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) ->
     checkpoint_path, log_path = run_dir / "last.pt", run_dir / "train.jsonl"
     fingerprint = _fingerprint(cfg)
 
-    student: SurrogateSaliency = instantiate(cfg.student)
+    student = instantiate_target(cfg.student)
+    assert isinstance(student, SurrogateSaliency)
     if not isinstance(student, SurrogateSaliency):
         raise ConfigError(
             f"the student must be a targets.surrogate.SurrogateSaliency, got {type(student).__name__}"
@@ -397,14 +395,7 @@ def fidelity_table(cfg: DictConfig, summary: DistillSummary) -> str:
     return "\n".join(lines)
 
 
-USER_ERRORS = (
-    ConfigError,
-    ImageLoadError,
-    MissingModelFileError,
-    UnknownTargetError,
-    VxmFormatError,
-    SurrogateCheckpointError,
-)
+USER_ERRORS = (*RUN_USER_ERRORS, SurrogateCheckpointError)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="distill")
@@ -413,11 +404,6 @@ def main(cfg: DictConfig) -> None:
         summary = distill(cfg, Path(HydraConfig.get().runtime.output_dir))
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except InstantiationException as error:
-        if not isinstance(error.__cause__, (*USER_ERRORS, ValueError)):
-            raise
-        print(f"error: {error.__cause__}", file=sys.stderr)
         sys.exit(2)
     sys.exit(EXIT_INTERRUPTED if summary.interrupted else 0)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,10 +35,10 @@ from blackbox.objective import score, succeeded
 from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
-from blackbox.zoo import UnknownChoiceError, load_target
+from blackbox.zoo import UnknownChoiceError, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
 from targets.vxm import VxmFormatError
-from targets.weights import MissingModelFileError
+from targets.weights import BadModelFileError, MissingModelFileError
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
@@ -51,20 +50,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ImageLoadError,
     SearchSpaceError,
     MissingModelFileError,
+    BadModelFileError,
     UnknownChoiceError,
     VxmFormatError,
 )
-
-
-def as_user_error(error: BaseException) -> BaseException | None:
-    """The user-fixable error behind ``error``, or ``None`` for a bug.
-
-    Hydra wraps whatever a target's constructor raises (a missing model file, a bad setting) in an
-    ``InstantiationException``; the error the user can act on is its cause.
-    """
-    if isinstance(error, InstantiationException) and isinstance(error.__cause__, (*USER_ERRORS, ValueError)):
-        return error.__cause__
-    return error if isinstance(error, USER_ERRORS) else None
 
 
 @dataclass
@@ -169,7 +158,7 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = target if target is not None else instantiate(cfg.target)
+    target = target if target is not None else instantiate_target(cfg.target)
     # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
     measure_name = cfg.get("measure")
     measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from blackbox.config_checks import ConfigError
 from targets import Target
+from targets.vxm import VxmFormatError
+from targets.weights import BadModelFileError, MissingModelFileError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -41,4 +45,22 @@ def load_target(name: str, *, aspect_ratios: Sequence[float], overrides: Mapping
     root = OmegaConf.create({"aspect_ratios": list(aspect_ratios), "target": group_config("target", name)})
     if overrides:
         root = OmegaConf.merge(root, {"target": dict(overrides)})
-    return instantiate(root.target)
+    return instantiate_target(root.target)
+
+
+def instantiate_target(config: DictConfig) -> Target:
+    """``instantiate(config)``, but what a constructor raises surfaces as an error a user can act on.
+
+    Hydra wraps whatever a constructor raises in an ``InstantiationException`` whose message is a
+    ``repr``. Model-file errors carry the message that says what to do, so they pass through; a bad
+    setting (``ValueError``, or ``TypeError`` for an unknown key) becomes a :class:`ConfigError`.
+    """
+    try:
+        return instantiate(config)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (MissingModelFileError, BadModelFileError, VxmFormatError)):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ConfigError(f"target settings: {cause}") from cause
+        raise

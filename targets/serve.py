@@ -378,7 +378,8 @@ class ServeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from blackbox.zoo import UnknownTargetError, load_target
+    from blackbox.run import USER_ERRORS
+    from blackbox.zoo import load_target
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_header=cfg.auth_header,
             auth_token=token,
         )
-    except (UnknownTargetError, ValueError) as error:
+    except (*USER_ERRORS, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -17,8 +17,10 @@ from tests.conftest import REPO
 FAST = ["working_width=160", "budget=4", "batch_size=2", "progress=false"]
 
 
-def blackbox(tmp_path: Path, *overrides: str, module: str = "blackbox") -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+def blackbox(
+    tmp_path: Path, *overrides: str, module: str = "blackbox", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
     args = [sys.executable, "-m", module, *overrides]
     if module == "blackbox":
         args.append(f"hydra.run.dir={tmp_path / 'run'}")

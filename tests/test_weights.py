@@ -1,0 +1,106 @@
+"""Model-file resolution (``targets.weights``): where files are found, one error for all, downloads."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from targets import weights
+from targets.weights import FileRequest, MissingModelFileError, ModelFile, resolve_all
+
+WITH_URL = ModelFile("big.pth", url="https://example.org/big.pth")
+WITHOUT_URL = ModelFile("head.pth", how_to_get="train one first.")
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch) -> dict[str, Path]:
+    models, cache = tmp_path / "models", tmp_path / "cache"
+    monkeypatch.setenv("BLACKBOX_MODELS", str(models))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("BLACKBOX_OFFLINE", "1")
+    models.mkdir()
+    (cache / "blackbox" / "models").mkdir(parents=True)
+    return {"models": models, "cache": cache / "blackbox" / "models", "tmp": tmp_path}
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> list[str]:
+    """Record downloads instead of making them; downloaded files land in the cache."""
+    made: list[str] = []
+
+    def fake_download(model: ModelFile) -> Path:
+        made.append(model.filename)
+        path = weights.cache_dir() / model.filename
+        path.write_bytes(b"downloaded")
+        return path
+
+    monkeypatch.setattr(weights, "_download", fake_download)
+    monkeypatch.delenv("BLACKBOX_OFFLINE")
+    return made
+
+
+def test_found_in_order_explicit_then_models_folder_then_cache(places) -> None:
+    (places["cache"] / "big.pth").write_bytes(b"c")
+    assert resolve_all([FileRequest(WITH_URL)]) == [places["cache"] / "big.pth"]
+    (places["models"] / "big.pth").write_bytes(b"m")
+    assert resolve_all([FileRequest(WITH_URL)]) == [places["models"] / "big.pth"]
+    (places["tmp"] / "mine.pth").write_bytes(b"e")
+    assert resolve_all([FileRequest(WITH_URL, places["tmp"] / "mine.pth")]) == [places["tmp"] / "mine.pth"]
+
+
+def test_all_missing_files_in_one_error(places) -> None:
+    requests = [
+        FileRequest(WITHOUT_URL, setting="target.weights"),
+        FileRequest(WITH_URL, setting="target.big"),
+    ]
+    with pytest.raises(MissingModelFileError) as raised:
+        resolve_all(requests)
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("2 model file(s) missing. Downloads are off")
+    assert str(places["models"]) in lines[0] and str(places["cache"]) in lines[0]
+    assert "head.pth: not found; no public download; or pass its path as target.weights=PATH" in lines[1]
+    assert "train one first." in lines[2]
+    assert (
+        "big.pth: not found; public URL https://example.org/big.pth; or pass its path as target.big"
+        in lines[3]
+    )
+
+
+def test_a_wrong_explicit_path_is_reported_as_such(places) -> None:
+    with pytest.raises(MissingModelFileError, match="no file at the given path"):
+        resolve_all([FileRequest(WITH_URL, places["tmp"] / "typo.pth")])
+
+
+def test_nothing_is_downloaded_while_a_file_without_url_is_missing(places, downloads) -> None:
+    with pytest.raises(MissingModelFileError, match=r"head\.pth") as raised:
+        resolve_all([FileRequest(WITHOUT_URL), FileRequest(WITH_URL)])
+    assert downloads == [] and "big.pth" in str(raised.value)
+
+
+def test_missing_files_with_urls_are_downloaded(places, downloads) -> None:
+    (places["models"] / "head.pth").write_bytes(b"h")
+    paths = resolve_all([FileRequest(WITHOUT_URL), FileRequest(WITH_URL)])
+    assert downloads == ["big.pth"]
+    assert paths == [places["models"] / "head.pth", places["cache"] / "big.pth"]
+
+
+def test_download_keeps_a_file_only_when_its_sha256_prefix_matches(places, monkeypatch) -> None:
+    payload = b"weights" * 1000
+    digest = hashlib.sha256(payload).hexdigest()
+
+    class Response:
+        def raise_for_status(self) -> None:
+            pass
+
+        def iter_content(self, size: int):
+            yield payload
+
+    monkeypatch.setattr("requests.get", lambda *a, **k: Response())
+    good = ModelFile("w-good.pth", url="https://example.org/w.pth", sha256=digest[:8])
+    assert weights._download(good).read_bytes() == payload
+    bad = ModelFile("w-bad.pth", url="https://example.org/w.pth", sha256="00000000")
+    with pytest.raises(OSError, match="sha256"):
+        weights._download(bad)
+    assert sorted(p.name for p in places["cache"].iterdir()) == ["w-good.pth"]
