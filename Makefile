@@ -28,7 +28,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.target_latency --targets classic twitter surrogate $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
