@@ -46,6 +46,7 @@ from blackbox.run import (
     EXIT_OK,
     USER_ERRORS,
     attack_image,
+    load_stand_in,
     make_attack,
     make_goal,
 )
@@ -211,10 +212,7 @@ class Comparison:
         name = self.cfg.get("whitebox_target")
         if not name:
             return None, ""
-        stand_in = load_target(str(name), aspect_ratios=self.cfg.aspect_ratios)
-        if not isinstance(stand_in, DifferentiableTarget):
-            raise ConfigError(f"whitebox_target={name} gives no gradients; name a differentiable zoo target")
-        return stand_in, str(name)
+        return load_stand_in("whitebox_target", str(name), self.cfg.aspect_ratios), str(name)
 
     def run(self) -> int:
         sources = sources_from_config(

@@ -117,16 +117,23 @@ def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
     )
 
 
+def load_stand_in(setting: str, name: str, aspect_ratios) -> DifferentiableTarget:
+    """The zoo target ``name`` as a differentiable stand-in (for ``warm_start=``, ``whitebox_target=``)."""
+    stand_in = load_target(name, aspect_ratios=aspect_ratios)
+    if not isinstance(stand_in, DifferentiableTarget):
+        raise ConfigError(
+            f"{setting}={name} gives no gradients; name a differentiable zoo target "
+            "(classic, twitter, surrogate, deepgaze)"
+        )
+    return stand_in
+
+
 def make_warm_start(cfg: DictConfig):
     """``warm_start=<zoo name>``: iterative FGM on that local, differentiable stand-in."""
     name = cfg.get("warm_start")
     if not name:
         return None
-    stand_in = load_target(str(name), aspect_ratios=cfg.aspect_ratios)
-    if not isinstance(stand_in, DifferentiableTarget):
-        raise ConfigError(
-            f"warm_start={name} is not differentiable; name a local model (classic, surrogate, ...)"
-        )
+    stand_in = load_stand_in("warm_start", str(name), cfg.aspect_ratios)
     crafter = IterativeFGM(steps=3, gradcam=stand_in.feature_layer() is not None, seed=int(cfg.seed))
 
     def transfer_perturbation(problem: AttackProblem) -> np.ndarray:
