@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 export BLACKBOX_MODELS ?= $(abspath ../shared/models)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The latest run under runs/ in optuna-dashboard on 127.0.0.1:8080 (RUN=runs/<date>/<time> for another).
+dashboard: setup
+	$(BIN)/python -m blackbox.dashboard $(RUN) $(ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks.target_latency --targets classic twitter surrogate $(ARGS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from blackbox.attacks import (
     WhiteBoxAttack,
 )
 from blackbox.config_checks import ConfigError, check_run_config
-from blackbox.datasets import iterate, sources_from_config
+from blackbox.datasets import sources_from_config
+from blackbox.experiment import open_experiment
 from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.metrics import ssim
@@ -95,13 +96,21 @@ def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
     )
 
 
-def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
-    """The configured attack: the black-box search, or a white-box attack from ``conf/attack/``."""
+_FROM_CONFIG = object()
+
+
+def make_attack(
+    cfg: DictConfig, run_dir: Path, *, storage=_FROM_CONFIG, trial_callbacks: Sequence[Callable] = ()
+) -> Attack:
+    """The configured attack: the black-box search, or a white-box attack from ``conf/attack/``.
+
+    ``storage`` and ``trial_callbacks`` (e.g. artifact upload) come from the run's experiment.
+    """
     if cfg.attack.name != "blackbox":
         settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
         return instantiate(settings)
-    storage_cfg = cfg.storage
-    storage = make_storage(storage_cfg.kind, run_dir, url=storage_cfg.get("url"))
+    if storage is _FROM_CONFIG:
+        storage = make_storage(cfg.storage.kind, run_dir, url=cfg.storage.get("url"))
     sampler_factory = instantiate(cfg.sampler.factory)
     return PatchSearch(
         sampler_factory=lambda seed: sampler_factory(seed=seed),
@@ -114,6 +123,7 @@ def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
         seed=int(cfg.seed),
         progress=bool(cfg.get("progress", True)),
         warm_start=make_warm_start(cfg),
+        trial_callbacks=trial_callbacks,
     )
 
 
@@ -143,16 +153,6 @@ def make_warm_start(cfg: DictConfig):
     return transfer_perturbation
 
 
-def _done_images(results_path: Path) -> set[str]:
-    if not results_path.exists():
-        return set()
-    done = set()
-    for line in results_path.read_text().splitlines():
-        if line.strip():
-            done.add(json.loads(line)["image"])
-    return done
-
-
 def _append_jsonl(path: Path, record: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record, allow_nan=False) + "\n")
@@ -169,7 +169,9 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
     measure_name = cfg.get("measure")
     measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
-    attack = make_attack(cfg, run_dir)
+    experiment = open_experiment(cfg, run_dir)  # storage, artifacts, which images are done
+    callbacks = experiment.trial_callbacks(str(cfg.get("artifacts", "best")))
+    attack = make_attack(cfg, run_dir, storage=experiment.storage, trial_callbacks=callbacks)
     if isinstance(attack, WhiteBoxAttack) and attack.needs_gradients and not target.differentiable:
         raise ConfigError(
             f"attack={attack.name} needs gradients and target={target_name} gives none: craft on a "
@@ -177,10 +179,9 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         )
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
-    done = _done_images(results_path)
 
-    for source, loaded in iterate(sources, cfg.get("working_width")):
-        if source.image_id in done:
+    for source, loaded in experiment.schedule(sources, cfg.get("working_width")):
+        if experiment.is_done(source.image_id):
             summary.resumed.append(source.image_id)
             continue
         if isinstance(loaded, ImageLoadError):
@@ -216,9 +217,10 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
             goal,
             run_dir / "side_by_side" / f"{loaded.image_id}.png",
         )
-        _append_jsonl(results_path, record)
+        experiment.record(record)
         summary.records.append(record)
 
+    experiment.close()
     table = summary_table(_all_records(results_path))
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
