@@ -1,11 +1,11 @@
 """What optuna-dashboard shows of a trial: user attributes, and images through Optuna's artifact store.
 
 :class:`TrialArtifacts` is a :class:`~blackbox.attacks.PatchSearch` trial callback. On every trial
-it sets the attributes a reader sorts and filters by (``l2``, ``shift_pct_distance``,
-``shift_pct_width``; the search itself sets ``queries`` and ``success``). On the trials ``mode``
-keeps it uploads two PNGs with :func:`optuna.artifacts.upload_artifact`: the adversarial image
-exactly as the target saw it, and an overlay (the target's saliency map, salient point, crop boxes
-and the goal box, drawn by :mod:`blackbox.visualize`).
+it sets the attributes a reader sorts and filters by, ``l2`` and the paper's peak shift
+``shift_pct_distance`` (the search itself sets ``queries``, ``success`` and ``salient_point``).
+On the trials ``mode`` keeps it uploads two PNGs with :func:`optuna.artifacts.upload_artifact`:
+the adversarial image exactly as the target saw it, and an overlay (the target's saliency map,
+salient point, crop boxes and the goal box, drawn by :mod:`blackbox.visualize`).
 
 ``mode``: ``best`` (default) uploads only trials that improve on the study's best so far (success
 first, then score), a handful per image; ``all`` every trial; ``none`` no images. Encoding and
@@ -26,12 +26,13 @@ from PIL import Image, ImageDraw
 
 from blackbox.attacks.patch_search import TrialRecord
 from blackbox.goal import Goal, profile_peak
-from blackbox.metrics import peak_shift, perturbation_norms
+from blackbox.metrics import peak_shift
 from blackbox.visualize import GOAL_COLOUR, saliency_view
 from targets import TargetOutput
 
 ARTIFACT_MODES = ("best", "all", "none")
-# zlib level 1: a 640x427 PNG in ~10 ms instead of ~40 ms at PIL's default, ~15% larger.
+# zlib level 1: a 640x427 photo's PNG in ~28 ms, its overlay in ~23 ms, against 72 and 156 ms at
+# PIL's default level 6 (measured on this project's 2-core machine); the files are 13-15% larger.
 PNG_COMPRESS_LEVEL = 1
 
 
@@ -48,13 +49,12 @@ class TrialArtifacts:
 
     def __call__(self, record: TrialRecord) -> None:
         trial, problem = record.trial, record.problem
-        norms = perturbation_norms(problem.image.pixels, record.adversarial)
         shift = peak_shift(
             _peak_x(problem.clean_output), _peak_x(record.output), problem.goal.target_x, problem.image.width
         )
-        trial.set_user_attr("l2", norms["l2"])
-        for key, value in shift.items():
-            trial.set_user_attr(key, value)
+        # Two attributes, not every metric: each is a storage write (~4 ms on a journal file).
+        trial.set_user_attr("l2", l2(problem.image.pixels, record.adversarial))
+        trial.set_user_attr("shift_pct_distance", shift["shift_pct_distance"])
         if self.mode == "none" or not self._keeps(record):
             return
         self.upload(record)
@@ -103,6 +103,12 @@ def overlay(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) ->
     box = (goal.x0, goal.y0, goal.x1 - 1, goal.y1 - 1)
     ImageDraw.Draw(image).rectangle(box, outline=GOAL_COLOUR, width=2)
     return image
+
+
+def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:
+    """L2 of the 8-bit perturbation in [0, 1] units (as ``perturbation_norms``, in a third of its time)."""
+    delta = np.subtract(adversarial, clean, dtype=np.int16).ravel().astype(np.float64)
+    return float(np.sqrt(delta @ delta)) / 255.0
 
 
 def artifact_store(directory: Path) -> FileSystemArtifactStore:

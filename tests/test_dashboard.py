@@ -19,8 +19,10 @@ from optuna.artifacts import get_all_artifact_meta
 from PIL import Image
 
 from blackbox.artifacts import TrialArtifacts, artifact_store
+from blackbox.attacks import render_trial
 from blackbox.dashboard import DashboardError, latest_run, main, resolve_run
 from blackbox.experiment import LocalExperiment
+from blackbox.metrics import perturbation_norms
 from targets.classic import ClassicSaliency
 from tests.browser import headless_chromium, loaded_images
 from tests.conftest import REPO
@@ -40,19 +42,22 @@ def search_with_artifacts(tmp_path: Path, photo: np.ndarray, mode: str, budget: 
     search = make_search(budget, storage=storage)
     search.trial_callbacks = (callback,)
     target = ClassicSaliency()
-    result = search.run(problem_for(photo, target, eps=4.0), target)
+    problem = problem_for(photo, target, eps=4.0)
+    result = search.run(problem, target)
     study = optuna.load_study(study_name=result.extra["study"], storage=storage)
-    return study, callback, result
+    return study, callback, result, problem
 
 
 @pytest.mark.parametrize("mode", ["best", "all", "none"])
 def test_trials_carry_attributes_and_the_kept_ones_their_images(tmp_path, photo, mode) -> None:
-    study, callback, result = search_with_artifacts(tmp_path, photo, mode)
+    study, callback, result, problem = search_with_artifacts(tmp_path, photo, mode)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 9
     for trial in trials:
-        assert {"queries", "success", "l2", "shift_pct_distance", "shift_pct_width"} <= set(trial.user_attrs)
-        assert 0 < trial.user_attrs["l2"] <= 4.0 + 1e-9
+        assert {"queries", "success", "l2", "shift_pct_distance"} <= set(trial.user_attrs)
+        adversarial = render_trial(problem, trial.user_attrs["perturbation"])
+        expected = perturbation_norms(problem.image.pixels, adversarial)["l2"]
+        assert trial.user_attrs["l2"] == pytest.approx(expected, rel=1e-12) and 0 < expected <= 4.0 + 1e-9
     with_images = []
     for trial in trials:
         metas = get_all_artifact_meta(trial, storage=study._storage)
@@ -80,7 +85,7 @@ def test_trials_carry_attributes_and_the_kept_ones_their_images(tmp_path, photo,
 
 
 def test_the_adversarial_artifact_is_the_image_the_target_saw(tmp_path, photo) -> None:
-    study, _, result = search_with_artifacts(tmp_path, photo, "best")
+    study, _, result, _ = search_with_artifacts(tmp_path, photo, "best")
     best = study.trials[result.best_trial]
     metas = {m.filename: m for m in get_all_artifact_meta(best, storage=study._storage)}
     stored = tmp_path / "artifacts" / metas[f"trial-{best.number}-adversarial.png"].artifact_id
