@@ -102,7 +102,7 @@ def open_for_reading(run_dir: Path) -> tuple[optuna.storages.BaseStorage | str |
     The storage is ``None`` for a ``storage=memory`` run, whose trials were not kept.
     """
     config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.exists():  # a journal without Hydra's record: a run made from Python
+    if not config_path.exists() or "storage" not in run_config(run_dir):  # from Python, or a compare run
         storage = make_storage("journal", run_dir)
         return storage, _store_if_present(run_dir / "artifacts"), "optuna.journal"
     cfg = run_config(run_dir)

@@ -33,7 +33,12 @@ def replay(
     if not config_path.exists():
         raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
     cfg = OmegaConf.load(config_path)
-    storage = make_storage(str(cfg.storage.kind), run_dir, url=cfg.storage.get("url"))
+    if cfg.storage.kind == "postgres":  # the experiment's schema in the shared database
+        from blackbox.experiment import open_for_reading
+
+        storage = open_for_reading(run_dir)[0]
+    else:
+        storage = make_storage(str(cfg.storage.kind), run_dir, url=cfg.storage.get("url"))
     if storage is None:
         raise ReplayError("that run used storage=memory: its trials were not kept, nothing to replay")
     summaries = [s for s in optuna.get_all_study_summaries(storage) if s.user_attrs.get("image") == image_id]

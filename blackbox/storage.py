@@ -33,4 +33,8 @@ def make_storage(
         if not url:
             raise ValueError("storage=url needs storage.url=<an RDB URL, e.g. postgresql://...>")
         return url
-    raise ValueError(f"unknown storage kind {kind!r}; choose from {', '.join(STORAGE_KINDS)}")
+    if kind == "postgres":  # shared by many workers: see blackbox/workers.py
+        raise ValueError(
+            "storage=postgres is for python -m blackbox workers (blackbox.workers), not this command"
+        )
+    raise ValueError(f"unknown storage kind {kind!r}; choose from {', '.join(STORAGE_KINDS)}, postgres")
