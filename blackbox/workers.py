@@ -29,6 +29,7 @@ the database at ``storage.url`` / ``$BLACKBOX_POSTGRES_URL``) is the whole recip
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -119,6 +120,15 @@ class WorkerStorage(RDBStorage):
         self.record_heartbeat(trial_id)
         with self._running_lock:
             self._running.add(trial_id)
+
+    def fail_running(self) -> None:
+        """Fail this process's trials still running (an image abandoned mid-batch); not retried."""
+        with self._running_lock:
+            running, self._running = list(self._running), set()
+        for trial_id in running:
+            # UpdateFinishedTrialError: another worker's stale check failed it meanwhile.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                super().set_trial_state_values(trial_id, state=TrialState.FAIL)
 
     def beat(self) -> None:
         with self._running_lock:
@@ -377,6 +387,7 @@ class PostgresExperiment(Experiment):
                         yield from iterate([source], working_width)
                     finally:
                         self._hold(None)
+                        self.storage.fail_running()
                         if image not in self._recorded:  # failed or skipped: free for another worker
                             self.release(image)
                 if not others_hold:

@@ -215,3 +215,26 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path) -> None:
         ConfigError, match=r"cannot reach PostgreSQL at postgresql://u:\*\*\*@127\.0\.0\.1:9/"
     ):
         PostgresExperiment(url="postgresql://u:secret@127.0.0.1:9/db", name="x", run_dir=tmp_path)
+
+
+def test_a_worker_that_lost_its_lease_stops_and_fails_its_running_trials(
+    tmp_path, url, experiment_id
+) -> None:
+    from types import SimpleNamespace
+
+    from blackbox.workers import LeaseLostError
+
+    first = PostgresExperiment(
+        url=url, name=experiment_id, run_dir=tmp_path, heartbeat_interval=0.2, grace_period=0.4
+    )
+    study = optuna.create_study(storage=first.storage, study_name="img-study")
+    trial = study.ask()  # running, with a heartbeat from its start
+    assert first.storage._running == {trial._trial_id}
+    guard = first.trial_callbacks("none")[0]
+    record = SimpleNamespace(problem=SimpleNamespace(image=SimpleNamespace(image_id="img")))
+    guard(record)  # lease held: nothing happens
+    first._lost.set()  # as the lease thread does when another worker took the image over
+    with pytest.raises(LeaseLostError, match="another worker took this image over"):
+        guard(record)
+    first.storage.fail_running()
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL and not first.storage._running
