@@ -114,6 +114,7 @@ def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
         seed=int(cfg.seed),
         progress=bool(cfg.get("progress", True)),
         warm_start=make_warm_start(cfg),
+        write_behind=bool(storage_cfg.get("write_behind", True)),
     )
 
 

@@ -13,6 +13,8 @@ re-render the adversarial image.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,7 +36,7 @@ class SearchSpaceError(ValueError):
 class Region:
     x0: int
     y0: int
-    x1: int  # inclusive, as Optuna's IntDistribution
+    x1: int  # inclusive
     y1: int
 
     def as_dict(self) -> dict:
@@ -85,8 +87,10 @@ def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributi
         raise SearchSpaceError("search.space must declare at least size and amplitude")
     result: dict[str, optuna.distributions.BaseDistribution] = {}
     for k in range(n_patches):
-        result[f"p{k}_x"] = optuna.distributions.IntDistribution(region.x0, region.x1)
-        result[f"p{k}_y"] = optuna.distributions.IntDistribution(region.y0, region.y1)
+        # Continuous pixel coordinates, rounded when rendered: TPE scores integer parameters by
+        # the Gaussian mass of every (candidate, kernel) pair, which made each ask 2.5x slower.
+        result[f"p{k}_x"] = optuna.distributions.FloatDistribution(region.x0, region.x1)
+        result[f"p{k}_y"] = optuna.distributions.FloatDistribution(region.y0, region.y1)
         for key in PATTERN_KEYS:
             if key in declared:
                 result[f"p{k}_{key}"] = _float_distribution(key, declared[key])
@@ -95,14 +99,19 @@ def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributi
     return result
 
 
+def pixel(coordinate: float) -> int:
+    """A sampled coordinate's pixel: the nearest one, halves rounded up (not to even)."""
+    return math.floor(float(coordinate) + 0.5)
+
+
 def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dict]:
     """Sampled flat parameters to one dict per patch."""
     patches = []
     for k in range(n_patches):
         patches.append(
             {
-                "x": int(params[f"p{k}_x"]),
-                "y": int(params[f"p{k}_y"]),
+                "x": pixel(params[f"p{k}_x"]),
+                "y": pixel(params[f"p{k}_y"]),
                 "size": float(params[f"p{k}_size"]),
                 "amplitude": [float(params[f"p{k}_{c}"]) for c in CHANNELS],
                 "frequency": float(params.get(f"p{k}_frequency", 0.0)),
@@ -114,18 +123,27 @@ def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dic
 
 def trial_config(
     space: Mapping, *, params: Mapping[str, float], region: Region, eps: float, norm: str
-) -> DictConfig:
-    """The declared space composed with the sampled values: everything a replay needs."""
-    declared = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(dict(space)), resolve=True))
-    sampled = OmegaConf.create(
-        {
-            "region_bounds": region.as_dict(),
-            "eps": float(eps),
-            "norm": norm,
-            "patches": patches_from_params(params, int(space["n_patches"])),
-        }
+) -> dict:
+    """The declared space composed with the sampled values: everything a replay needs.
+
+    A plain dict (JSON-ready for the trial's user attributes): composing it with OmegaConf cost
+    about 20 ms a trial, more than a ``classic`` query.
+    """
+    config = copy.deepcopy(_plain(space))
+    config.update(
+        region_bounds=region.as_dict(),
+        eps=float(eps),
+        norm=norm,
+        patches=patches_from_params(params, int(space["n_patches"])),
     )
-    return OmegaConf.merge(declared, sampled)
+    return config
+
+
+def _plain(space: Mapping) -> dict:
+    """``space`` as plain containers, resolving interpolations if it is still an OmegaConf node."""
+    if isinstance(space, DictConfig):
+        return OmegaConf.to_container(space, resolve=True)  # type: ignore[return-value]
+    return dict(space)
 
 
 def patches_from_config(config: Mapping) -> list[Patch]:

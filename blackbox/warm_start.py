@@ -35,7 +35,7 @@ def fit_patches(delta: np.ndarray, *, n_patches: int, region: Region, space: Map
         window = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * size**2))
         colour = (delta * window[..., None]).sum(axis=(0, 1)) / window.sum()
         colour = colour / max(float(np.abs(colour).max()), 1e-12)
-        params[f"p{k}_x"], params[f"p{k}_y"] = int(x), int(y)
+        params[f"p{k}_x"], params[f"p{k}_y"] = float(x), float(y)
         params[f"p{k}_size"] = size
         for channel, value in zip(CHANNELS, colour, strict=True):
             params[f"p{k}_{channel}"] = float(np.clip(value, amp_low, amp_high))

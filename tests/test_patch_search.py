@@ -60,7 +60,15 @@ def problem_for(photo: np.ndarray, target: Target, eps: float = 2.0) -> AttackPr
     return AttackProblem(image, clean, goal, eps, "l2", target.name)
 
 
-def make_search(budget: int, *, sampler: str = "tpe", storage=None, early_stop: bool = False, seed: int = 0):
+def make_search(
+    budget: int,
+    *,
+    sampler: str = "tpe",
+    storage=None,
+    early_stop: bool = False,
+    seed: int = 0,
+    write_behind: bool = True,
+):
     """A search with the sampler exactly as ``conf/sampler/<sampler>.yaml`` builds it."""
     root = OmegaConf.create({"budget": budget, "sampler": group_config("sampler", sampler)})
     build = instantiate(root.sampler.factory)
@@ -78,6 +86,7 @@ def make_search(budget: int, *, sampler: str = "tpe", storage=None, early_stop: 
         storage=storage,
         seed=seed,
         progress=False,
+        write_behind=write_behind,
     )
 
 
@@ -205,3 +214,62 @@ def test_trial_callbacks_see_every_trial(photo) -> None:
     result = search.run(problem_for(photo, ClassicSaliency()), ClassicSaliency())
     assert [s[1] for s in seen] == [1, 2, 3, 4, 5]
     assert len(seen) == result.queries
+
+
+def _stored_trials(tmp_path, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    from blackbox.storage import make_storage
+
+    return optuna.load_study(study_name=study_name, storage=make_storage("journal", tmp_path)).trials
+
+
+def test_write_behind_stores_what_direct_writes_store(photo, tmp_path) -> None:
+    from blackbox.storage import make_storage
+
+    target = ClassicSaliency()
+    problem = problem_for(photo, target)
+    runs = {}
+    for write_behind in (True, False):
+        folder = tmp_path / str(write_behind)
+        search = make_search(9, storage=make_storage("journal", folder), seed=5, write_behind=write_behind)
+        runs[write_behind] = (search.run(problem, target), _stored_trials(folder, search_name(problem)))
+    (behind, behind_trials), (direct, direct_trials) = runs[True], runs[False]
+    assert behind.adversarial.tobytes() == direct.adversarial.tobytes()
+    assert [t.number for t in behind_trials] == list(range(9))
+    for a, b in zip(behind_trials, direct_trials, strict=True):
+        assert (a.params, a.value, a.state, a.user_attrs) == (b.params, b.value, b.state, b.user_attrs)
+
+
+def search_name(problem: AttackProblem) -> str:
+    from blackbox.attacks import study_name
+
+    return study_name(problem, "tpe")
+
+
+class InterruptedTarget(CountingTarget):
+    """Answers ``calls`` target calls, then the user presses Ctrl-C."""
+
+    def __init__(self, inner: Target, calls: int) -> None:
+        super().__init__(inner)
+        self.calls = calls
+
+    def _query(self, images):
+        if self.calls == 0:
+            raise KeyboardInterrupt
+        self.calls -= 1
+        return super()._query(images)
+
+
+def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -> None:
+    from blackbox.storage import make_storage
+
+    inner = ClassicSaliency()
+    problem = problem_for(photo, inner)
+    with pytest.raises(KeyboardInterrupt):
+        make_search(12, storage=make_storage("journal", tmp_path)).run(problem, InterruptedTarget(inner, 2))
+    stored = _stored_trials(tmp_path, search_name(problem))
+    # Two batches of 3 were answered: all 6 are in the storage; the unanswered batch is not.
+    assert [t.state for t in stored] == [optuna.trial.TrialState.COMPLETE] * 6
+    target = CountingTarget(inner)
+    result = make_search(12, storage=make_storage("journal", tmp_path)).run(problem, target)
+    assert target.seen == 6 + result.extra["resumed_best_requeries"]
+    assert len(_stored_trials(tmp_path, search_name(problem))) == 12

@@ -10,6 +10,12 @@ One Optuna study per (image, target, goal, eps) keeps every trial, with its full
 config as a user attribute: a trial replays to the byte-identical image (``blackbox.replay``). A
 study found in the storage is resumed: its completed trials count against the budget and are not
 redone.
+
+With ``write_behind`` (the default), the search runs on an in-memory copy of the study and each
+answered batch is written to the storage in one call per trial (``Study.add_trials``). Asking a
+trial directly in a journal or RDB storage writes every one of its 32 parameters and attributes
+separately, which cost more than a ``classic`` query. The price: a process killed between a batch's
+answer and its write loses that one batch (at most ``batch_size`` queries, asked again on resume).
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
@@ -38,8 +43,8 @@ SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
 class TrialRecord:
     """What a finished trial produced, handed to every trial callback (e.g. artifact upload)."""
 
-    study: optuna.Study
-    trial: optuna.trial.Trial
+    study: optuna.Study  # the study in the run's storage
+    trial: optuna.trial.Trial  # the live trial (in memory until its batch is written, see write_behind)
     problem: AttackProblem
     adversarial: np.ndarray  # (H, W, 3) uint8, exactly what the target saw
     output: TargetOutput
@@ -88,6 +93,7 @@ class PatchSearch(Attack):
         progress: bool = True,
         trial_callbacks: Sequence[TrialCallback] = (),
         warm_start: Callable[[AttackProblem], np.ndarray] | None = None,
+        write_behind: bool = True,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -106,6 +112,8 @@ class PatchSearch(Attack):
         self.trial_callbacks = tuple(trial_callbacks)
         # Gives a dense transfer perturbation for a problem; its fitted patches are the first trial.
         self.warm_start = warm_start
+        # Search in memory and write each answered batch to the storage at once (module doc).
+        self.write_behind = write_behind
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -116,14 +124,15 @@ class PatchSearch(Attack):
         space = distributions(self.search, region)
         name = study_name(problem, self.sampler_name)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
-        study = optuna.create_study(
+        stored = optuna.create_study(
             storage=self.storage,
             study_name=name,
             direction="maximize",
             sampler=self.sampler_factory(study_seed),
             load_if_exists=True,
         )
-        if "image" not in study.user_attrs:
+        study = stored
+        if "image" not in stored.user_attrs:
             for key, value in {
                 "image": image.image_id,
                 "source": image.source,
@@ -134,7 +143,12 @@ class PatchSearch(Attack):
                 "sampler": self.sampler_name,
                 "budget": self.budget,
             }.items():
-                study.set_user_attr(key, value)
+                stored.set_user_attr(key, value)
+        if self.write_behind and self.storage is not None:
+            _fail_running(stored)
+            study = optuna.create_study(direction="maximize", sampler=self.sampler_factory(study_seed))
+            study.add_trials(stored.get_trials(deepcopy=False))
+        unwritten: list[int] = []  # trial numbers answered in memory, not yet in the storage
 
         if self.warm_start is not None and not study.trials:
             delta = self.warm_start(problem)
@@ -168,6 +182,8 @@ class PatchSearch(Attack):
                     for trial in trials:
                         trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    unwritten += [t.number for t in trials]
+                    _write(study, stored, unwritten)
                     bar.update(count)
                     if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
                         gave_up = error
@@ -180,21 +196,24 @@ class PatchSearch(Attack):
                     value = score(output, problem.goal, width, height, has_point=has_point)
                     hit = succeeded(output, problem.goal, width, height, has_point=has_point)
                     queries_so_far = budget.used - count + 1 + trials.index(trial)
-                    trial.set_user_attr("perturbation", OmegaConf.to_container(config))
+                    trial.set_user_attr("perturbation", config)
                     trial.set_user_attr("queries", queries_so_far)
                     trial.set_user_attr("success", hit)
                     trial.set_user_attr("salient_point", list(output.salient_point))
                     record = TrialRecord(
-                        study, trial, problem, adversarial, output, value, hit, queries_so_far
+                        stored, trial, problem, adversarial, output, value, hit, queries_so_far
                     )
                     for callback in self.trial_callbacks:
                         callback(record)
                     # A goal covering the whole map gives an infinite margin: storages need finite values.
                     study.tell(trial, float(np.clip(value, -1e6, 1e6)))
                     best.offer(trial.number, value, hit, queries_so_far, adversarial, output)
+                unwritten += [t.number for t in trials]
+                _write(study, stored, unwritten)
                 bar.update(count)
                 bar.set_postfix(best=f"{best.value:.3g}", success=best.success)
         finally:
+            _write(study, stored, unwritten)  # also on Ctrl-C: answered trials are never lost
             bar.close()
 
         if gave_up is not None and budget.remaining > 0:
@@ -265,17 +284,31 @@ class _Best:
             self.adversarial, self.output = adversarial, output
 
 
+def _fail_running(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process never got an answer recorded: mark them failed."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _write(study: optuna.Study, stored: optuna.Study, numbers: list[int]) -> None:
+    """Copy the finished trials ``numbers`` of the in-memory search to the storage, then forget them."""
+    if study is stored or not numbers:
+        numbers.clear()
+        return
+    trials = study.get_trials(deepcopy=False)
+    stored.add_trials([trials[n] for n in numbers])
+    numbers.clear()
+
+
 def _resume(study: optuna.Study, best: _Best) -> int:
     """Take the finished trials of an earlier session into account; return the queries they used.
 
     Trials left RUNNING by a killed process never got an answer recorded: they are marked failed
     and their queries are spent again by new trials.
     """
+    _fail_running(study)
     used = 0
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            continue
         if trial.state == optuna.trial.TrialState.COMPLETE:
             used += 1
             best.offer(
