@@ -115,6 +115,7 @@ def make_attack(cfg: DictConfig, run_dir: Path) -> Attack:
         progress=bool(cfg.get("progress", True)),
         warm_start=make_warm_start(cfg),
         write_behind=bool(storage_cfg.get("write_behind", True)),
+        ask_ahead=bool(cfg.get("ask_ahead", True)),
     )
 
 

@@ -273,3 +273,34 @@ def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -
     result = make_search(12, storage=make_storage("journal", tmp_path)).run(problem, target)
     assert target.seen == 6 + result.extra["resumed_best_requeries"]
     assert len(_stored_trials(tmp_path, search_name(problem))) == 12
+
+
+@pytest.mark.parametrize(("ask_ahead", "running"), [(True, 3 + 3), (False, 3)])
+def test_ask_ahead_asks_the_next_batch_before_telling_this_one(photo, ask_ahead, running) -> None:
+    seen = []
+    search = make_search(9)
+    search.ask_ahead = ask_ahead
+    search.trial_callbacks = (
+        lambda record: seen.append(
+            len(record.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        ),
+    )
+    target = CountingTarget(ClassicSaliency())
+    result = search.run(problem_for(photo, target), target)
+    # First trial of the first batch: its batch is running, and with ask-ahead the next one too.
+    assert seen[0] == running
+    assert seen[-1] == 1  # only itself: the last batch has nothing after it to ask ahead for
+    assert result.queries == 9
+
+
+def test_asked_ahead_trials_are_discarded_without_spending_queries(photo) -> None:
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_for(photo, target, eps=30.0)
+    storage = optuna.storages.InMemoryStorage()
+    target.seen = 0
+    result = make_search(30, storage=storage, early_stop=True, write_behind=False).run(problem, target)
+    assert result.success and target.seen == result.queries < 30
+    trials = optuna.load_study(study_name=search_name(problem), storage=storage).trials
+    discarded = [t for t in trials if "discarded" in t.user_attrs]
+    assert len(discarded) == 3 and all(t.state == optuna.trial.TrialState.FAIL for t in discarded)
+    assert len(trials) - len(discarded) == result.queries

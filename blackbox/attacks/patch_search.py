@@ -16,12 +16,19 @@ answered batch is written to the storage in one call per trial (``Study.add_tria
 trial directly in a journal or RDB storage writes every one of its 32 parameters and attributes
 separately, which cost more than a ``classic`` query. The price: a process killed between a batch's
 answer and its write loses that one batch (at most ``batch_size`` queries, asked again on resume).
+
+With ``ask_ahead`` (the default), the sampler asks batch k+1 while the target answers batch k, so
+the sampler's time hides behind the target's. Batch k+1 is asked before batch k is told, always:
+the search is as deterministic as before, and it sees results one batch later (constant liar
+stands in for batch k). When the search stops early, the asked-ahead batch is never sent; it is
+kept as failed trials marked ``discarded``, which spend no queries.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +101,7 @@ class PatchSearch(Attack):
         trial_callbacks: Sequence[TrialCallback] = (),
         warm_start: Callable[[AttackProblem], np.ndarray] | None = None,
         write_behind: bool = True,
+        ask_ahead: bool = True,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -114,6 +122,8 @@ class PatchSearch(Attack):
         self.warm_start = warm_start
         # Search in memory and write each answered batch to the storage at once (module doc).
         self.write_behind = write_behind
+        # Ask the next batch while the target answers this one (module doc).
+        self.ask_ahead = ask_ahead
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -163,10 +173,12 @@ class PatchSearch(Attack):
         bar = tqdm(
             total=self.budget, initial=used, desc=image.image_id, leave=False, disable=not self.progress
         )
+        ahead: list[optuna.trial.Trial] = []  # the next batch, asked while the target answered
+        pool = ThreadPoolExecutor(max_workers=1) if self.ask_ahead else None
         try:
-            while budget.remaining > 0 and not (self.early_stop and best.success):
-                count = min(self.batch_size, budget.remaining)
-                trials = [study.ask(space) for _ in range(count)]
+            while ahead or (budget.remaining > 0 and not (self.early_stop and best.success)):
+                trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
+                count = len(trials)
                 configs = [
                     trial_config(
                         self.search, params=t.params, region=region, eps=problem.eps, norm=problem.norm
@@ -174,8 +186,19 @@ class PatchSearch(Attack):
                     for t in trials
                 ]
                 adversarials = [render_trial(problem, c) for c in configs]
+                images = [a.astype(np.float32) / 255.0 for a in adversarials]
+                following = min(self.batch_size, budget.remaining - count)
                 try:
-                    outputs = budget.query([a.astype(np.float32) / 255.0 for a in adversarials])
+                    if pool is not None and following > 0:
+                        # The target works (torch frees the GIL) while the sampler asks the next
+                        # batch. Those asks see this batch as running, not answered: the order of
+                        # asks and tells, so the search, is still the same on every run.
+                        answer = pool.submit(budget.query, images)
+                        ahead = [study.ask(space) for _ in range(following)]
+                        outputs = answer.result()
+                    else:
+                        ahead = []
+                        outputs = budget.query(images)
                 except (OSError, RuntimeError) as error:  # e.g. TargetQueryError: failed after retries
                     failed += count
                     consecutive_failures += 1
@@ -212,8 +235,13 @@ class PatchSearch(Attack):
                 _write(study, stored, unwritten)
                 bar.update(count)
                 bar.set_postfix(best=f"{best.value:.3g}", success=best.success)
+                if self.early_stop and best.success:
+                    break
         finally:
             _write(study, stored, unwritten)  # also on Ctrl-C: answered trials are never lost
+            _discard(study, ahead)
+            if pool is not None:
+                pool.shutdown(wait=True)
             bar.close()
 
         if gave_up is not None and budget.remaining > 0:
@@ -288,6 +316,13 @@ def _fail_running(study: optuna.Study) -> None:
     """Trials left RUNNING by a killed process never got an answer recorded: mark them failed."""
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _discard(study: optuna.Study, trials: list[optuna.trial.Trial]) -> None:
+    """Asked ahead, never sent: the search stopped first. Kept as failed, with no queries spent."""
+    for trial in trials:
+        trial.set_user_attr("discarded", "asked ahead of the target, not sent: the search had stopped")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def _write(study: optuna.Study, stored: optuna.Study, numbers: list[int]) -> None:
