@@ -39,7 +39,7 @@ from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, Att
 from blackbox.budget import QueryBudget
 from blackbox.objective import score, succeeded
 from blackbox.perturbation import Norm, perturb
-from blackbox.search_space import distributions, patches_from_config, search_region, trial_config
+from blackbox.search_space import distributions, patch_regions, patches_from_config, trial_config
 from blackbox.warm_start import fit_patches
 from targets import Target, TargetOutput
 
@@ -130,7 +130,8 @@ class PatchSearch(Attack):
         image = problem.image
         width, height = image.width, image.height
         has_point = self.has_point(target)
-        region = search_region(self.search, problem.goal, width, height)
+        regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
+        region = regions if len(set(regions)) > 1 else regions[0]
         space = distributions(self.search, region)
         name = study_name(problem, self.sampler_name)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
@@ -163,7 +164,7 @@ class PatchSearch(Attack):
         if self.warm_start is not None and not study.trials:
             delta = self.warm_start(problem)
             n_patches = int(self.search["n_patches"])
-            study.enqueue_trial(fit_patches(delta, n_patches=n_patches, region=region, space=self.search))
+            study.enqueue_trial(fit_patches(delta, n_patches=n_patches, region=regions, space=self.search))
         best = _Best()
         used = _resume(study, best)
         budget = QueryBudget(target, limit=self.budget, used=used)
