@@ -79,6 +79,8 @@ def patch_regions(
     current peak loses it, and a patch there can do the second.
     """
     n_patches = int(space.get("n_patches", 0))
+    if n_patches < 1:
+        raise SearchSpaceError(f"search.n_patches must be at least 1, got {n_patches}")
     goal_region = search_region(space, goal, width, height)
     if space.get("region", "goal") != "goal_and_peak":
         return [goal_region] * n_patches
