@@ -122,7 +122,8 @@ def main() -> None:
             records, seconds = [], 0.0
             for seed in args.seeds:
                 got, took = run_records(
-                    [*common, *overrides, f"eps={eps}", f"budget={args.budget}", f"seed={seed}"],
+                    # A variant's own overrides come last: ``seed=1`` in a variant wins over --seeds.
+                    [*common, f"eps={eps}", f"budget={args.budget}", f"seed={seed}", *overrides],
                     out_dir / f"{name}-eps{eps:g}-s{seed}",
                     args.target,
                     cache,
