@@ -271,8 +271,12 @@ def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -
     assert [t.state for t in stored] == [optuna.trial.TrialState.COMPLETE] * 6
     target = CountingTarget(inner)
     result = make_search(12, storage=make_storage("journal", tmp_path)).run(problem, target)
-    assert target.seen == 6 + result.extra["resumed_best_requeries"]
-    assert len(_stored_trials(tmp_path, search_name(problem))) == 12
+    # The batch that was out when the run stopped may have reached the target: it counts as spent.
+    assert target.seen == 3 + result.extra["resumed_best_requeries"]
+    stored = _stored_trials(tmp_path, search_name(problem))
+    reasons = [t.user_attrs.get("fail_reason", "") for t in stored]
+    assert len(stored) == 12 and sum(r.startswith("interrupted") for r in reasons) == 3
+    assert result.queries == 12
 
 
 @pytest.mark.parametrize(("ask_ahead", "running"), [(True, 3 + 3), (False, 3)])

@@ -157,6 +157,7 @@ class PatchSearch(Attack):
                 stored.set_user_attr(key, value)
         if self.write_behind and self.storage is not None:
             _fail_running(stored)
+            _count_interrupted_batch(stored)
             study = optuna.create_study(direction="maximize", sampler=self.sampler_factory(study_seed))
             study.add_trials(stored.get_trials(deepcopy=False))
         unwritten: list[int] = []  # trial numbers answered in memory, not yet in the storage
@@ -189,6 +190,8 @@ class PatchSearch(Attack):
                 adversarials = [render_trial(problem, c) for c in configs]
                 images = [a.astype(np.float32) / 255.0 for a in adversarials]
                 following = min(self.batch_size, budget.remaining - count)
+                if study is not stored:  # write-behind: say which trials are out, in case of a kill
+                    stored.set_user_attr(IN_FLIGHT, [trials[0].number, count])
                 try:
                     if pool is not None and following > 0:
                         # The target works (torch frees the GIL) while the sampler asks the next
@@ -333,7 +336,34 @@ def _write(study: optuna.Study, stored: optuna.Study, numbers: list[int]) -> Non
         return
     trials = study.get_trials(deepcopy=False)
     stored.add_trials([trials[n] for n in numbers])
+    stored.set_user_attr(IN_FLIGHT, None)
     numbers.clear()
+
+
+# Study attribute ``[first trial number, count]`` of the batch sent to the target and not yet written.
+IN_FLIGHT = "queries_in_flight"
+
+
+def _count_interrupted_batch(stored: optuna.Study) -> None:
+    """A batch that was out when the process died may have reached the target: count it as spent.
+
+    Its trials were never written (write-behind), so they are added as failed trials saying so;
+    over all sessions an image then never sends more than its budget.
+    """
+    in_flight = stored.user_attrs.get(IN_FLIGHT)
+    if not in_flight:
+        return
+    first, count = in_flight
+    written = {t.number for t in stored.get_trials(deepcopy=False)}
+    reason = "interrupted: the process ended before the answer was recorded"
+    lost = [n for n in range(first, first + count) if n not in written]
+    stored.add_trials(
+        [
+            optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": reason})
+            for _ in lost
+        ]
+    )
+    stored.set_user_attr(IN_FLIGHT, None)
 
 
 def _resume(study: optuna.Study, best: _Best) -> int:
