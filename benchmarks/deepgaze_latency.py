@@ -35,12 +35,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks._memory import PeakSampler, rss_mb
 
 VARIANTS = {
     "fp32": {"channels_last": False},
@@ -51,30 +52,6 @@ VARIANTS = {
 INFERENCE_ONLY = {"bf16", "jit_freeze"}
 MODES = ("query", "no_grad", "fwd_bwd")
 HEIGHT, WIDTH = 480, 640
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakSampler(threading.Thread):
-    """Samples the resident set every millisecond until stopped; ``peak`` is the largest seen."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = rss_mb()
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.is_set():
-            self.peak = max(self.peak, rss_mb())
-            time.sleep(0.001)
-
-    def stop(self) -> float:
-        self._done.set()
-        self.join()
-        return max(self.peak, rss_mb())
 
 
 def photo(batch: int) -> np.ndarray:

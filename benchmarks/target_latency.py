@@ -2,9 +2,11 @@
 
     python -m benchmarks.target_latency --targets classic --batches 1 4 16 --repeats 20
 
-Prints p50/p95 milliseconds per call and per image, and writes the table as JSON under
-``runs/benchmarks/``. Random images of the working size stand in for photos: latency does not
-depend on the content. Thread count is torch's default unless ``--threads`` is given.
+Prints p50/p95 milliseconds per call and per image, the throughput gained by batching (images per
+second at batch B over batch 1), and the peak resident memory above the loaded model during the
+first call of each kind; writes the table as JSON under ``runs/benchmarks/``. Random images of
+the working size stand in for photos: latency does not depend on the content. Thread count is
+torch's default unless ``--threads`` is given.
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks._memory import PeakSampler, rss_mb
 from blackbox.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
 
 
-def _timings(call, repeats: int) -> np.ndarray:
+def _timings(call, repeats: int) -> tuple[np.ndarray, float]:
+    """Milliseconds per call, and the peak MB above the resident set before the first call."""
+    before = rss_mb()
+    sampler = PeakSampler()
+    sampler.start()
     call()  # warm-up: first calls allocate and build caches
+    peak_mb = sampler.stop() - before
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
         call()
         seconds.append(time.perf_counter() - started)
-    return 1000.0 * np.asarray(seconds)
+    return 1000.0 * np.asarray(seconds), peak_mb
 
 
-def _row(target: str, mode: str, batch: int, ms: np.ndarray) -> dict:
+def _row(target: str, mode: str, batch: int, timed: tuple[np.ndarray, float]) -> dict:
+    ms, peak_mb = timed
     p50, p95 = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
     return {
         "target": target,
@@ -41,6 +50,7 @@ def _row(target: str, mode: str, batch: int, ms: np.ndarray) -> dict:
         "p95_ms": p95,
         "p50_ms_per_image": p50 / batch,
         "repeats": len(ms),
+        "peak_mb": peak_mb,
     }
 
 
@@ -83,13 +93,21 @@ def main() -> None:
         overrides.setdefault(name, {})[setting] = value
     rows = []
     print(f"torch threads: {torch.get_num_threads()}, image {args.size[0]}x{args.size[1]}")
-    print(f"{'target':>10} {'mode':>17} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'ms/image':>9}")
+    print(
+        f"{'target':>10} {'mode':>17} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'ms/image':>9} "
+        f"{'x batch 1':>9} {'peak MB':>8}"
+    )
     for name in args.targets:
+        single: dict[str, float] = {}
         for row in measure(name, args.batches, args.repeats, *args.size, overrides.get(name, {})):
+            # Throughput against one image per call (the sequential attacker): >1 means batching pays.
+            single.setdefault(row["mode"], row["p50_ms_per_image"] if row["batch"] == 1 else float("nan"))
+            row["throughput_vs_batch1"] = single[row["mode"]] / row["p50_ms_per_image"]
             rows.append(row)
             print(
                 f"{row['target']:>10} {row['mode']:>17} {row['batch']:>5} {row['p50_ms']:>9.1f} "
-                f"{row['p95_ms']:>9.1f} {row['p50_ms_per_image']:>9.1f}",
+                f"{row['p95_ms']:>9.1f} {row['p50_ms_per_image']:>9.1f} "
+                f"{row['throughput_vs_batch1']:>9.2f} {row['peak_mb']:>8.0f}",
                 flush=True,
             )
     out = args.out / f"target_latency-{time.strftime('%Y%m%d-%H%M%S')}.json"

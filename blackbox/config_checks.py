@@ -31,6 +31,9 @@ def check_run_config(cfg: Mapping) -> None:
     batch = cfg.get("batch_size")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ConfigError(f"batch_size must be a positive whole number, got {batch!r}")
+    threads = cfg.get("torch_threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+        raise ConfigError(f"torch_threads must be a positive whole number or null, got {threads!r}")
     width = cfg.get("working_width")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 32):
         raise ConfigError(f"working_width must be a whole number of pixels >= 32 (or null), got {width!r}")

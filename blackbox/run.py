@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -124,6 +125,8 @@ def make_attack(
         progress=bool(cfg.get("progress", True)),
         warm_start=make_warm_start(cfg),
         trial_callbacks=trial_callbacks,
+        write_behind=bool(cfg.storage.get("write_behind", True)),
+        ask_ahead=bool(cfg.get("ask_ahead", True)),
     )
 
 
@@ -163,6 +166,9 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``."""
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
+    if cfg.get("torch_threads"):
+        # On a small machine, one thread fewer for torch leaves a core to the sampler (ask_ahead).
+        torch.set_num_threads(int(cfg.torch_threads))
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target if target is not None else instantiate_target(cfg.target)

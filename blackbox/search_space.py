@@ -5,6 +5,8 @@ and the pattern parameters the config declares (``size``, ``amplitude`` per chan
 ``angle``). The region is the goal box grown by ``margin`` x its size on each side (``region:
 goal``), or the whole image (``region: image``): a patch that adds saliency inside the goal is what
 pulls the salient point there, so searching near the goal spends the budget where it matters.
+``region: goal_and_peak`` sends some patches near the clean salient point instead, to take
+saliency away there (:func:`patch_regions`).
 
 Each trial's *perturbation config* is the declared space merged (OmegaConf, as Hydra composes) with
 the sampled values; it is stored with the trial and is all :func:`patches_from_config` needs to
@@ -13,6 +15,8 @@ re-render the adversarial image.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,27 +38,63 @@ class SearchSpaceError(ValueError):
 class Region:
     x0: int
     y0: int
-    x1: int  # inclusive, as Optuna's IntDistribution
+    x1: int  # inclusive
     y1: int
 
     def as_dict(self) -> dict:
         return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
 
 
+REGION_KINDS = ("goal", "image", "goal_and_peak")
+
+
+def _grown(box: tuple[float, float, float, float], margin: float, width: int, height: int) -> Region:
+    x0, y0, x1, y1 = box
+    grow_x, grow_y = margin * (x1 - x0), margin * (y1 - y0)
+    return Region(
+        int(max(0, x0 - grow_x)),
+        int(max(0, y0 - grow_y)),
+        int(min(width - 1, x1 + grow_x)),
+        int(min(height - 1, y1 + grow_y)),
+    )
+
+
 def search_region(space: Mapping, goal: Goal, width: int, height: int) -> Region:
+    """Where goal patches go: the goal grown by ``margin`` (``region: goal``), or the whole image."""
     kind = space.get("region", "goal")
+    if kind not in REGION_KINDS:
+        raise SearchSpaceError(f"search.region must be one of {', '.join(REGION_KINDS)}, got {kind!r}")
     if kind == "image":
         return Region(0, 0, width - 1, height - 1)
-    if kind != "goal":
-        raise SearchSpaceError(f"search.region must be 'goal' or 'image', got {kind!r}")
-    margin = float(space.get("margin", 0.5))
-    grow_x, grow_y = margin * (goal.x1 - goal.x0), margin * (goal.y1 - goal.y0)
-    return Region(
-        int(max(0, goal.x0 - grow_x)),
-        int(max(0, goal.y0 - grow_y)),
-        int(min(width - 1, goal.x1 + grow_x)),
-        int(min(height - 1, goal.y1 + grow_y)),
-    )
+    return _grown((goal.x0, goal.y0, goal.x1, goal.y1), float(space.get("margin", 0.5)), width, height)
+
+
+def patch_regions(
+    space: Mapping, goal: Goal, width: int, height: int, peak: tuple[float, float]
+) -> list[Region]:
+    """One region per patch.
+
+    ``region: goal_and_peak`` sends ``peak_patches`` patches (half, by default) to a goal-sized box
+    around the clean salient point ``peak``: the crop moves when the goal gains saliency *or* the
+    current peak loses it, and a patch there can do the second.
+    """
+    n_patches = int(space.get("n_patches", 0))
+    if n_patches < 1:
+        raise SearchSpaceError(f"search.n_patches must be at least 1, got {n_patches}")
+    goal_region = search_region(space, goal, width, height)
+    if space.get("region", "goal") != "goal_and_peak":
+        return [goal_region] * n_patches
+    n_peak = int(space.get("peak_patches", n_patches // 2))
+    if not 0 <= n_peak <= n_patches:
+        raise SearchSpaceError(
+            f"search.peak_patches must be between 0 and n_patches ({n_patches}), got {n_peak}"
+        )
+    half_w, half_h = (goal.x1 - goal.x0) / 2, (goal.y1 - goal.y0) / 2
+    x, y = peak
+    # A full-height goal band gives a full-height peak band; otherwise a box centred on the peak.
+    y0, y1 = (goal.y0, goal.y1) if half_h * 2 >= height - 1 else (y - half_h, y + half_h)
+    peak_region = _grown((x - half_w, y0, x + half_w, y1), float(space.get("margin", 0.5)), width, height)
+    return [peak_region] * n_peak + [goal_region] * (n_patches - n_peak)
 
 
 def _float_distribution(name: str, spec: Mapping) -> optuna.distributions.FloatDistribution:
@@ -70,11 +110,17 @@ def _float_distribution(name: str, spec: Mapping) -> optuna.distributions.FloatD
     return optuna.distributions.FloatDistribution(low, high, log=log)
 
 
-def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Optuna distributions for every parameter of every patch, in a fixed order."""
+def distributions(
+    space: Mapping, region: Region | list[Region]
+) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions for every parameter of every patch, in a fixed order.
+
+    ``region`` bounds every patch's centre, or is one region per patch (:func:`patch_regions`).
+    """
     n_patches = int(space.get("n_patches", 0))
     if n_patches < 1:
         raise SearchSpaceError(f"search.n_patches must be at least 1, got {n_patches}")
+    regions = region if isinstance(region, list) else [region] * n_patches
     declared = space.get("space") or {}
     unknown = set(declared) - {"size", "amplitude", "frequency", "angle"}
     if unknown:
@@ -85,8 +131,10 @@ def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributi
         raise SearchSpaceError("search.space must declare at least size and amplitude")
     result: dict[str, optuna.distributions.BaseDistribution] = {}
     for k in range(n_patches):
-        result[f"p{k}_x"] = optuna.distributions.IntDistribution(region.x0, region.x1)
-        result[f"p{k}_y"] = optuna.distributions.IntDistribution(region.y0, region.y1)
+        # Continuous pixel coordinates, rounded when rendered: TPE scores integer parameters by
+        # the Gaussian mass of every (candidate, kernel) pair, which made each ask 2.5x slower.
+        result[f"p{k}_x"] = optuna.distributions.FloatDistribution(regions[k].x0, regions[k].x1)
+        result[f"p{k}_y"] = optuna.distributions.FloatDistribution(regions[k].y0, regions[k].y1)
         for key in PATTERN_KEYS:
             if key in declared:
                 result[f"p{k}_{key}"] = _float_distribution(key, declared[key])
@@ -95,14 +143,19 @@ def distributions(space: Mapping, region: Region) -> dict[str, optuna.distributi
     return result
 
 
+def pixel(coordinate: float) -> int:
+    """A sampled coordinate's pixel: the nearest one, halves rounded up (not to even)."""
+    return math.floor(float(coordinate) + 0.5)
+
+
 def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dict]:
     """Sampled flat parameters to one dict per patch."""
     patches = []
     for k in range(n_patches):
         patches.append(
             {
-                "x": int(params[f"p{k}_x"]),
-                "y": int(params[f"p{k}_y"]),
+                "x": pixel(params[f"p{k}_x"]),
+                "y": pixel(params[f"p{k}_y"]),
                 "size": float(params[f"p{k}_size"]),
                 "amplitude": [float(params[f"p{k}_{c}"]) for c in CHANNELS],
                 "frequency": float(params.get(f"p{k}_frequency", 0.0)),
@@ -113,19 +166,28 @@ def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dic
 
 
 def trial_config(
-    space: Mapping, *, params: Mapping[str, float], region: Region, eps: float, norm: str
-) -> DictConfig:
-    """The declared space composed with the sampled values: everything a replay needs."""
-    declared = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(dict(space)), resolve=True))
-    sampled = OmegaConf.create(
-        {
-            "region_bounds": region.as_dict(),
-            "eps": float(eps),
-            "norm": norm,
-            "patches": patches_from_params(params, int(space["n_patches"])),
-        }
+    space: Mapping, *, params: Mapping[str, float], region: Region | list[Region], eps: float, norm: str
+) -> dict:
+    """The declared space composed with the sampled values: everything a replay needs.
+
+    A plain dict (JSON-ready for the trial's user attributes): composing it with OmegaConf cost
+    about 20 ms a trial, more than a ``classic`` query.
+    """
+    config = copy.deepcopy(_plain(space))
+    config.update(
+        region_bounds=[r.as_dict() for r in region] if isinstance(region, list) else region.as_dict(),
+        eps=float(eps),
+        norm=norm,
+        patches=patches_from_params(params, int(space["n_patches"])),
     )
-    return OmegaConf.merge(declared, sampled)
+    return config
+
+
+def _plain(space: Mapping) -> dict:
+    """``space`` as plain containers, resolving interpolations if it is still an OmegaConf node."""
+    if isinstance(space, DictConfig):
+        return OmegaConf.to_container(space, resolve=True)  # type: ignore[return-value]
+    return dict(space)
 
 
 def patches_from_config(config: Mapping) -> list[Patch]:

@@ -77,6 +77,10 @@ class SparseRSSampler(BaseSampler):
             span = max(1, round(p * (distribution.high - distribution.low)))
             moved = int(value) + int(self._rng.integers(-span, span + 1))  # type: ignore[call-overload]
             return int(np.clip(moved, distribution.low, distribution.high))
+        if isinstance(distribution, FloatDistribution) and is_location:
+            span = max(1.0, p * (distribution.high - distribution.low))
+            moved = float(value) + float(self._rng.uniform(-span, span))  # type: ignore[arg-type]
+            return float(np.clip(moved, distribution.low, distribution.high))
         if isinstance(distribution, FloatDistribution):
             return float(self._rng.uniform(distribution.low, distribution.high))
         if isinstance(distribution, IntDistribution):

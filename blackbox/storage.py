@@ -1,6 +1,6 @@
 """Optuna storages for a run: the journal file under the run folder by default.
 
-Measured on this project's 2-core machine (``benchmarks/bench_storage.py``): a journal file costs a
+Measured on this project's 2-core machine (``python -m benchmarks.overhead``): a journal file costs a
 few ms a trial, SQLite tens of ms, in-memory ~nothing but is lost with the process. The journal
 keeps every trial across crashes (resume) and optuna-dashboard opens it directly.
 """

@@ -18,24 +18,32 @@ from scipy.ndimage import gaussian_filter
 from blackbox.search_space import CHANNELS, Region
 
 
-def fit_patches(delta: np.ndarray, *, n_patches: int, region: Region, space: Mapping) -> dict[str, float]:
-    """Patch parameters (as the search names them) approximating ``delta`` (``(H, W, 3)``)."""
+def fit_patches(
+    delta: np.ndarray, *, n_patches: int, region: Region | list[Region], space: Mapping
+) -> dict[str, float]:
+    """Patch parameters (as the search names them) approximating ``delta`` (``(H, W, 3)``).
+
+    ``region`` bounds every patch's centre, or is one region per patch.
+    """
+    regions = region if isinstance(region, list) else [region] * n_patches
     declared = space["space"]
     low, high = float(declared["size"]["low"]), float(declared["size"]["high"])
     size = float(np.clip(np.sqrt(low * high), low, high))  # the middle of the (log) size range
     energy = gaussian_filter((delta**2).sum(axis=2), sigma=size)
-    allowed = np.full(energy.shape, -np.inf)
-    allowed[region.y0 : region.y1 + 1, region.x0 : region.x1 + 1] = 0.0
-    energy = energy + allowed
     yy, xx = np.mgrid[0 : energy.shape[0], 0 : energy.shape[1]]
     amp_low, amp_high = float(declared["amplitude"]["low"]), float(declared["amplitude"]["high"])
     params: dict[str, float] = {}
     for k in range(n_patches):
-        y, x = np.unravel_index(int(np.argmax(energy)), energy.shape)
+        bounds = regions[k]
+        allowed = np.full(energy.shape, -np.inf)
+        allowed[bounds.y0 : bounds.y1 + 1, bounds.x0 : bounds.x1 + 1] = 0.0
+        y, x = np.unravel_index(int(np.argmax(energy + allowed)), energy.shape)
         window = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * size**2))
         colour = (delta * window[..., None]).sum(axis=(0, 1)) / window.sum()
         colour = colour / max(float(np.abs(colour).max()), 1e-12)
-        params[f"p{k}_x"], params[f"p{k}_y"] = int(x), int(y)
+        # Clipped: when suppression has emptied a region, argmax falls outside it.
+        params[f"p{k}_x"] = float(np.clip(x, bounds.x0, bounds.x1))
+        params[f"p{k}_y"] = float(np.clip(y, bounds.y0, bounds.y1))
         params[f"p{k}_size"] = size
         for channel, value in zip(CHANNELS, colour, strict=True):
             params[f"p{k}_{channel}"] = float(np.clip(value, amp_low, amp_high))

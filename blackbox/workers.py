@@ -5,8 +5,8 @@ the database at ``storage.url`` / ``$BLACKBOX_POSTGRES_URL``) is the whole recip
 
 * **Experiment.** A PostgreSQL schema ``bb_<name>``, holding Optuna's tables and two of ours.
   ``<name>`` is ``storage.experiment`` or, by default, a digest of the run's settings except the
-  storage, ``progress``, ``artifacts`` and ``worker``: the same command started again joins the
-  same experiment; another eps, budget, target or dataset is another experiment.
+  storage, ``progress``, ``artifacts``, ``worker`` and ``torch_threads``: the same command started
+  again joins the same experiment; another eps, budget, target or dataset is another experiment.
 * **One worker per image, by lease.** ``blackbox_claims`` has a row per image. A worker takes an
   image with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` (free, released, or its lease
   expired) ``RETURNING``: a compare-and-set inside the database, so two workers never both win.
@@ -55,7 +55,7 @@ from blackbox.datasets import ImageSource, iterate
 from blackbox.experiment import Experiment, Scheduled, read_jsonl
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
-NOT_IDENTITY = ("storage", "progress", "artifacts", "worker")
+NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
 
 CREATE_TABLES = (
     """CREATE TABLE IF NOT EXISTS blackbox_claims (

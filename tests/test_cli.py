@@ -109,6 +109,8 @@ def test_folder_with_a_bad_file_skips_it_and_says_so(tmp_path, photo) -> None:
         (["goal.box=[0,0,5000,10]"], "outside"),
         (["image=/nonexistent/file.png"], "no such file"),
         (["search.n_patches=0"], "n_patches"),
+        (["torch_threads=0"], "torch_threads"),
+        (["search.region=corner"], "search.region"),
     ],
 )
 def test_bad_settings_are_clear_errors(tmp_path, overrides, message) -> None:

@@ -60,7 +60,15 @@ def problem_for(photo: np.ndarray, target: Target, eps: float = 2.0) -> AttackPr
     return AttackProblem(image, clean, goal, eps, "l2", target.name)
 
 
-def make_search(budget: int, *, sampler: str = "tpe", storage=None, early_stop: bool = False, seed: int = 0):
+def make_search(
+    budget: int,
+    *,
+    sampler: str = "tpe",
+    storage=None,
+    early_stop: bool = False,
+    seed: int = 0,
+    write_behind: bool = True,
+):
     """A search with the sampler exactly as ``conf/sampler/<sampler>.yaml`` builds it."""
     root = OmegaConf.create({"budget": budget, "sampler": group_config("sampler", sampler)})
     build = instantiate(root.sampler.factory)
@@ -78,6 +86,7 @@ def make_search(budget: int, *, sampler: str = "tpe", storage=None, early_stop: 
         storage=storage,
         seed=seed,
         progress=False,
+        write_behind=write_behind,
     )
 
 
@@ -205,3 +214,97 @@ def test_trial_callbacks_see_every_trial(photo) -> None:
     result = search.run(problem_for(photo, ClassicSaliency()), ClassicSaliency())
     assert [s[1] for s in seen] == [1, 2, 3, 4, 5]
     assert len(seen) == result.queries
+
+
+def _stored_trials(tmp_path, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    from blackbox.storage import make_storage
+
+    return optuna.load_study(study_name=study_name, storage=make_storage("journal", tmp_path)).trials
+
+
+def test_write_behind_stores_what_direct_writes_store(photo, tmp_path) -> None:
+    from blackbox.storage import make_storage
+
+    target = ClassicSaliency()
+    problem = problem_for(photo, target)
+    runs = {}
+    for write_behind in (True, False):
+        folder = tmp_path / str(write_behind)
+        search = make_search(9, storage=make_storage("journal", folder), seed=5, write_behind=write_behind)
+        runs[write_behind] = (search.run(problem, target), _stored_trials(folder, search_name(problem)))
+    (behind, behind_trials), (direct, direct_trials) = runs[True], runs[False]
+    assert behind.adversarial.tobytes() == direct.adversarial.tobytes()
+    assert [t.number for t in behind_trials] == list(range(9))
+    for a, b in zip(behind_trials, direct_trials, strict=True):
+        assert (a.params, a.value, a.state, a.user_attrs) == (b.params, b.value, b.state, b.user_attrs)
+
+
+def search_name(problem: AttackProblem) -> str:
+    from blackbox.attacks import study_name
+
+    return study_name(problem, "tpe")
+
+
+class InterruptedTarget(CountingTarget):
+    """Answers ``calls`` target calls, then the user presses Ctrl-C."""
+
+    def __init__(self, inner: Target, calls: int) -> None:
+        super().__init__(inner)
+        self.calls = calls
+
+    def _query(self, images):
+        if self.calls == 0:
+            raise KeyboardInterrupt
+        self.calls -= 1
+        return super()._query(images)
+
+
+def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -> None:
+    from blackbox.storage import make_storage
+
+    inner = ClassicSaliency()
+    problem = problem_for(photo, inner)
+    with pytest.raises(KeyboardInterrupt):
+        make_search(12, storage=make_storage("journal", tmp_path)).run(problem, InterruptedTarget(inner, 2))
+    stored = _stored_trials(tmp_path, search_name(problem))
+    # Two batches of 3 were answered: all 6 are in the storage; the unanswered batch is not.
+    assert [t.state for t in stored] == [optuna.trial.TrialState.COMPLETE] * 6
+    target = CountingTarget(inner)
+    result = make_search(12, storage=make_storage("journal", tmp_path)).run(problem, target)
+    # The batch that was out when the run stopped may have reached the target: it counts as spent.
+    assert target.seen == 3 + result.extra["resumed_best_requeries"]
+    stored = _stored_trials(tmp_path, search_name(problem))
+    reasons = [t.user_attrs.get("fail_reason", "") for t in stored]
+    assert len(stored) == 12 and sum(r.startswith("interrupted") for r in reasons) == 3
+    assert result.queries == 12
+
+
+@pytest.mark.parametrize(("ask_ahead", "running"), [(True, 3 + 3), (False, 3)])
+def test_ask_ahead_asks_the_next_batch_before_telling_this_one(photo, ask_ahead, running) -> None:
+    seen = []
+    search = make_search(9)
+    search.ask_ahead = ask_ahead
+    search.trial_callbacks = (
+        lambda record: seen.append(
+            len(record.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        ),
+    )
+    target = CountingTarget(ClassicSaliency())
+    result = search.run(problem_for(photo, target), target)
+    # First trial of the first batch: its batch is running, and with ask-ahead the next one too.
+    assert seen[0] == running
+    assert seen[-1] == 1  # only itself: the last batch has nothing after it to ask ahead for
+    assert result.queries == 9
+
+
+def test_asked_ahead_trials_are_discarded_without_spending_queries(photo) -> None:
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_for(photo, target, eps=30.0)
+    storage = optuna.storages.InMemoryStorage()
+    target.seen = 0
+    result = make_search(30, storage=storage, early_stop=True, write_behind=False).run(problem, target)
+    assert result.success and target.seen == result.queries < 30
+    trials = optuna.load_study(study_name=search_name(problem), storage=storage).trials
+    discarded = [t for t in trials if "discarded" in t.user_attrs]
+    assert len(discarded) == 3 and all(t.state == optuna.trial.TrialState.FAIL for t in discarded)
+    assert len(trials) - len(discarded) == result.queries

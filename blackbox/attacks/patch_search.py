@@ -10,24 +10,36 @@ One Optuna study per (image, target, goal, eps) keeps every trial, with its full
 config as a user attribute: a trial replays to the byte-identical image (``blackbox.replay``). A
 study found in the storage is resumed: its completed trials count against the budget and are not
 redone.
+
+With ``write_behind`` (the default), the search runs on an in-memory copy of the study and each
+answered batch is written to the storage in one call per trial (``Study.add_trials``). Asking a
+trial directly in a journal or RDB storage writes every one of its 32 parameters and attributes
+separately, which cost more than a ``classic`` query. The price: a process killed between a batch's
+answer and its write loses that one batch (at most ``batch_size`` queries, asked again on resume).
+
+With ``ask_ahead`` (the default), the sampler asks batch k+1 while the target answers batch k, so
+the sampler's time hides behind the target's. Batch k+1 is asked before batch k is told, always:
+the search is as deterministic as before, and it sees results one batch later (constant liar
+stands in for batch k). When the search stops early, the asked-ahead batch is never sent; it is
+kept as failed trials marked ``discarded``, which spend no queries.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.budget import QueryBudget
 from blackbox.objective import score, succeeded
 from blackbox.perturbation import Norm, perturb
-from blackbox.search_space import distributions, patches_from_config, search_region, trial_config
+from blackbox.search_space import distributions, patch_regions, patches_from_config, trial_config
 from blackbox.warm_start import fit_patches
 from targets import Target, TargetOutput
 
@@ -38,8 +50,8 @@ SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
 class TrialRecord:
     """What a finished trial produced, handed to every trial callback (e.g. artifact upload)."""
 
-    study: optuna.Study
-    trial: optuna.trial.Trial
+    study: optuna.Study  # the study in the run's storage
+    trial: optuna.trial.Trial  # the live trial (in memory until its batch is written, see write_behind)
     problem: AttackProblem
     adversarial: np.ndarray  # (H, W, 3) uint8, exactly what the target saw
     output: TargetOutput
@@ -88,6 +100,8 @@ class PatchSearch(Attack):
         progress: bool = True,
         trial_callbacks: Sequence[TrialCallback] = (),
         warm_start: Callable[[AttackProblem], np.ndarray] | None = None,
+        write_behind: bool = True,
+        ask_ahead: bool = True,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -106,24 +120,30 @@ class PatchSearch(Attack):
         self.trial_callbacks = tuple(trial_callbacks)
         # Gives a dense transfer perturbation for a problem; its fitted patches are the first trial.
         self.warm_start = warm_start
+        # Search in memory and write each answered batch to the storage at once (module doc).
+        self.write_behind = write_behind
+        # Ask the next batch while the target answers this one (module doc).
+        self.ask_ahead = ask_ahead
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
         image = problem.image
         width, height = image.width, image.height
         has_point = self.has_point(target)
-        region = search_region(self.search, problem.goal, width, height)
+        regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
+        region = regions if len(set(regions)) > 1 else regions[0]
         space = distributions(self.search, region)
         name = study_name(problem, self.sampler_name)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
-        study = optuna.create_study(
+        stored = optuna.create_study(
             storage=self.storage,
             study_name=name,
             direction="maximize",
             sampler=self.sampler_factory(study_seed),
             load_if_exists=True,
         )
-        if "image" not in study.user_attrs:
+        study = stored
+        if "image" not in stored.user_attrs:
             for key, value in {
                 "image": image.image_id,
                 "source": image.source,
@@ -134,12 +154,18 @@ class PatchSearch(Attack):
                 "sampler": self.sampler_name,
                 "budget": self.budget,
             }.items():
-                study.set_user_attr(key, value)
+                stored.set_user_attr(key, value)
+        if self.write_behind and self.storage is not None:
+            _fail_running(stored)
+            _count_interrupted_batch(stored)
+            study = optuna.create_study(direction="maximize", sampler=self.sampler_factory(study_seed))
+            study.add_trials(stored.get_trials(deepcopy=False))
+        unwritten: list[int] = []  # trial numbers answered in memory, not yet in the storage
 
         if self.warm_start is not None and not study.trials:
             delta = self.warm_start(problem)
             n_patches = int(self.search["n_patches"])
-            study.enqueue_trial(fit_patches(delta, n_patches=n_patches, region=region, space=self.search))
+            study.enqueue_trial(fit_patches(delta, n_patches=n_patches, region=regions, space=self.search))
         best = _Best()
         used = _resume(study, best)
         budget = QueryBudget(target, limit=self.budget, used=used)
@@ -149,10 +175,12 @@ class PatchSearch(Attack):
         bar = tqdm(
             total=self.budget, initial=used, desc=image.image_id, leave=False, disable=not self.progress
         )
+        ahead: list[optuna.trial.Trial] = []  # the next batch, asked while the target answered
+        pool = ThreadPoolExecutor(max_workers=1) if self.ask_ahead else None
         try:
-            while budget.remaining > 0 and not (self.early_stop and best.success):
-                count = min(self.batch_size, budget.remaining)
-                trials = [study.ask(space) for _ in range(count)]
+            while ahead or (budget.remaining > 0 and not (self.early_stop and best.success)):
+                trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
+                count = len(trials)
                 configs = [
                     trial_config(
                         self.search, params=t.params, region=region, eps=problem.eps, norm=problem.norm
@@ -160,14 +188,29 @@ class PatchSearch(Attack):
                     for t in trials
                 ]
                 adversarials = [render_trial(problem, c) for c in configs]
+                images = [a.astype(np.float32) / 255.0 for a in adversarials]
+                following = min(self.batch_size, budget.remaining - count)
+                if study is not stored:  # write-behind: say which trials are out, in case of a kill
+                    stored.set_user_attr(IN_FLIGHT, [trials[0].number, count])
                 try:
-                    outputs = budget.query([a.astype(np.float32) / 255.0 for a in adversarials])
+                    if pool is not None and following > 0:
+                        # The target works (torch frees the GIL) while the sampler asks the next
+                        # batch. Those asks see this batch as running, not answered: the order of
+                        # asks and tells, so the search, is still the same on every run.
+                        answer = pool.submit(budget.query, images)
+                        ahead = [study.ask(space) for _ in range(following)]
+                        outputs = answer.result()
+                    else:
+                        ahead = []
+                        outputs = budget.query(images)
                 except (OSError, RuntimeError) as error:  # e.g. TargetQueryError: failed after retries
                     failed += count
                     consecutive_failures += 1
                     for trial in trials:
                         trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    unwritten += [t.number for t in trials]
+                    _write(study, stored, unwritten)
                     bar.update(count)
                     if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
                         gave_up = error
@@ -180,21 +223,29 @@ class PatchSearch(Attack):
                     value = score(output, problem.goal, width, height, has_point=has_point)
                     hit = succeeded(output, problem.goal, width, height, has_point=has_point)
                     queries_so_far = budget.used - count + 1 + trials.index(trial)
-                    trial.set_user_attr("perturbation", OmegaConf.to_container(config))
+                    trial.set_user_attr("perturbation", config)
                     trial.set_user_attr("queries", queries_so_far)
                     trial.set_user_attr("success", hit)
                     trial.set_user_attr("salient_point", list(output.salient_point))
                     record = TrialRecord(
-                        study, trial, problem, adversarial, output, value, hit, queries_so_far
+                        stored, trial, problem, adversarial, output, value, hit, queries_so_far
                     )
                     for callback in self.trial_callbacks:
                         callback(record)
                     # A goal covering the whole map gives an infinite margin: storages need finite values.
                     study.tell(trial, float(np.clip(value, -1e6, 1e6)))
                     best.offer(trial.number, value, hit, queries_so_far, adversarial, output)
+                unwritten += [t.number for t in trials]
+                _write(study, stored, unwritten)
                 bar.update(count)
                 bar.set_postfix(best=f"{best.value:.3g}", success=best.success)
+                if self.early_stop and best.success:
+                    break
         finally:
+            _write(study, stored, unwritten)  # also on Ctrl-C: answered trials are never lost
+            _discard(study, ahead)
+            if pool is not None:
+                pool.shutdown(wait=True)
             bar.close()
 
         if gave_up is not None and budget.remaining > 0:
@@ -265,17 +316,65 @@ class _Best:
             self.adversarial, self.output = adversarial, output
 
 
+def _fail_running(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process never got an answer recorded: mark them failed."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _discard(study: optuna.Study, trials: list[optuna.trial.Trial]) -> None:
+    """Asked ahead, never sent: the search stopped first. Kept as failed, with no queries spent."""
+    for trial in trials:
+        trial.set_user_attr("discarded", "asked ahead of the target, not sent: the search had stopped")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _write(study: optuna.Study, stored: optuna.Study, numbers: list[int]) -> None:
+    """Copy the finished trials ``numbers`` of the in-memory search to the storage, then forget them."""
+    if study is stored or not numbers:
+        numbers.clear()
+        return
+    trials = study.get_trials(deepcopy=False)
+    stored.add_trials([trials[n] for n in numbers])
+    stored.set_user_attr(IN_FLIGHT, None)
+    numbers.clear()
+
+
+# Study attribute ``[first trial number, count]`` of the batch sent to the target and not yet written.
+IN_FLIGHT = "queries_in_flight"
+
+
+def _count_interrupted_batch(stored: optuna.Study) -> None:
+    """A batch that was out when the process died may have reached the target: count it as spent.
+
+    Its trials were never written (write-behind), so they are added as failed trials saying so;
+    over all sessions an image then never sends more than its budget.
+    """
+    in_flight = stored.user_attrs.get(IN_FLIGHT)
+    if not in_flight:
+        return
+    first, count = in_flight
+    written = {t.number for t in stored.get_trials(deepcopy=False)}
+    reason = "interrupted: the process ended before the answer was recorded"
+    lost = [n for n in range(first, first + count) if n not in written]
+    stored.add_trials(
+        [
+            optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": reason})
+            for _ in lost
+        ]
+    )
+    stored.set_user_attr(IN_FLIGHT, None)
+
+
 def _resume(study: optuna.Study, best: _Best) -> int:
     """Take the finished trials of an earlier session into account; return the queries they used.
 
     Trials left RUNNING by a killed process never got an answer recorded: they are marked failed
     and their queries are spent again by new trials.
     """
+    _fail_running(study)
     used = 0
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            continue
         if trial.state == optuna.trial.TrialState.COMPLETE:
             used += 1
             best.offer(
