@@ -9,7 +9,7 @@ salient point, crop boxes and the goal box, drawn by :mod:`blackbox.visualize`).
 
 ``mode``: ``best`` (default) uploads only trials that improve on the study's best so far (success
 first, then score), a handful per image; ``all`` every trial; ``none`` no images. Encoding and
-copying two 640 px PNGs costs several times a fast target's query (figures in README), so ``all``
+copying two 640 px PNGs costs about twice a fast target's query (figures in README), so ``all``
 would slow the search down noticeably on fast targets; the best trials are the ones a reader opens.
 """
 
