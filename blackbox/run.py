@@ -5,7 +5,6 @@ Used by ``python -m blackbox`` (Hydra) and callable from Python with a composed 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Mapping
@@ -30,8 +29,10 @@ from blackbox.config_checks import ConfigError, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
 from blackbox.objective import score, succeeded
+from blackbox.run_folder import check_resume_settings, claim_run_folder
 from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
@@ -53,6 +54,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     BadModelFileError,
     UnknownChoiceError,
     VxmFormatError,
+    JsonlError,
 )
 
 
@@ -144,24 +146,32 @@ def make_warm_start(cfg: DictConfig):
 
 
 def _done_images(results_path: Path) -> set[str]:
-    if not results_path.exists():
-        return set()
-    done = set()
-    for line in results_path.read_text().splitlines():
-        if line.strip():
-            done.add(json.loads(line)["image"])
-    return done
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record, allow_nan=False) + "\n")
-        handle.flush()
+    return {record["image"] for record in read_records(results_path)}
 
 
 def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
-    """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``."""
-    check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``.
+
+    One process at a time works in ``run_dir`` (see :mod:`blackbox.run_folder`); a folder left by a
+    killed run resumes: finished images are kept, an image's finished trials are not redone.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(settings)  # type: ignore[arg-type]
+    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
+    with claim_run_folder(run_dir, journal):
+        resume_settings = {
+            **settings,  # type: ignore[dict-item]
+            "target": target_name,
+            "attack": cfg.attack.name,
+            "sampler": cfg.sampler.name,
+        }
+        check_resume_settings(run_dir, resume_settings)
+        for path in (run_dir / "results.jsonl", run_dir / "errors.jsonl"):
+            read_records(path)  # a torn last line is set aside now, before anything is appended
+        return _run(cfg, run_dir, target_name=target_name, target=target)
+
+
+def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None) -> RunSummary:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +226,7 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
             goal,
             run_dir / "side_by_side" / f"{loaded.image_id}.png",
         )
-        _append_jsonl(results_path, record)
+        append_record(results_path, record)
         summary.records.append(record)
 
     table = summary_table(_all_records(results_path))
@@ -285,14 +295,12 @@ def _skip(
     if counters:
         record["target_counters"] = counters
     summary.skipped.append(record)
-    _append_jsonl(errors_path, record)
+    append_record(errors_path, record)
     print(f"skipped {location}: {reason}", file=sys.stderr)
 
 
 def _all_records(results_path: Path) -> list[dict]:
-    if not results_path.exists():
-        return []
-    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    return read_records(results_path)
 
 
 def _fmt(value: object, digits: int = 1) -> str:

@@ -152,6 +152,9 @@ class PatchSearch(Attack):
         try:
             while budget.remaining > 0 and not (self.early_stop and best.success):
                 count = min(self.batch_size, budget.remaining)
+                # A sampler seeded by the queries spent so far: a resumed study draws what an
+                # uninterrupted one would have, not its first draws again (the same seed, restarted).
+                study.sampler = self.sampler_factory(batch_seed(study_seed, budget.used))
                 trials = [study.ask(space) for _ in range(count)]
                 configs = [
                     trial_config(
@@ -265,16 +268,25 @@ class _Best:
             self.adversarial, self.output = adversarial, output
 
 
+def batch_seed(study_seed: int, used: int) -> int:
+    """The sampler seed for the batch asked after ``used`` queries of a study."""
+    return (study_seed + 7919 * used) % (2**31)
+
+
 def _resume(study: optuna.Study, best: _Best) -> int:
     """Take the finished trials of an earlier session into account; return the queries they used.
 
-    Trials left RUNNING by a killed process never got an answer recorded: they are marked failed
-    and their queries are spent again by new trials.
+    Trials left RUNNING by a killed process never got an answer recorded, but their batch may have
+    reached the target: they are marked failed and counted as spent, so over all sessions an image
+    never sends more than its budget.
     """
     used = 0
     for trial in study.get_trials(deepcopy=False):
         if trial.state == optuna.trial.TrialState.RUNNING:
+            reason = "interrupted: the process ended before the answer was recorded"
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            used += 1
             continue
         if trial.state == optuna.trial.TrialState.COMPLETE:
             used += 1
