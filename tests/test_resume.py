@@ -28,8 +28,8 @@ COMMAND = [
 ]
 
 
-def command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "blackbox", *COMMAND, f"hydra.run.dir={run_dir}"]
+def command(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "blackbox", *(overrides or COMMAND), f"hydra.run.dir={run_dir}"]
 
 
 def env() -> dict[str, str]:
@@ -114,13 +114,15 @@ def test_sigkill_mid_image_then_the_same_command_resumes_and_loses_nothing(tmp_p
     assert not list(run_dir.glob("*.torn"))  # nothing to repair after a kill between whole writes
 
 
+SMALL = ("working_width=96", "budget=6", "progress=false")
+
+
 @pytest.mark.parametrize("stale", ["journal_lock", "torn_lines"])
 def test_leftovers_of_a_kill_are_repaired_with_a_warning(tmp_path, stale) -> None:
     """A lock file whose holder died, or a half-written last line, must not stall or break a resume."""
     run_dir = tmp_path / "run"
     first = subprocess.run(
-        [*command(run_dir)[:3], "working_width=96", "budget=6", "progress=false", "dataset.names=[chelsea]"]
-        + [f"hydra.run.dir={run_dir}"],
+        command(run_dir, *SMALL, "dataset.names=[chelsea]"),
         cwd=REPO,
         env=env(),
         capture_output=True,
@@ -139,8 +141,7 @@ def test_leftovers_of_a_kill_are_repaired_with_a_warning(tmp_path, stale) -> Non
             handle.write(b'{"image": "coffee", "sour')
     started = time.monotonic()
     again = subprocess.run(
-        [*command(run_dir)[:3], "working_width=96", "budget=6", "progress=false"]
-        + ["dataset.names=[chelsea,coffee]", f"hydra.run.dir={run_dir}"],
+        command(run_dir, *SMALL, "dataset.names=[chelsea,coffee]"),
         cwd=REPO,
         env=env(),
         capture_output=True,
