@@ -229,7 +229,8 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
         append_record(results_path, record)
         summary.records.append(record)
 
-    table = summary_table(_all_records(results_path))
+    records = _all_records(results_path)
+    table = summary_table(records) + skipped_table(read_records(errors_path), records)
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
     if summary.skipped:
@@ -350,6 +351,21 @@ def summary_table(records: list[dict]) -> str:
             f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | {mean('l2'):.2f} | "
             f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
         )
+    return "\n".join(rows)
+
+
+def skipped_table(errors: list[dict], records: list[dict]) -> str:
+    """The inputs skipped and not attacked since (a re-run retries them), so none goes missing unseen."""
+    done = {r["image"] for r in records}
+    latest = {e["image"]: e for e in errors if e["image"] not in done}
+    if not latest:
+        return ""
+    rows = [
+        f"\n\n**Skipped ({len(latest)})**, not in the table above:\n",
+        "| image | file | reason |",
+        "|---|---|---|",
+    ]
+    rows += [f"| {e['image']} | {e['source']} | {e['error'].replace('|', '/')} |" for e in latest.values()]
     return "\n".join(rows)
 
 
