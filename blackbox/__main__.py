@@ -7,9 +7,15 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.run import EXIT_BAD_CONFIG, USER_ERRORS, run
+from blackbox.preflight import preflight, wants_preflight
+from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+
+# A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
+_SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
+_sweep_codes: list[int] = []
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -17,12 +23,26 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
-        summary = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
+        code = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).exit_code
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_CONFIG)
-    sys.exit(summary.exit_code)
+        code = EXIT_BAD_CONFIG
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        sys.exit(code)
+    _sweep_codes.append(code)  # exiting here would end the sweep after its first job
+
+
+def sweep_exit_code(codes: list[int]) -> int:
+    return next((code for code in _SEVERITY if code in codes), 0)
 
 
 if __name__ == "__main__":
+    # Settings are checked before Hydra makes the run folder: a bad one leaves nothing behind.
+    if wants_preflight(sys.argv[1:]):
+        try:
+            preflight(sys.argv[1:])
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_CONFIG)
     main()
+    sys.exit(sweep_exit_code(_sweep_codes))
