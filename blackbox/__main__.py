@@ -10,7 +10,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.run import EXIT_BAD_CONFIG, USER_ERRORS, run
+from blackbox.preflight import preflight, wants_preflight
+from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+
+# A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
+_SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
+_sweep_codes: list[int] = []
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -22,10 +27,25 @@ def main(cfg: DictConfig) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        return code  # sys.exit here would end a -m sweep after its first job (and kill joblib's others)
-    sys.exit(code)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        sys.exit(code)
+    # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
+    # by an out-of-process launcher (joblib) report only through their own runs' files.
+    _sweep_codes.append(code)
+    return code
+
+
+def sweep_exit_code(codes: list[int]) -> int:
+    return next((code for code in _SEVERITY if code in codes), 0)
 
 
 if __name__ == "__main__":
+    # Settings are checked before Hydra makes the run folder: a bad one leaves nothing behind.
+    if wants_preflight(sys.argv[1:]):
+        try:
+            preflight(sys.argv[1:])
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_CONFIG)
     main()
+    sys.exit(sweep_exit_code(_sweep_codes))

@@ -46,3 +46,74 @@ def check_run_config(cfg: Mapping) -> None:
     ratios = cfg.get("aspect_ratios") or []
     if not ratios or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0 for r in ratios):
         raise ConfigError(f"aspect_ratios must be positive numbers (height/width), got {list(ratios)}")
+    _check_kinds(cfg)
+    _check_goal_shape(goal)
+    if "search" in cfg:
+        check_search(cfg["search"], working_width=width)
+    storage = cfg.get("storage") or {}
+    if storage.get("kind") == "url" and not storage.get("url"):
+        raise ConfigError(
+            "storage=url needs storage.url=<an Optuna RDB URL, e.g. postgresql://user@host/db> "
+            "(or BLACKBOX_STORAGE_URL in the environment)"
+        )
+    dataset = cfg.get("dataset") or {}
+    if not cfg.get("image") and dataset.get("kind") != "bundled" and dataset.get("path") in (None, "", "???"):
+        raise ConfigError(f"dataset={dataset.get('kind')} needs dataset.path=<folder with the images>")
+
+
+# Settings whose type is fixed: a wrong one is caught here, not deep inside a run.
+_KINDS: dict[str, tuple[type, ...]] = {"seed": (int,), "early_stop": (bool,), "progress": (bool,)}
+
+
+def _check_kinds(cfg: Mapping) -> None:
+    for key, kinds in _KINDS.items():
+        value = cfg.get(key)
+        if key in cfg and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            names = " or ".join("true/false" if k is bool else "a whole number" for k in kinds)
+            raise ConfigError(f"{key} must be {names}, got {value!r}")
+    for key in ("measure", "warm_start"):
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be a zoo target name (or null), got {value!r}")
+
+
+def _coordinates(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+
+
+def _check_goal_shape(goal: Mapping) -> None:
+    box, point = goal.get("box"), goal.get("point")
+    if box is not None and not (_coordinates(box) and len(box) == 4 and box[0] < box[2] and box[1] < box[3]):
+        raise ConfigError(
+            f"goal.box must be [x0, y0, x1, y1] in working-resolution pixels with x0 < x1 and y0 < y1, "
+            f"got {box!r}"
+        )
+    if point is not None and not (_coordinates(point) and len(point) == 2):
+        raise ConfigError(f"goal.point must be [x, y] in working-resolution pixels, got {point!r}")
+
+
+def check_search(search: Mapping, *, working_width: int | None) -> None:
+    """The declared search space is usable: the same checks a run makes, before any work."""
+    from blackbox.search_space import Region, distributions  # the search space imports the goal
+
+    region = search.get("region", "goal")
+    if region not in ("goal", "image"):
+        raise ConfigError(f"search.region must be goal or image, got {region!r}")
+    margin = search.get("margin", 0.5)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        raise ConfigError(
+            f"search.margin must be a number >= 0 (a fraction of the goal's size), got {margin!r}"
+        )
+    n_patches = search.get("n_patches")
+    if isinstance(n_patches, bool) or not isinstance(n_patches, int):
+        raise ConfigError(f"search.n_patches must be a whole number >= 1, got {n_patches!r}")
+    distributions(search, Region(0, 0, 1, 1))  # ranges and keys (SearchSpaceError says which)
+    size = (search.get("space") or {}).get("size") or {}
+    low = size.get("low")
+    if working_width is not None and isinstance(low, (int, float)) and low >= working_width:
+        raise ConfigError(
+            f"search.space.size.low={low:g} px is not smaller than working_width={working_width}: every "
+            "patch would be larger than the image; lower search.space.size.low/high"
+        )

@@ -10,7 +10,6 @@ time and results are kept in the database.
 from __future__ import annotations
 
 import abc
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from blackbox.artifacts import TrialArtifacts, artifact_store
 from blackbox.datasets import ImageSource, iterate
 from blackbox.images import ImageLoadError, LoadedImage
+from blackbox.jsonl import append_record, read_records
 from blackbox.storage import make_storage
 
 Scheduled = tuple[ImageSource, LoadedImage | ImageLoadError | None]
@@ -133,12 +133,10 @@ def run_config(run_dir: Path) -> DictConfig:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Every record of a JSON-lines file (a torn last line is set aside, see :mod:`blackbox.jsonl`)."""
+    return read_records(path)
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record, allow_nan=False) + "\n")
-        handle.flush()
+    """Append one whole, fsynced line."""
+    append_record(path, record)

@@ -20,8 +20,11 @@ BUNDLED_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 )
-# Above this many pixels a file is treated as a decompression bomb, not decoded.
+# Above this many pixels a file is treated as a decompression bomb, not decoded (Pillow's own guard
+# starts a little higher, at 89 Mpx; both are reported as this limit).
 MAX_PIXELS = 80_000_000
+# What a refused file's message ends with: how to go on.
+_REMOVE = "or leave it out of the dataset"
 
 
 class ImageLoadError(ValueError):
@@ -84,8 +87,8 @@ def prepare(image: Image.Image, *, image_id: str, source: str, working_width: in
     # Upscaling a thumbnail makes pixels, not content: refuse tiny originals as well.
     if min(original_size) < MIN_SIDE:
         raise ImageLoadError(
-            f"{source}: {original_size[0]}x{original_size[1]} px is too small; "
-            f"both sides must be at least {MIN_SIDE} px"
+            f"{source}: {original_size[0]}x{original_size[1]} px is too small; both sides must be at "
+            f"least {MIN_SIDE} px for a crop to mean anything: use a larger version, {_REMOVE}"
         )
     rgb = resize_to_width(to_rgb(image), working_width)
     if min(rgb.size) < MIN_SIDE:
@@ -106,27 +109,36 @@ def load_image(
     if not path.is_file():
         raise ImageLoadError(f"{path}: not a file (pass an image file, or use dataset=folder)")
     if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: the file is empty (0 bytes)")
+        raise ImageLoadError(f"{path}: the file is empty (0 bytes); re-export or re-download it, {_REMOVE}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as handle:
                 if handle.width * handle.height > MAX_PIXELS:
-                    raise ImageLoadError(
-                        f"{path}: {handle.width}x{handle.height} px is over the {MAX_PIXELS:,} pixel "
-                        "limit (a decompression bomb, or a photo to downscale first)"
-                    )
+                    raise ImageLoadError(_too_many_pixels(path, f"{handle.width}x{handle.height} px"))
                 handle.load()
                 decoded = handle.copy()
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(f"{path}: refused as a decompression bomb ({error})") from error
+        raise ImageLoadError(_too_many_pixels(path, str(error).split(" exceeds")[0])) from error
     except UnidentifiedImageError as error:
-        raise ImageLoadError(f"{path}: not an image file PIL can read") from error
+        raise ImageLoadError(
+            f"{path}: not an image file Pillow can read, whatever its extension says; convert it to PNG "
+            f"or JPEG, {_REMOVE}"
+        ) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path}: damaged or truncated image ({error})") from error
+        raise ImageLoadError(
+            f"{path}: damaged or truncated image ({error}); re-export or re-download it, {_REMOVE}"
+        ) from error
     return prepare(decoded, image_id=image_id or path.stem, source=str(path), working_width=working_width)
+
+
+def _too_many_pixels(path: Path, size: str) -> str:
+    return (
+        f"{path}: {size} is over the {MAX_PIXELS:,} pixel limit (a decompression bomb, or a photo "
+        f"far larger than the working width needs); downscale it below the limit first, {_REMOVE}"
+    )
 
 
 def load_bundled(name: str, *, working_width: int | None = 640) -> LoadedImage:

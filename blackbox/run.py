@@ -5,7 +5,6 @@ Used by ``python -m blackbox`` (Hydra) and callable from Python with a composed 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -32,8 +31,10 @@ from blackbox.datasets import sources_from_config
 from blackbox.experiment import open_experiment
 from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
 from blackbox.objective import score, succeeded
+from blackbox.run_folder import check_resume_settings, claim_run_folder
 from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
@@ -55,6 +56,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     BadModelFileError,
     UnknownChoiceError,
     VxmFormatError,
+    JsonlError,
 )
 
 
@@ -156,15 +158,29 @@ def make_warm_start(cfg: DictConfig):
     return transfer_perturbation
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record, allow_nan=False) + "\n")
-        handle.flush()
-
-
 def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
-    """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``."""
-    check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``.
+
+    One process at a time works in ``run_dir`` (see :mod:`blackbox.run_folder`); a folder left by a
+    killed run resumes: finished images are kept, an image's finished trials are not redone.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(settings)  # type: ignore[arg-type]
+    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
+    with claim_run_folder(run_dir, journal):
+        resume_settings = {
+            **settings,  # type: ignore[dict-item]
+            "target": target_name,
+            "attack": cfg.attack.name,
+            "sampler": cfg.sampler.name,
+        }
+        check_resume_settings(run_dir, resume_settings)
+        for path in (run_dir / "results.jsonl", run_dir / "errors.jsonl"):
+            read_records(path)  # a torn last line is set aside now, before anything is appended
+        return _run(cfg, run_dir, target_name=target_name, target=target)
+
+
+def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None) -> RunSummary:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
     if cfg.get("torch_threads"):
         # On a small machine, one thread fewer for torch leaves a core to the sampler (ask_ahead).
@@ -227,7 +243,8 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         summary.records.append(record)
 
     experiment.close()
-    table = summary_table(_all_records(results_path))
+    records = _all_records(results_path)
+    table = summary_table(records) + skipped_table(read_records(errors_path), records)
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
     if summary.skipped:
@@ -293,14 +310,12 @@ def _skip(
     if counters:
         record["target_counters"] = counters
     summary.skipped.append(record)
-    _append_jsonl(errors_path, record)
+    append_record(errors_path, record)
     print(f"skipped {location}: {reason}", file=sys.stderr)
 
 
 def _all_records(results_path: Path) -> list[dict]:
-    if not results_path.exists():
-        return []
-    return [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    return read_records(results_path)
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -350,6 +365,21 @@ def summary_table(records: list[dict]) -> str:
             f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | {mean('l2'):.2f} | "
             f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
         )
+    return "\n".join(rows)
+
+
+def skipped_table(errors: list[dict], records: list[dict]) -> str:
+    """The inputs skipped and not attacked since (a re-run retries them), so none goes missing unseen."""
+    done = {r["image"] for r in records}
+    latest = {e["image"]: e for e in errors if e["image"] not in done}
+    if not latest:
+        return ""
+    rows = [
+        f"\n\n**Skipped ({len(latest)})**, not in the table above:\n",
+        "| image | file | reason |",
+        "|---|---|---|",
+    ]
+    rows += [f"| {e['image']} | {e['source']} | {e['error'].replace('|', '/')} |" for e in latest.values()]
     return "\n".join(rows)
 
 

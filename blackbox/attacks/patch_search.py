@@ -179,6 +179,10 @@ class PatchSearch(Attack):
         pool = ThreadPoolExecutor(max_workers=1) if self.ask_ahead else None
         try:
             while ahead or (budget.remaining > 0 and not (self.early_stop and best.success)):
+                if not ahead:
+                    # A sampler seeded by the queries spent so far: a resumed study draws what an
+                    # uninterrupted one would have, not its first draws again (the same seed, restarted).
+                    study.sampler = self.sampler_factory(batch_seed(study_seed, budget.used))
                 trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
                 count = len(trials)
                 configs = [
@@ -197,7 +201,9 @@ class PatchSearch(Attack):
                         # The target works (torch frees the GIL) while the sampler asks the next
                         # batch. Those asks see this batch as running, not answered: the order of
                         # asks and tells, so the search, is still the same on every run.
+                        spent = budget.used + count  # read before the thread counts this batch
                         answer = pool.submit(budget.query, images)
+                        study.sampler = self.sampler_factory(batch_seed(study_seed, spent))
                         ahead = [study.ask(space) for _ in range(following)]
                         outputs = answer.result()
                     else:
@@ -316,9 +322,22 @@ class _Best:
             self.adversarial, self.output = adversarial, output
 
 
+def batch_seed(study_seed: int, used: int) -> int:
+    """The sampler seed for the batch asked after ``used`` queries of a study."""
+    return (study_seed + 7919 * used) % (2**31)
+
+
+INTERRUPTED = "interrupted: the process ended before the answer was recorded"
+
+
 def _fail_running(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process never got an answer recorded: mark them failed."""
+    """Trials left RUNNING by a killed process: their batch may have reached the target.
+
+    They are failed with the reason, which makes :func:`_resume` count them as spent: over all
+    sessions an image never sends more than its budget.
+    """
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
@@ -355,11 +374,12 @@ def _count_interrupted_batch(stored: optuna.Study) -> None:
         return
     first, count = in_flight
     written = {t.number for t in stored.get_trials(deepcopy=False)}
-    reason = "interrupted: the process ended before the answer was recorded"
     lost = [n for n in range(first, first + count) if n not in written]
     stored.add_trials(
         [
-            optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": reason})
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": INTERRUPTED}
+            )
             for _ in lost
         ]
     )
@@ -369,8 +389,9 @@ def _count_interrupted_batch(stored: optuna.Study) -> None:
 def _resume(study: optuna.Study, best: _Best) -> int:
     """Take the finished trials of an earlier session into account; return the queries they used.
 
-    Trials left RUNNING by a killed process never got an answer recorded: they are marked failed
-    and their queries are spent again by new trials.
+    Trials left RUNNING by a killed process never got an answer recorded, but their batch may have
+    reached the target: they are marked failed and counted as spent, so over all sessions an image
+    never sends more than its budget.
     """
     _fail_running(study)
     used = 0

@@ -1,0 +1,122 @@
+"""Check a command line's settings before Hydra makes a run folder, loads a target or reads an image.
+
+``python -m blackbox key=value ...`` composes the config the way Hydra will and runs the same checks
+the run makes (:func:`blackbox.config_checks.check_run_config`), plus the sampler's and attack's
+constructors and the image list, so a bad setting ends the command at once with exit code 2 and a
+message that names the key, instead of a Hydra traceback (exit 1) or a half-made run folder. A
+multirun (``-m``) sweep is left to Hydra: each job still checks its own settings on start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, HydraException, InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from blackbox.config_checks import ConfigError, check_run_config
+from blackbox.datasets import sources_from_config
+from blackbox.zoo import CONF, group_names
+
+_GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
+_KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")
+
+
+def wants_preflight(argv: Sequence[str]) -> bool:
+    """A plain run: every argument is a ``key=value`` override (no ``-m``, ``--cfg``, ``--help``...)."""
+    return all(not arg.startswith("-") for arg in argv)
+
+
+def compose_overrides(overrides: Sequence[str]) -> DictConfig:
+    """The run config Hydra would compose from ``overrides``; a bad one raises :class:`ConfigError`."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except ConfigCompositionException as error:
+        raise ConfigError(_explain(error, overrides)) from None
+    except HydraException as error:  # e.g. an override Hydra cannot parse
+        first = str(error).splitlines()[0]
+        raise ConfigError(
+            f"cannot read the settings {' '.join(overrides)}: {first}; write each as key=value "
+            "(lists as key=[a,b]; quote values with spaces)"
+        ) from None
+
+
+def preflight(overrides: Sequence[str]) -> None:
+    """Every check that needs no target, model or image decoding; raises :class:`ConfigError`."""
+    cfg = compose_overrides(overrides)
+    try:
+        settings = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:  # e.g. an interpolation to a key that does not exist
+        raise ConfigError(f"{_key_of(error)}: {str(error).splitlines()[0]}") from None
+    assert isinstance(settings, dict)
+    check_run_config(settings)
+    for key in ("measure", "warm_start"):
+        if settings.get(key) and settings[key] not in group_names("target"):
+            choices = ", ".join(group_names("target"))
+            raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
+    _check_constructors(cfg)
+    if (
+        settings["dataset"].get("kind") != "cat2000_pysaliency"
+    ):  # that one opens an HDF5 file: left to the run
+        sources_from_config(image=settings.get("image"), dataset=settings["dataset"])
+
+
+def _check_constructors(cfg: DictConfig) -> None:
+    """The sampler (black-box) or the attack (white-box) built once with the given settings: cheap."""
+    try:
+        if cfg.attack.name == "blackbox":
+            instantiate(cfg.sampler.factory)(seed=0)
+        else:
+            instantiate({k: v for k, v in cfg.attack.items() if k != "name"})
+    except InstantiationException as error:
+        group = "sampler" if cfg.attack.name == "blackbox" else "attack"
+        cause = error.__cause__ or error
+        raise ConfigError(f"{group} settings ({group}={cfg[group].name}): {cause}") from None
+    except (TypeError, ValueError) as error:
+        group = "sampler" if cfg.attack.name == "blackbox" else "attack"
+        raise ConfigError(f"{group} settings ({group}={cfg[group].name}): {error}") from None
+
+
+def _explain(error: ConfigCompositionException, overrides: Sequence[str]) -> str:
+    message = str(error)
+    if match := _GROUP_MISSING.search(message):
+        group, name = match.groups()
+        return f"unknown {group} {name!r}; the choices are: {', '.join(group_names(group))}"
+    if match := _KEY_UNKNOWN.search(message):
+        key = match.group(1)
+        hint = _closest(key, [o for o in overrides if not o.lstrip("~+").startswith(f"{key}=")])
+        return (
+            f"unknown setting {key!r}{hint}; see conf/config.yaml, or `python -m blackbox --cfg job` for "
+            f"every setting (+{key}=... adds a new key on purpose)"
+        )
+    return message.splitlines()[0]
+
+
+def _closest(key: str, other_overrides: Sequence[str]) -> str:
+    """`` (did you mean ...?)`` for the first part of ``key`` missing from the config the other
+    overrides make, from the keys beside it."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            node = compose(config_name="config", overrides=list(other_overrides))
+    except (HydraException, OmegaConfBaseException):
+        return ""
+    path: list[str] = []
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return ""
+        if part not in node:
+            close = difflib.get_close_matches(part, [str(k) for k in node], n=1)
+            return f" (did you mean {'.'.join([*path, close[0]])}?)" if close else ""
+        path.append(part)
+        node = node[part]
+    return ""
+
+
+def _key_of(error: OmegaConfBaseException) -> str:
+    return str(getattr(error, "full_key", None) or "settings")

@@ -1,0 +1,97 @@
+"""One process per run folder, and a folder left by a crash made ready to resume.
+
+:func:`claim_run_folder` holds an OS lock on ``<run>/.blackbox.lock`` for the whole run (the kernel
+drops it when the process dies, even by SIGKILL), so two runs never write the same folder. Holding
+it also proves any Optuna journal lock file there is stale: Optuna would wait 30 s for its dead
+holder, so it is removed. Torn last lines of the journal and JSON-lines files are set aside
+(:mod:`blackbox.jsonl`). A folder resumes only the run that made it: the settings that decide the
+results are kept in ``resume.json`` and a re-run with other values is refused, not mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from blackbox.config_checks import ConfigError
+from blackbox.jsonl import repair_torn_tail
+
+RUN_LOCK = ".blackbox.lock"
+RESUME_SETTINGS = "resume.json"
+# What a result depends on: a re-run in the same folder must keep these to resume. (The dataset may
+# grow; progress bars, storage and batch size change nothing a result holds.)
+RESULT_SETTINGS = (
+    "budget",
+    "eps",
+    "norm",
+    "seed",
+    "early_stop",
+    "working_width",
+    "aspect_ratios",
+    "goal",
+    "search",
+    "measure",
+    "warm_start",
+)
+
+
+class RunFolderBusyError(ConfigError):
+    """Another process is running in this folder."""
+
+
+@contextmanager
+def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[None]:
+    """Hold the folder's lock while the run works in it; repair what a killed run left behind."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunFolderBusyError(
+            f"another blackbox process is running in {run_dir}; wait for it to finish, or give this "
+            "run its own folder (hydra.run.dir=...)"
+        ) from None
+    try:
+        if journal is not None:
+            _clear_stale_journal_lock(journal)
+            repair_torn_tail(journal)
+        yield
+    finally:
+        lock.release()
+
+
+def _clear_stale_journal_lock(journal: Path) -> None:
+    stale = journal.with_name(journal.name + ".lock")  # Optuna's JournalFileSymlinkLock / OpenLock
+    if stale.is_symlink() or stale.exists():
+        stale.unlink()
+        print(
+            f"warning: removed the stale lock {stale} left by a run that was killed while writing "
+            "its journal (no other process uses this folder)",
+            file=sys.stderr,
+        )
+
+
+def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
+    """Record the settings a folder's results depend on; refuse a re-run there with other values."""
+    current = {key: settings.get(key) for key in (*RESULT_SETTINGS, "target", "attack", "sampler")}
+    path = run_dir / RESUME_SETTINGS
+    if not path.exists():
+        path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+        return
+    recorded = json.loads(path.read_text())
+    changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
+    if changed:
+        details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({details}); re-run with its settings to "
+            "resume it, or start a new folder (hydra.run.dir=...)"
+        )
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True)

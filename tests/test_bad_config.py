@@ -1,0 +1,144 @@
+"""Bad settings: a clear error naming the key and what to do, exit code 2, before any work is done."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from blackbox.__main__ import sweep_exit_code
+from blackbox.config_checks import ConfigError
+from blackbox.preflight import preflight, wants_preflight
+from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED, USER_ERRORS
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        # unknown keys and names
+        (["budgit=5"], ["unknown setting 'budgit'", "did you mean budget?", "+budgit="]),
+        (["goal.boxx=[0,0,5,5]"], ["unknown setting 'goal.boxx'", "did you mean goal.box?"]),
+        (["search.space.sise.low=1"], ["unknown setting 'search.space.sise.low'", "size"]),
+        (["target=nosuch"], ["unknown target 'nosuch'", "classic", "twitter"]),
+        (["sampler=nosuch"], ["unknown sampler 'nosuch'", "tpe", "random"]),
+        (["attack=nosuch"], ["unknown attack 'nosuch'", "iterative_fgm"]),
+        (["storage=nosuch"], ["unknown storage 'nosuch'", "journal"]),
+        (["measure=nosuch"], ["measure=nosuch is not a zoo target", "classic"]),
+        (["warm_start=nosuch"], ["warm_start=nosuch is not a zoo target"]),
+        # wrong types
+        (["budget=abc"], ["budget must be a positive whole number"]),
+        (["budget=2.5"], ["budget must be a positive whole number"]),
+        (["eps=abc"], ["eps must be a number"]),
+        (["seed=abc"], ["seed must be a whole number"]),
+        (["early_stop=maybe"], ["early_stop must be true/false"]),
+        (["batch_size=2.5"], ["batch_size must be a positive whole number"]),
+        (["goal.box=[1,2]"], ["goal.box must be [x0, y0, x1, y1]"]),
+        (["goal.point=oops"], ["goal.point must be [x, y]"]),
+        (["search.n_patches=two"], ["search.n_patches must be a whole number"]),
+        (["eps=${nope}"], ["eps", "nope"]),
+        (["budget=[1"], ["cannot read the settings", "key=value"]),
+        # impossible ranges
+        (["budget=-5"], ["budget must be a positive whole number"]),
+        (["budget=0"], ["budget must be a positive whole number"]),
+        (["eps=0"], ["eps must be > 0"]),
+        (["eps=-1"], ["eps must be > 0"]),
+        (["norm=linf", "eps=8"], ["fraction of the pixel range"]),
+        (["batch_size=0"], ["batch_size must be a positive whole number"]),
+        (["working_width=8"], ["working_width must be a whole number of pixels >= 32"]),
+        (["goal.box=[50,0,10,10]"], ["x0 < x1"]),
+        (["goal.band_width=2"], ["goal.band_width"]),
+        (["aspect_ratios=[0.5,-1]"], ["aspect_ratios must be positive"]),
+        (["search.n_patches=0"], ["search.n_patches must be at least 1"]),
+        (["search.region=everywhere"], ["search.region must be goal or image"]),
+        (["search.margin=-1"], ["search.margin must be a number >= 0"]),
+        (["search.space.size.low=50", "search.space.size.high=10"], ["search.space.size", "low <= high"]),
+        (
+            ["working_width=64", "search.space.size.low=100", "search.space.size.high=200"],
+            ["search.space.size.low=100 px is not smaller than working_width=64"],
+        ),
+        (
+            ["sampler=sparse_rs", "sampler.factory.p_init=3"],
+            ["sampler settings (sampler=sparse_rs)", "p_init"],
+        ),
+        (["attack=pgd", "attack.steps=0"], ["attack settings (attack=pgd)", "steps"]),
+        # missing inputs
+        (["storage=url", "storage.url=null"], ["storage=url needs storage.url="]),
+        (["dataset=folder"], ["dataset=folder needs dataset.path="]),
+        (["dataset=folder", "dataset.path=/nonexistent/photos"], ["/nonexistent/photos does not exist"]),
+        (["image=/nonexistent/a.png", "dataset=folder"], []),  # image= wins: checked when read
+        (["dataset.names=[nosuch]"], ["unknown bundled photos", "chelsea"]),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(overrides, says) -> None:
+    if not says:
+        preflight(overrides)  # a missing single image is the run's to report, as a skipped input
+        return
+    with pytest.raises(USER_ERRORS) as caught:
+        preflight(overrides)
+    for words in says:
+        assert words in str(caught.value)
+
+
+def test_good_settings_pass() -> None:
+    preflight([])
+    preflight(["target=twitter", "sampler=random", "eps=10", "norm=l2", "budget=200", "goal.point=[3,4]"])
+    preflight(["attack=iterative_fgm", "norm=linf", "eps=0.03", "working_width=null"])
+
+
+def test_only_a_plain_run_is_checked_up_front() -> None:
+    assert wants_preflight(["budget=3", "hydra.run.dir=/tmp/x"])
+    assert not wants_preflight(["-m", "eps=10,20"]) and not wants_preflight(["--cfg", "job"])
+
+
+def test_the_cli_exits_2_and_leaves_no_run_folder(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "blackbox", "budget=-5", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_BAD_CONFIG
+    assert (
+        done.stderr.startswith("error: budget must be a positive whole number")
+        and "Traceback" not in done.stderr
+    )
+    assert not run_dir.exists()  # not even Hydra's .hydra/ folder
+
+
+def test_a_sweep_runs_every_job_and_exits_with_the_worst_code(tmp_path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blackbox",
+            "-m",
+            "eps=nope,10",
+            "dataset.names=[chelsea]",
+            "working_width=64",
+            "budget=2",
+            "progress=false",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_BAD_CONFIG
+    assert "eps must be a number, got 'nope'" in done.stderr
+    assert (tmp_path / "1" / "results.jsonl").exists()  # the job after the bad one still ran
+
+
+def test_sweep_exit_code_order() -> None:
+    assert sweep_exit_code([]) == EXIT_OK == sweep_exit_code([EXIT_OK, EXIT_OK])
+    assert sweep_exit_code([EXIT_OK, EXIT_SKIPPED]) == EXIT_SKIPPED
+    assert sweep_exit_code([EXIT_SKIPPED, EXIT_NOTHING_DONE]) == EXIT_NOTHING_DONE
+    assert sweep_exit_code([EXIT_NOTHING_DONE, EXIT_BAD_CONFIG, EXIT_OK]) == EXIT_BAD_CONFIG
+    assert issubclass(ConfigError, USER_ERRORS)
