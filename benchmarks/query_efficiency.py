@@ -78,7 +78,7 @@ def main() -> None:
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = args.out / f"query_efficiency-{stamp}"
-    common = [f"target={args.target}", "storage=memory", "progress=false", *args.extra]
+    common = [f"target={args.target}", "storage=memory", "artifacts=none", "progress=false", *args.extra]
     cache: dict = {}
     rows = []
 
