@@ -176,3 +176,28 @@ def test_success_rate_leaves_out_images_already_in_the_goal() -> None:
     table = summary_table(records)
     assert "| **mean (3)** | | 1 | 50% |" in table
     assert "0→1/2" in table
+
+
+@pytest.mark.parametrize("search", ["patches", "blobs"])
+def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
+    """Each conf/search/*.yaml composes, searches, and stores trials that replay byte-identically."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from blackbox.attacks import render_trial
+    from blackbox.images import load_bundled
+    from blackbox.storage import make_storage
+    from blackbox.zoo import group_names
+
+    assert search in group_names("search")
+    done = blackbox(tmp_path, *FAST, "dataset.names=[rocket]", f"search={search}", "early_stop=false")
+    assert done.returncode == 0, done.stderr
+    storage = make_storage("journal", tmp_path / "run")
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    best = optuna.load_study(study_name=name, storage=storage).best_trial
+    config = best.user_attrs["perturbation"]
+    assert ("frequency" in config["space"]) == (search == "patches")
+    clean = SimpleNamespace(image=SimpleNamespace(pixels=load_bundled("rocket", working_width=160).pixels))
+    adversarial = np.asarray(Image.open(tmp_path / "run" / "adversarial" / "rocket.png"))
+    assert render_trial(clean, config).tobytes() == adversarial.tobytes()
