@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def main() -> None:
     checkpoints = [k for k in CHECKPOINTS if k <= args.budget]
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = args.out / f"query_efficiency-{stamp}"
+    out_dir = args.out / f"query_efficiency-{stamp}-{os.getpid()}"  # two started in one second differ
     common = [f"target={args.target}", "storage=memory", "artifacts=none", "progress=false", *args.extra]
     cache: dict = {}
     rows = []
