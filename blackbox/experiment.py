@@ -70,7 +70,7 @@ class LocalExperiment(Experiment):
         self.run_dir = run_dir
         self.results_path = run_dir / "results.jsonl"
         self.artifact_dir = None if storage is None else run_dir / "artifacts"
-        self._done = {record["image"] for record in read_jsonl(self.results_path)}
+        self._done = {record["image"] for record in read_records(self.results_path)}
 
     def is_done(self, image_id: str) -> bool:
         return image_id in self._done
@@ -83,7 +83,7 @@ class LocalExperiment(Experiment):
                 yield from iterate([source], working_width)
 
     def record(self, record: dict) -> None:
-        append_jsonl(self.results_path, record)
+        append_record(self.results_path, record)
         self._done.add(record["image"])
 
 
@@ -130,13 +130,3 @@ def run_config(run_dir: Path) -> DictConfig:
     cfg = OmegaConf.load(path)
     assert isinstance(cfg, DictConfig)
     return cfg
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every record of a JSON-lines file (a torn last line is set aside, see :mod:`blackbox.jsonl`)."""
-    return read_records(path)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one whole, fsynced line."""
-    append_record(path, record)

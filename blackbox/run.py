@@ -243,7 +243,7 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
         summary.records.append(record)
 
     experiment.close()
-    records = _all_records(results_path)
+    records = read_records(results_path)
     table = summary_table(records) + skipped_table(read_records(errors_path), records)
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
@@ -312,10 +312,6 @@ def _skip(
     summary.skipped.append(record)
     append_record(errors_path, record)
     print(f"skipped {location}: {reason}", file=sys.stderr)
-
-
-def _all_records(results_path: Path) -> list[dict]:
-    return read_records(results_path)
 
 
 def _fmt(value: object, digits: int = 1) -> str:

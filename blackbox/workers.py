@@ -52,7 +52,8 @@ from blackbox.attacks import AttackFailedError
 from blackbox.attacks.patch_search import TrialRecord
 from blackbox.config_checks import ConfigError
 from blackbox.datasets import ImageSource, iterate
-from blackbox.experiment import Experiment, Scheduled, read_jsonl
+from blackbox.experiment import Experiment, Scheduled
+from blackbox.jsonl import read_records
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
 NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
@@ -489,6 +490,6 @@ def progress(run_dir: Path) -> str:
 
     experiment = PostgresExperiment.from_config(run_config(run_dir), run_dir, reading=True)
     rows = experiment._execute("SELECT image, state, worker, attempts FROM blackbox_claims ORDER BY image")[1]
-    done = len(read_jsonl(run_dir / "results.jsonl"))
+    done = len(read_records(run_dir / "results.jsonl"))
     lines = [f"{image}: {state} ({worker}, attempt {attempts})" for image, state, worker, attempts in rows]
     return "\n".join([*lines, f"{done} result(s) in {run_dir / 'results.jsonl'}"])
