@@ -1,9 +1,10 @@
 """The FastGaze architecture family (Theis et al. 2018) in torch, shared by ``twitter`` and ``surrogate``.
 
-A FastGaze network is a pruned VGG-style trunk (3x3 convolutions with ReLU, 2x2 pools), a readout of
-1x1 convolutions each followed by a one-parameter activation, a Gaussian blur over the output grid,
-an optional centre-bias log prior, and a log-softmax over the grid. Its input is an RGB image resized
-so that the output grid has ``grid_cells`` cells along the long side (:class:`GridInput`).
+A FastGaze network is a pruned VGG-style trunk (3x3 convolutions with ReLU, 2x2 pools that keep a
+partial last window, as Caffe's do), a readout of 1x1 convolutions each followed by a one-parameter
+activation, an optional Gaussian blur over the output grid, an optional centre-bias log prior, and a
+log-softmax over the grid. Its input is an RGB image resized, aspect ratio kept, so that its long
+side gives ``grid_cells`` output cells (:class:`GridInput`).
 
 :class:`FastGazeTarget` turns such a network into a :class:`~targets.DifferentiableTarget`: the
 log-density at image resolution is the grid's, bilinearly resized and renormalised; the salient
@@ -30,6 +31,9 @@ POOL = "pool"
 ALPHA_ACTIVATIONS = ("prelu", "elu")
 CHANNEL_ORDERS = ("rgb", "bgr")
 POOLS = ("max", "avg")
+# How GridInput shrinks an image: torch's bilinear/bicubic without antialiasing sample the source
+# as a plain C++ resize does (the binary's choice, see targets/twitter.py); "_antialias" low-passes first.
+RESIZES = ("bilinear", "bicubic", "bilinear_antialias", "area")
 
 
 class AlphaActivation(nn.Module):
@@ -82,6 +86,9 @@ class FastGazeNet(nn.Module):
 
     ``trunk`` lists the 3x3 convolutions' output channels with ``"pool"`` for a 2x2 pool, e.g.
     ``[43, 44, "pool", 49, 56, ...]``; ``readout`` the 1x1 convolutions' output channels, ending in 1.
+    Pools round up (``ceil_mode``): an input side of ``n`` pixels gives ``ceil(n / stride)`` cells,
+    so an image that is not a whole number of cells keeps its last, partial row or column.
+    ``blur=False`` leaves out the Gaussian blur (the network still records its size and sigma).
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class FastGazeNet(nn.Module):
         alpha_activation: str = "prelu",
         alphas: Sequence[float] | None = None,
         pool: str = "max",
+        blur: bool = True,
         blur_kernel_size: int = 19,
         blur_sigma: float = 3.0,
         centre_bias: bool = False,
@@ -113,7 +121,8 @@ class FastGazeNet(nn.Module):
         self.stride = 1
         for item in trunk:
             if item == POOL:
-                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+                # ceil_mode: a partial last window is pooled over its valid pixels (Caffe's rule).
+                layers.append(nn.MaxPool2d(2, ceil_mode=True) if pool == "max" else nn.AvgPool2d(2, ceil_mode=True))
                 self.stride *= 2
                 continue
             width = int(item)
@@ -129,6 +138,7 @@ class FastGazeNet(nn.Module):
             heads += [nn.Conv2d(channels, int(width), 1), AlphaActivation(alpha_activation, alpha)]
             channels = int(width)
         self.readout = nn.Sequential(*heads)
+        self.blur = bool(blur)
         self.blur_kernel_size = int(blur_kernel_size)
         self.blur_sigma = float(blur_sigma)
         self.centre_bias = CentreBias() if centre_bias else None
@@ -183,8 +193,10 @@ class FastGazeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Channels-last runs the pruned (odd) channel counts several times faster on CPU.
         logits = self.readout(self.trunk(x.contiguous(memory_format=torch.channels_last)))
-        truncate = (self.blur_kernel_size // 2) / self.blur_sigma  # exactly the declared number of taps
-        logits = gaussian_blur(logits, self.blur_sigma, truncate=truncate)[:, 0]
+        if self.blur:
+            truncate = (self.blur_kernel_size // 2) / self.blur_sigma  # exactly the declared number of taps
+            logits = gaussian_blur(logits, self.blur_sigma, truncate=truncate)
+        logits = logits[:, 0]
         if self.centre_bias is not None:
             logits = self.centre_bias(logits)
         return log_softmax_2d(logits)
@@ -193,9 +205,15 @@ class FastGazeNet(nn.Module):
 class GridInput(nn.Module):
     """``(B, 3, H, W)`` RGB in [0, 1] to the network's input: resized, scaled, mean-subtracted, reordered.
 
-    The image is resized (bilinear, antialiased) so that the output grid has ``grid_cells`` cells
-    along its long side and a whole number of cells along the short side: each side becomes a
-    multiple of ``stride``, and every grid cell covers the same share of the image.
+    The image is resized with its aspect ratio kept: the long side to ``grid_cells * stride`` pixels,
+    the short side in proportion, rounded to the nearest pixel (not to whole cells). The network's
+    pools round up, so the grid has ``ceil(side / stride)`` cells along each side; a partial last
+    cell covers the rest of the image. Twitter's binary printed a 17 x 20 grid for a 1034 x 851
+    image this way (``../shared/evidence/twitter-binary/``). ``resize`` is one of :data:`RESIZES`.
+
+    Raises:
+        ValueError: for ``grid_cells < 1``, a ``resize``, ``channel_order`` or ``mean`` not understood,
+            or ``value_scale <= 0``.
     """
 
     def __init__(
@@ -206,8 +224,11 @@ class GridInput(nn.Module):
         value_scale: float = 255.0,
         mean: Sequence[float] = (0.0, 0.0, 0.0),
         channel_order: str = "rgb",
+        resize: str = "bilinear",
     ) -> None:
         super().__init__()
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
         if grid_cells < 1:
             raise ValueError(f"grid_cells must be a positive number of output cells, got {grid_cells}")
         if channel_order not in CHANNEL_ORDERS:
@@ -220,27 +241,41 @@ class GridInput(nn.Module):
         self.stride = int(stride)
         self.value_scale = float(value_scale)
         self.channel_order = channel_order
+        self.resize = resize
         self.mean_values = tuple(float(m) for m in mean)
         self.register_buffer("mean", torch.tensor(self.mean_values).view(1, 3, 1, 1), persistent=False)
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(height, width)`` in pixels of the network's input for an image of this size."""
+        scale = self.grid_cells * self.stride / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, columns)`` of the output grid for an image of this size."""
-        long_side = max(height, width)
-        rows = max(1, round(height * self.grid_cells / long_side))
-        columns = max(1, round(width * self.grid_cells / long_side))
-        return rows, columns
+        input_height, input_width = self.input_size(height, width)
+        return math.ceil(input_height / self.stride), math.ceil(input_width / self.stride)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        rows, columns = self.grid_size(*images.shape[-2:])
-        size = (rows * self.stride, columns * self.stride)
+        size = self.input_size(*images.shape[-2:])
         if images.shape[-2:] != size:
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+            images = _resize(images, size, self.resize)
         x = images * self.value_scale - self.mean.to(images)
         return x.flip(1) if self.channel_order == "bgr" else x
 
 
+def _resize(images: torch.Tensor, size: tuple[int, int], kind: str) -> torch.Tensor:
+    if kind == "area":
+        return F.interpolate(images, size=size, mode="area")
+    mode, _, antialias = kind.partition("_")
+    return F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=bool(antialias))
+
+
 def grid_salient_point(grid_log_density: np.ndarray, height: int, width: int) -> tuple[float, float]:
-    """The most salient cell's centre (the first in row-major order on ties), in image pixels."""
+    """The most salient cell's centre (the first in row-major order on ties), in image pixels.
+
+    The grid is spread evenly over the image (``(row + 0.5) * height / rows``), as in the figure of
+    Twitter's binary for its sample image (its 0.56 crop starts 36-44 px from the top).
+    """
     rows, columns = grid_log_density.shape
     row, column = np.unravel_index(int(np.argmax(grid_log_density)), grid_log_density.shape)
     return float((column + 0.5) * width / columns), float((row + 0.5) * height / rows)

@@ -7,7 +7,8 @@ bias. It starts from one of:
 * ``checkpoint=PATH``: a distilled result (``python -m blackbox.distill``); the checkpoint carries
   its own architecture and input settings, which then win over the others given here;
 * ``init=fastgaze``: Twitter's ``fastgaze.vxm`` (resolved like ``target=twitter``'s weights, or
-  ``weights=PATH``); with the centre bias's weight at 0 it equals ``twitter`` until trained;
+  ``weights=PATH``); with the centre bias's weight at 0 and the same ``blur`` and ``resize`` as
+  ``twitter`` (the defaults) it equals ``twitter`` until trained;
 * ``init=random``: fresh weights (PyTorch's default initialisation, seeded by ``seed``), with the
   channel counts ``trunk`` and ``readout``.
 
@@ -76,6 +77,8 @@ class SurrogateSaliency(FastGazeTarget):
         channel_order: str = "rgb",
         alpha_activation: str = "prelu",
         pool: str = "max",
+        blur: bool = False,
+        resize: str = "bilinear",
         seed: int = 0,
         aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
     ) -> None:
@@ -83,6 +86,9 @@ class SurrogateSaliency(FastGazeTarget):
         self.metadata: dict = {}
         if checkpoint is not None and str(checkpoint) != "":
             state = load_checkpoint(checkpoint)
+            # Checkpoints from before the binary's evidence (targets/twitter.py) were trained on
+            # antialiased inputs; their architecture has no "blur" key and FastGazeNet's default keeps it.
+            state["input"].setdefault("resize", "bilinear_antialias")
             try:
                 net = FastGazeNet(**state["architecture"])
                 net.load_state_dict(state["state_dict"])
@@ -94,7 +100,12 @@ class SurrogateSaliency(FastGazeTarget):
         else:
             if init not in INITS:
                 raise ValueError(f"init must be one of {INITS} (or give checkpoint=PATH), got {init!r}")
-            options = {"alpha_activation": alpha_activation, "pool": pool, "centre_bias": bool(centre_bias)}
+            options = {
+                "alpha_activation": alpha_activation,
+                "pool": pool,
+                "blur": bool(blur),
+                "centre_bias": bool(centre_bias),
+            }
             if init == "fastgaze":
                 net = FastGazeNet.from_vxm(read_vxm(resolve(FASTGAZE, weights)), **options)
             else:
@@ -107,6 +118,7 @@ class SurrogateSaliency(FastGazeTarget):
                 value_scale=value_scale,
                 mean=mean,
                 channel_order=channel_order,
+                resize=resize,
             )
         net.eval().requires_grad_(False)  # as a target; training switches gradients on
         super().__init__(net=net, grid_input=grid_input, aspect_ratios=aspect_ratios)
@@ -128,6 +140,7 @@ class SurrogateSaliency(FastGazeTarget):
             "readout": readout,
             "alpha_activation": activations[0].kind,
             "pool": "avg" if pools and isinstance(pools[0], torch.nn.AvgPool2d) else "max",
+            "blur": net.blur,
             "blur_kernel_size": net.blur_kernel_size,
             "blur_sigma": net.blur_sigma,
             "centre_bias": net.centre_bias is not None,
@@ -140,6 +153,7 @@ class SurrogateSaliency(FastGazeTarget):
             "value_scale": grid_input.value_scale,
             "mean": list(grid_input.mean_values),
             "channel_order": grid_input.channel_order,
+            "resize": grid_input.resize,
         }
 
 

@@ -87,6 +87,8 @@ class TwitterSaliency(FastGazeTarget):
         channel_order: str = "rgb",
         alpha_activation: str = "prelu",
         pool: str = "max",
+        resize: str = "bilinear",
+        blur: bool = False,
         aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
     ) -> None:
         path = resolve(FASTGAZE, weights)
@@ -97,7 +99,7 @@ class TwitterSaliency(FastGazeTarget):
                 "results are those of this file, not of Twitter's model",
                 stacklevel=2,
             )
-        net = FastGazeNet.from_vxm(model, alpha_activation=alpha_activation, pool=pool)
+        net = FastGazeNet.from_vxm(model, alpha_activation=alpha_activation, pool=pool, blur=blur)
         net.eval().requires_grad_(False)  # a fixed model: gradients flow to images only
         grid_input = GridInput(
             grid_cells=grid_cells,
@@ -105,6 +107,7 @@ class TwitterSaliency(FastGazeTarget):
             value_scale=value_scale,
             mean=mean,
             channel_order=channel_order,
+            resize=resize,
         )
         super().__init__(net=net, grid_input=grid_input, aspect_ratios=aspect_ratios)
         self.weights_path = path

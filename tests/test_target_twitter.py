@@ -36,20 +36,28 @@ class TestTwitterConformance(DifferentiableTargetConformance):
         return twitter
 
 
-def reference_grid(image: np.ndarray) -> np.ndarray:
-    """The network written out layer by layer from the file's arrays, independently of FastGazeNet."""
+def reference_grid(image: np.ndarray, *, blur: bool = False) -> np.ndarray:
+    """The network written out layer by layer from the file's arrays, independently of FastGazeNet.
+
+    As Twitter's binary ran it: long side to 320 px, short side in proportion, plain bilinear; pools
+    that keep a partial last window; no blur unless ``blur``.
+    """
     model = read_vxm(WEIGHTS)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].double()
-    rows, columns = GridInput(grid_cells=20).grid_size(*image.shape[:2])
-    x = F.interpolate(x, size=(rows * 16, columns * 16), mode="bilinear", antialias=True)
+    height, width = image.shape[:2]
+    scale = 320 / max(height, width)
+    x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear")
     x = x * 255 - torch.tensor([123.68, 116.779, 103.939], dtype=torch.float64).view(1, 3, 1, 1)
     for layer in model.layers:
         if isinstance(layer, PoolLayer):
-            x = F.max_pool2d(x, 2)
+            x = F.max_pool2d(x, 2, ceil_mode=True)
         elif isinstance(layer, ConvLayer):
             weight, bias = torch.from_numpy(layer.weight).double(), torch.from_numpy(layer.bias).double()
             x = F.conv2d(x, weight, bias, padding=layer.kernel_size // 2)
             x = F.relu(x) if layer.activation == "relu" else torch.where(x > 0, x, layer.alpha * x)
+    if not blur:
+        logits = x[0, 0]
+        return (logits - torch.logsumexp(logits.flatten(), 0)).numpy()
     radius = 9
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / 3.0) ** 2)
     taps /= taps.sum()
@@ -67,6 +75,15 @@ def test_network_matches_the_file_layer_by_layer(twitter: TwitterSaliency, photo
     with torch.no_grad():
         grid = twitter.grid_log_density(torch.from_numpy(image).permute(2, 0, 1)[None])[0].double().numpy()
     np.testing.assert_allclose(grid, reference_grid(image), atol=2e-4)
+
+
+def test_blur_setting_is_the_files_declared_blur(photo: np.ndarray) -> None:
+    image = photo.astype(np.float32) / 255
+    blurred = TwitterSaliency(weights=WEIGHTS, blur=True)
+    with torch.no_grad():
+        grid = blurred.grid_log_density(torch.from_numpy(image).permute(2, 0, 1)[None])[0].double().numpy()
+    np.testing.assert_allclose(grid, reference_grid(image, blur=True), atol=2e-4)
+    assert not np.allclose(grid, reference_grid(image), atol=1e-2)
 
 
 def test_structure_follows_the_file(twitter: TwitterSaliency) -> None:
@@ -95,13 +112,18 @@ def test_feature_layer_is_the_trunks_output(twitter: TwitterSaliency) -> None:
     [
         (480, 640, (15, 20)),
         (640, 480, (20, 15)),
-        (300, 451, (13, 20)),
+        (300, 451, (14, 20)),  # 213 px: 13 whole cells and a partial one
+        (851, 1034, (17, 20)),  # Twitter's sample image: the binary printed 17 x 20
         (100, 1000, (2, 20)),
         (40, 900, (1, 20)),
     ],
 )
 def test_grid_geometry(height: int, width: int, grid: tuple[int, int]) -> None:
     assert GridInput(grid_cells=20).grid_size(height, width) == grid
+    with torch.no_grad():
+        net_input = GridInput(grid_cells=20)(torch.zeros(1, 3, height, width))
+    assert net_input.shape[-2:] == GridInput(grid_cells=20).input_size(height, width)
+    assert max(net_input.shape[-2:]) == 320
 
 
 def test_salient_point_is_the_argmax_cell_centre(twitter: TwitterSaliency, photo: np.ndarray) -> None:
@@ -155,6 +177,7 @@ def test_gradient_matches_finite_differences() -> None:
         {"mean": [1.0, 2.0]},
         {"alpha_activation": "tanh"},
         {"pool": "median"},
+        {"resize": "lanczos"},
         {"value_scale": 0.0},
         {"aspect_ratios": [0.0]},
     ],
