@@ -1,10 +1,20 @@
 """The evidence behind ``target=twitter``'s preprocessing and activation choices (see targets/twitter.py).
 
-    python -m benchmarks.twitter_evidence [--weights PATH]
+    python -m benchmarks.twitter_evidence [--weights PATH] [--evidence DIR]
 
-Scores each variant of the reconstruction by how well its maps pick out hand-marked salient boxes on
-real photos (AUC of grid cells inside a box against the rest), and prints the weight statistics the
-module docstring cites. Prints tables and writes JSON under ``runs/benchmarks/``.
+Two kinds of evidence, one row per variant of the reconstruction (each differs from the default in
+one choice, except the landed 9d31d7f row, which is the target before the binary's evidence):
+
+* **Twitter's binary** (``../shared/evidence/twitter-binary/``): what its ``candidate_crops`` printed
+  for Twitter's sample image. Scored by the grid's shape, the Pearson correlation with the binary's
+  340 scores (over the grid where the shapes agree, and at the binary's cell centres on the map
+  resized to the image, which any shape allows), the argmax cell and the worst crop offset in pixels
+  from what the binary's figure shows (the 0.56 crop 36-44 px from the top; the others at the left).
+* **Hand-marked boxes** on five real photos: the AUC of grid cells inside a salient box against the
+  rest, over three scales, each mirrored (60 cases). This ranked variants before the binary's
+  evidence existed; it is kept because it covers more than one picture.
+
+Also prints the weight statistics the module docstring cites. Writes JSON under ``runs/benchmarks/``.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import numpy as np
 import skimage.data
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from targets._fastgaze import GridInput
 from targets._functional import log_softmax_2d
 from targets.twitter import TwitterSaliency
 from targets.vxm import read_vxm
@@ -78,8 +90,29 @@ def zero_padded_blur(target: TwitterSaliency) -> None:
     net.forward = types.MethodType(forward, net)
 
 
+def whole_cell_grid(target: TwitterSaliency) -> None:
+    """The landed (9d31d7f) sizing: each side rounded to a whole number of cells (aspect distorted)."""
+    grid_input = target.grid_input
+
+    def input_size(self: GridInput, height: int, width: int) -> tuple[int, int]:
+        long_side = max(height, width)
+        rows = max(1, round(height * self.grid_cells / long_side))
+        columns = max(1, round(width * self.grid_cells / long_side))
+        return rows * self.stride, columns * self.stride
+
+    grid_input.input_size = types.MethodType(input_size, grid_input)  # type: ignore[method-assign]
+
+
+LANDED = {"blur": True, "resize": "bilinear_antialias"}
 VARIANTS: dict[str, tuple[dict, object]] = {
-    "chosen (0-255, mean, RGB, PReLU, max)": ({}, None),
+    "default (0-255, mean, RGB, PReLU, max, bilinear, no blur)": ({}, None),
+    "landed 9d31d7f (whole cells, antialiased, blur)": (LANDED, whole_cell_grid),
+    "blurred (the file's blur, blur=true)": ({"blur": True}, None),
+    "zero-padded blur": ({"blur": True}, zero_padded_blur),
+    "whole-cell grid (aspect distorted)": ({}, whole_cell_grid),
+    "resize=bicubic": ({"resize": "bicubic"}, None),
+    "resize=bilinear_antialias": ({"resize": "bilinear_antialias"}, None),
+    "resize=area": ({"resize": "area"}, None),
     "BGR": ({"channel_order": "bgr"}, None),
     "0-255, no mean, RGB": ({"mean": [0, 0, 0]}, None),
     "0-255, no mean, BGR": ({"mean": [0, 0, 0], "channel_order": "bgr"}, None),
@@ -88,13 +121,46 @@ VARIANTS: dict[str, tuple[dict, object]] = {
     "ELU alpha": ({"alpha_activation": "elu"}, None),
     "average pooling": ({"pool": "avg"}, None),
     "flipped kernels": ({}, flip_kernels),
-    "zero-padded blur": ({}, zero_padded_blur),
 }
+BINARY_CROP_TOP = (36, 44)  # the 0.56 crop's top in the binary's figure (evidence README)
+
+
+def binary_comparison(target: TwitterSaliency, image: np.ndarray, binary: np.ndarray) -> dict:
+    """How ``target`` on Twitter's sample image compares with the binary's grid, point and crops."""
+    rows, columns = binary.shape
+    height, width = image.shape[:2]
+    with torch.inference_mode():
+        grid = target.grid_log_density(torch.from_numpy(image).permute(2, 0, 1)[None])[0].double().numpy()
+    output = target.query([image])[0]
+    assert output.log_density is not None
+    # The map at the binary's cell centres: comparable whatever grid the variant has.
+    ys = ((np.arange(rows) + 0.5) * height / rows).astype(int)
+    xs = ((np.arange(columns) + 0.5) * width / columns).astype(int)
+    sampled = output.log_density[np.ix_(ys, xs)]
+    x, y = output.salient_point
+    offsets = {}
+    for crop in output.crops:
+        if crop.aspect_ratio < height / width:  # cuts rows: the binary's 0.56 crop
+            low, high = BINARY_CROP_TOP
+            offsets[crop.aspect_ratio] = max(low - crop.top, crop.top - high, 0)
+        else:  # cuts columns: the binary's crops sit at the left edge
+            offsets[crop.aspect_ratio] = crop.left
+    return {
+        "grid_shape": list(grid.shape),
+        "grid_cc": (
+            float(np.corrcoef(grid.ravel(), binary.ravel())[0, 1]) if grid.shape == binary.shape else None
+        ),
+        "cell_centre_cc": float(np.corrcoef(sampled.ravel(), binary.ravel())[0, 1]),
+        "argmax_cell": [int(y // (height / rows)), int(x // (width / columns))],
+        "salient_point": [round(x, 1), round(y, 1)],
+        "crop_offsets_px": {str(k): int(v) for k, v in offsets.items()},
+        "crops": [[c.left, c.top, c.width, c.height] for c in output.crops],
+    }
 
 
 def grids(target: TwitterSaliency, image: np.ndarray, cells: int) -> np.ndarray:
     target.grid_input.grid_cells = cells
-    with torch.inference_mode():
+    with torch.inference_mode():  # the grid itself, whatever its shape
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         return target.grid_log_density(tensor)[0].double().numpy()
 
@@ -156,22 +222,43 @@ def weight_statistics(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="fastgaze.vxm (default: the usual resolution)")
+    parser.add_argument(
+        "--evidence",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "evidence" / "twitter-binary",
+        help="the folder with dummy.jpeg and binary_grid.csv (default: ../shared/evidence/twitter-binary)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    for name in ("dummy.jpeg", "binary_grid.csv"):
+        if not (args.evidence / name).is_file():
+            parser.error(f"{args.evidence / name} not found: pass --evidence DIR (the binary's files)")
+    with Image.open(args.evidence / "dummy.jpeg") as opened:
+        sample = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255
+    binary = np.loadtxt(args.evidence / "binary_grid.csv", delimiter=",")
 
     results = {}
     chosen = None
-    print(f"{'variant':40s} {'AUC':>6s} {'argmax in box':>14s} {'map range (nats)':>17s}")
+    print(
+        f"{'variant':58s} {'grid':>6s} {'grid CC':>8s} {'cell CC':>8s} {'argmax':>8s} "
+        f"{'crop off':>9s} {'box AUC':>8s} {'argmax in box':>14s} {'map range (nats)':>17s}"
+    )
+    print(f"{'Twitter binary':58s} {'17x20':>6s} {'1':>8s} {'1':>8s} {'(6, 2)':>8s} {'0':>9s}")
     for label, (settings, patch) in VARIANTS.items():
         target = TwitterSaliency(weights=args.weights, **settings)
         if patch is not None:
             patch(target)  # type: ignore[operator]
         measured = score(target)
+        measured["binary"] = binary_comparison(target, sample, binary)
         results[label] = measured
         chosen = chosen or measured
+        versus = measured["binary"]
+        grid_cc = "-" if versus["grid_cc"] is None else f"{versus['grid_cc']:.3f}"
         print(
-            f"{label:40s} {np.mean(measured['aucs']):6.3f} "
+            f"{label:58s} {'x'.join(map(str, versus['grid_shape'])):>6s} {grid_cc:>8s} "
+            f"{versus['cell_centre_cc']:8.3f} {tuple(versus['argmax_cell'])!s:>8s} "
+            f"{max(versus['crop_offsets_px'].values()):>6d} px {np.mean(measured['aucs']):8.3f} "
             f"{sum(measured['argmax_in_a_box'])}/{len(BOXES):<12d} "
             f"{min(measured['range_nats']):6.2f} - {max(measured['range_nats']):5.2f}"
         )

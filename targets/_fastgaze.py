@@ -122,7 +122,8 @@ class FastGazeNet(nn.Module):
         for item in trunk:
             if item == POOL:
                 # ceil_mode: a partial last window is pooled over its valid pixels (Caffe's rule).
-                layers.append(nn.MaxPool2d(2, ceil_mode=True) if pool == "max" else nn.AvgPool2d(2, ceil_mode=True))
+                pool_layer = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+                layers.append(pool_layer(2, ceil_mode=True))
                 self.stride *= 2
                 continue
             width = int(item)
