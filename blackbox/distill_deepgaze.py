@@ -53,7 +53,7 @@ from targets._deepgaze_checkpoint import CENTRE_BIAS_WEIGHT_KEY, READOUT_PREFIX,
 from targets._functional import upsample_log_density
 from targets._readout import build_readout
 from targets.deepgaze import PUBLISHED_READOUT, READOUT_FILE, DeepGazeII
-from targets.weights import BadModelFileError
+from targets.weights import BadModelFileError, MissingModelFileError
 
 CHECKPOINT_FORMAT = "blackbox-deepgaze2-readout/1"
 INITIAL_BLUR_SIGMA = 8.0  # px of the half-size image: deepgaze_pytorch's Finalizer default
@@ -117,7 +117,9 @@ def build_student(
     chosen = {k: settings[k] for k in STUDENT_SETTINGS if k in settings}
     try:
         return DeepGazeII(weights=readout, aspect_ratios=aspect_ratios, **chosen)
-    except TypeError as error:
+    except (BadModelFileError, MissingModelFileError):
+        raise  # their messages say which file and what to do
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"student settings: {error}") from error
 
 
@@ -176,7 +178,7 @@ def split_fixation_data(stimuli, fixations, held_out: float, seed: int):
         raise ImageLoadError(f"training needs at least 2 stimuli (to train on and to hold out), got {count}")
     order = np.random.default_rng(seed).permutation(count)
     held = sorted(int(i) for i in order[: min(count - 1, max(1, round(held_out * count)))])
-    train = [i for i in range(count) if i not in set(held)]
+    train = sorted(set(range(count)) - set(held))
     create_subset = _pysaliency().create_subset
     train_stimuli, train_fixations = create_subset(stimuli, fixations, train)
     held_stimuli, held_fixations = create_subset(stimuli, fixations, held)
