@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 import blackbox.distill as distill_module
+import blackbox.distill_deepgaze as deepgaze_module
 from blackbox.config_checks import ConfigError
 from blackbox.distill import distill
 from blackbox.distill_deepgaze import (
@@ -234,6 +235,35 @@ def test_fixation_run_learns_and_measures_pysaliency_metrics_on_the_held_out_spl
     assert "| mit1003 (trained) | 6 / 2 | 20 |" in table
 
 
+def test_interrupted_fixation_run_resumes_to_the_same_weights(
+    tmp_path, folder, vgg, mit1003, monkeypatch
+) -> None:
+    overrides = ("fixation_data=mit1003", f"fixation_location={mit1003}", "steps=4")
+    distill(config(folder, vgg, *overrides), tmp_path / "straight")
+    real_scaled = deepgaze_module.scaled
+    calls = {"n": 0}
+
+    def interrupt_in_third_step(*args, **kwargs):
+        # 2 calls for the initial evaluation (2 held-out stimuli), then 2 per step (batch_size=2).
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_scaled(*args, **kwargs)
+
+    monkeypatch.setattr(deepgaze_module, "scaled", interrupt_in_third_step)
+    first = distill(config(folder, vgg, *overrides), tmp_path / "resumed")
+    assert first.interrupted and first.step == 2
+    monkeypatch.setattr(deepgaze_module, "scaled", real_scaled)
+    second = distill(config(folder, vgg, *overrides), tmp_path / "resumed")
+    assert second.resumed_from == 2 and second.step == 4
+    straight = readout(tmp_path / "straight" / READOUT_FILE.filename)
+    for key, tensor in readout(tmp_path / "resumed" / READOUT_FILE.filename).items():
+        torch.testing.assert_close(tensor, straight[key], msg=key)
+    # A teacher run cannot be resumed from this folder: the data differ.
+    with pytest.raises(ConfigError, match="fixation_data"):
+        distill(config(folder, vgg, "steps=4"), tmp_path / "resumed")
+
+
 def test_a_folder_of_pysaliency_files_is_fixation_data(tmp_path, mit1003) -> None:
     stimuli, fixations = load_fixation_data(str(mit1003 / "MIT1003"), None)
     assert len(stimuli) == 8 and len(fixations.x) == 96
@@ -266,6 +296,14 @@ def test_missing_vgg_file_is_named_with_its_url(tmp_path, folder, monkeypatch) -
         cfg = compose(config_name="distill", overrides=[*TINY, f"images={folder}"])
     with pytest.raises(MissingModelFileError, match=r"vgg19-dcbb9e9d\.pth: not found; public URL"):
         distill(cfg, tmp_path / "run")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_device_settings_are_checked(tmp_path, folder, vgg) -> None:
+    with pytest.raises(ConfigError, match="no CUDA GPU; use device=cpu"):
+        distill(config(folder, vgg, "device=cuda"), tmp_path / "gpu")
+    with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or auto"):
+        distill(config(folder, vgg, "device=tpu"), tmp_path / "tpu")
 
 
 def test_initial_readout_is_seeded_and_checked() -> None:
