@@ -39,7 +39,7 @@ from targets.classic import ClassicSaliency
 from targets.deepgaze import READOUT_FILE, VGG19_FILE, DeepGazeII
 from targets.fixtures import random_vgg19_state_dict
 from targets.weights import MissingModelFileError
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_MODELS
 from tests.test_cli import FAST, blackbox
 
 TINY = [
@@ -170,6 +170,18 @@ def test_teacher_run_lowers_the_loss_and_round_trips_into_target_deepgaze(tmp_pa
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["format"] == CHECKPOINT_FORMAT and state["step"] == 12
     assert state["metadata"]["source"] == "teacher classic"
+
+
+@pytest.mark.skipif(
+    not (SHARED_MODELS / "fastgaze.vxm").is_file(), reason="the shared models folder lacks fastgaze.vxm"
+)
+def test_twitter_is_a_teacher(tmp_path, folder, vgg, monkeypatch) -> None:
+    monkeypatch.setenv("BLACKBOX_MODELS", str(SHARED_MODELS))  # fastgaze.vxm found by name
+    overrides = ("teacher=twitter", "steps=2")
+    summary = distill(config(folder, vgg, *overrides), tmp_path)
+    assert summary.step == 2 and all(math.isfinite(x) for x in summary.losses)
+    assert summary.final is not None and summary.final["kl_div"] > 0 and -1 <= summary.final["cc"] <= 1
+    assert "| twitter | deepgaze (distilled) |" in (tmp_path / "summary.md").read_text()
 
 
 def test_interrupted_teacher_run_resumes_to_the_same_weights(tmp_path, folder, vgg, monkeypatch) -> None:
