@@ -19,13 +19,14 @@ Two sources of supervision:
   ``UniformModel`` (bits per fixation), AUC (uniform non-fixations) and NSS of the predicted density,
   averaged over fixations (pysaliency's default), as the DeepGaze authors evaluate with pysaliency.
 
-The run folder holds ``last.pt`` (the resumable state: ``{"state_dict": <readout in
-deepgaze_pytorch's layout>, "optimizer", "step", "metadata"}``, itself loadable by ``target=deepgaze``),
-``deepgaze2_readout.pth`` (the plain readout state dict, the file ``target=deepgaze`` looks for by
-name), ``train.jsonl``, ``fidelity_initial.json``/``fidelity.json`` (the metrics before and after) and
-``summary.md``. Re-running the
-same command resumes; each step's data depends only on ``(seed, step)``, so a resumed run ends with
-the same weights as an uninterrupted one.
+The run folder (``runs/distill/<teacher or fixation data>-deepgaze-seed<seed>``) holds ``last.pt``
+(the resumable state: ``{"state_dict": <readout in deepgaze_pytorch's layout>, "optimizer", "step",
+"metadata"}``, itself loadable by ``target=deepgaze``), ``deepgaze2_readout.pth`` (the plain readout
+state dict, the file ``target=deepgaze`` looks for by name), ``train.jsonl``,
+``fidelity_initial.json``/``fidelity.json`` (the metrics before and after) and ``summary.md``.
+Re-running the same command resumes (saved every ``checkpoint_every`` steps, at the end and on
+Ctrl-C); each step's data depends only on ``(seed, step)``, so a resumed run ends with the same
+weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -54,6 +56,9 @@ from targets._functional import upsample_log_density
 from targets._readout import build_readout
 from targets.deepgaze import PUBLISHED_READOUT, READOUT_FILE, DeepGazeII
 from targets.weights import BadModelFileError, MissingModelFileError
+
+if TYPE_CHECKING:  # blackbox.distill imports this module when student=deepgaze
+    from blackbox.distill import DistillSummary
 
 CHECKPOINT_FORMAT = "blackbox-deepgaze2-readout/1"
 INITIAL_BLUR_SIGMA = 8.0  # px of the half-size image: deepgaze_pytorch's Finalizer default
@@ -313,7 +318,7 @@ def load_training_state(path: Path) -> dict:
 # --- Training ---------------------------------------------------------------------------------------------
 
 
-def distill_deepgaze(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None):
+def distill_deepgaze(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) -> DistillSummary:
     """Train (or resume training) the DeepGaze II readout (see module doc); returns the
     :class:`blackbox.distill.DistillSummary`. Raises :class:`ConfigError` on bad settings,
     ``ImageLoadError`` on missing data, model-file errors on missing or bad VGG-19/readout files."""
@@ -498,7 +503,7 @@ def run(
     parameters: Sequence[torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     network: torch.nn.Module,
-    summary,
+    summary: DistillSummary,
     log_path: Path,
     save: Callable[[], None],
     checkpoint_every: int,
@@ -550,7 +555,7 @@ def _stimulus_name(stimuli, index: int) -> str:
     return Path(filenames[index]).name if filenames is not None else f"stimulus {index}"
 
 
-def fixation_table(data: str, summary) -> str:
+def fixation_table(data: str, summary: DistillSummary) -> str:
     """pysaliency's metrics on the held-out stimuli before and after training, as Markdown."""
     lines = [
         "| fixations | train / held-out stimuli | steps | IG over uniform (bit/fix) | AUC | NSS |",
