@@ -79,7 +79,7 @@ def folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mit1003(tmp_path_factory) -> Path:
     """A pysaliency location holding a tiny 'MIT1003', as pysaliency caches a dataset: 8 dimmed photos
-    (96x72 and 72x96), each with a white square somewhere, and 12 fixations (seeded) on each square:
+    (96x72 and 72x96), each with a white square somewhere, and 12 fixations (3 scanpaths, seeded) on it:
     something a readout can learn even from random features."""
     import pysaliency
     import skimage.data
@@ -89,7 +89,7 @@ def mit1003(tmp_path_factory) -> Path:
     (prepared / "stimuli").mkdir(parents=True)
     rng = np.random.default_rng(0)
     names = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "hubble_deep_field", "coins")
-    files, xs, ys, ns = [], [], [], []
+    files, xs, ys, ts, ns, subjects = [], [], [], [], [], []
     for n, name in enumerate(names):
         width, height = (96, 72) if n % 3 else (72, 96)
         photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((width, height))
@@ -99,13 +99,14 @@ def mit1003(tmp_path_factory) -> Path:
         path = prepared / "stimuli" / f"{name}.png"
         Image.fromarray(pixels).save(path)
         files.append(str(path))
-        xs.append(np.clip(rng.normal(left + 8, 3, 12), 0, width - 1))
-        ys.append(np.clip(rng.normal(top + 8, 3, 12), 0, height - 1))
-        ns.append(np.full(12, n))
+        for subject in range(3):  # scanpaths of 4 fixations, as MIT1003's cache holds FixationTrains
+            xs.append(np.clip(rng.normal(left + 8, 3, 4), 0, width - 1))
+            ys.append(np.clip(rng.normal(top + 8, 3, 4), 0, height - 1))
+            ts.append(np.arange(4.0))
+            ns.append(n)
+            subjects.append(subject)
     pysaliency.FileStimuli(files).to_hdf5(str(prepared / "stimuli.hdf5"))
-    fixations = pysaliency.Fixations.create_without_history(
-        x=np.concatenate(xs), y=np.concatenate(ys), n=np.concatenate(ns)
-    )
+    fixations = pysaliency.FixationTrains.from_fixation_trains(xs, ys, ts, ns, subjects)
     fixations.to_hdf5(str(prepared / "fixations.hdf5"))
     return location
 
