@@ -25,8 +25,10 @@ from blackbox.distill import distill
 from blackbox.distill_deepgaze import (
     CHECKPOINT_FORMAT,
     fixation_metrics,
+    fixation_nll,
     initial_readout_state,
     load_fixation_data,
+    scaled,
     split_fixation_data,
     teacher_loss,
 )
@@ -317,6 +319,21 @@ def test_device_settings_are_checked(tmp_path, folder, vgg) -> None:
         distill(config(folder, vgg, "device=cuda"), tmp_path / "gpu")
     with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or auto"):
         distill(config(folder, vgg, "device=tpu"), tmp_path / "tpu")
+
+
+def test_stimuli_are_scaled_to_rgb_and_the_loss_is_relative_to_uniform() -> None:
+    gray = np.tile(np.arange(200, dtype=np.uint8)[None, :], (100, 1))  # MIT1003 has grayscale stimuli
+    image = scaled(gray, 64)
+    assert image.shape == (32, 64, 3) and image.dtype == np.float32 and 0 <= image.min() <= image.max() <= 1
+    with pytest.raises(ImageLoadError, match=r"\(H, W\) or \(H, W, 3\)"):
+        scaled(np.zeros((4, 4, 2), np.uint8), 64)
+    uniform = torch.full((4, 5), -math.log(20))
+    xs, ys = torch.tensor([0, 4]), torch.tensor([3, 1])
+    assert float(fixation_nll(uniform, xs, ys)) == pytest.approx(0.0, abs=1e-6)
+    peaked = torch.log_softmax(torch.where(torch.arange(20).view(4, 5) == 19, 5.0, 0.0).flatten(), 0).view(
+        4, 5
+    )
+    assert float(fixation_nll(peaked, torch.tensor([4]), torch.tensor([3]))) < 0  # better than uniform
 
 
 def test_initial_readout_is_seeded_and_checked() -> None:
