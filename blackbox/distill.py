@@ -1,5 +1,8 @@
 """``python -m blackbox.distill teacher=<zoo name> steps=N ...``: train ``target=surrogate`` on a teacher.
 
+(``student=deepgaze`` trains DeepGaze II's readout for ``target=deepgaze`` instead, from a teacher
+or from fixations: :mod:`blackbox.distill_deepgaze`.)
+
 The teacher is any zoo target, queried only through :meth:`~targets.Target.query`, as an attacker
 would query a service: its log-density maps when it gives them (the student minimises the KL
 divergence from the teacher's density, pooled onto the student's output grid), else its salient
@@ -82,8 +85,15 @@ FINGERPRINT_KEYS = (
     "lr",
     "augment",
     "point_sigma",
+    "fixation_data",
 )
 EXIT_INTERRUPTED = 130
+DEEPGAZE_TARGET = "targets.deepgaze.DeepGazeII"  # student=deepgaze: blackbox.distill_deepgaze trains it
+
+# The run folder's default name: the fixation data's name, else the teacher's (conf/distill.yaml).
+OmegaConf.register_new_resolver(
+    "distill_source", lambda data, teacher: Path(str(data)).name if data else teacher, replace=True
+)
 
 
 @dataclass(frozen=True)
@@ -224,6 +234,17 @@ def _fingerprint(cfg: DictConfig) -> dict:
     return {key: container.get(key) for key in FINGERPRINT_KEYS}  # type: ignore[union-attr]
 
 
+def check_fingerprint(saved: dict | None, fingerprint: dict, run_dir: Path) -> None:
+    """Refuse to resume a run made with other settings (a key missing from an older run's
+    fingerprint counts as unset)."""
+    differing = sorted(k for k in FINGERPRINT_KEYS if (saved or {}).get(k) != fingerprint.get(k))
+    if saved is None or differing:
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({', '.join(differing) or 'unrecorded'} differ); "
+            "resume it with the same settings or choose another hydra.run.dir"
+        )
+
+
 def _evaluation_images(images: Sequence[DistillImage], width: int) -> list[np.ndarray]:
     return [
         prepare(
@@ -239,7 +260,16 @@ def _append(path: Path, record: dict) -> None:
 
 
 def distill(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) -> DistillSummary:
-    """Train (or resume training) the student on ``teacher``; evaluate fidelity on the held-out images."""
+    """Train (or resume training) the student on ``teacher``; evaluate fidelity on the held-out images.
+
+    ``student=deepgaze`` trains DeepGaze II's readout instead (:mod:`blackbox.distill_deepgaze`).
+    """
+    if cfg.student.get("_target_") == DEEPGAZE_TARGET:
+        from blackbox.distill_deepgaze import distill_deepgaze
+
+        return distill_deepgaze(cfg, run_dir, teacher=teacher)
+    if cfg.get("fixation_data"):
+        raise ConfigError("fixation_data trains DeepGaze II's readout: add student=deepgaze")
     run_dir.mkdir(parents=True, exist_ok=True)
     steps, batch, size = int(cfg.steps), int(cfg.batch_size), int(cfg.image_size)
     if steps < 0 or batch < 1 or size < 32:
@@ -266,13 +296,7 @@ def distill(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) ->
     start = 0
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        saved = state.get("metadata", {}).get("fingerprint")
-        if saved != fingerprint:
-            differing = sorted(k for k in FINGERPRINT_KEYS if (saved or {}).get(k) != fingerprint.get(k))
-            raise ConfigError(
-                f"{run_dir} holds a run with other settings ({', '.join(differing)} differ); "
-                "resume it with the same settings or choose another hydra.run.dir"
-            )
+        check_fingerprint(state.get("metadata", {}).get("fingerprint"), fingerprint, run_dir)
         student = SurrogateSaliency(checkpoint=checkpoint_path, aspect_ratios=cfg.aspect_ratios)
         optimizer = torch.optim.Adam(student.net.parameters(), lr=float(cfg.lr))
         optimizer.load_state_dict(state["optimizer"])
@@ -382,7 +406,9 @@ def fidelity_table(cfg: DictConfig, summary: DistillSummary) -> str:
             continue
         cells = [
             str(cfg.teacher),
-            f"{cfg.student.init} ({label})" if not cfg.student.get("checkpoint") else label,
+            f"{cfg.student.get('init', 'deepgaze')} ({label})"
+            if not cfg.student.get("checkpoint")
+            else label,
             f"{len(summary.train_ids)} / {len(summary.held_out_ids)}",
             str(record["step"]),
             *(f"{record[k]:.3f}" for k in ("cc", "kl_div", "nss", "auc")),

@@ -8,17 +8,26 @@ import torch
 import torch.nn.functional as F
 
 
-def gaussian_kernel1d(sigma: float, *, truncate: float = 3.0) -> torch.Tensor:
-    """A normalised 1-D Gaussian of standard deviation ``sigma`` (in samples)."""
+def gaussian_kernel1d(sigma: float | torch.Tensor, *, truncate: float = 3.0) -> torch.Tensor:
+    """A normalised 1-D Gaussian of standard deviation ``sigma`` (in samples).
+
+    ``sigma`` may be a 0-d tensor: the kernel is then differentiable in it (a trained blur, as
+    DeepGaze's); its length follows the current value.
+    """
     if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    radius = max(1, math.ceil(truncate * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        raise ValueError(f"sigma must be positive, got {float(sigma)}")
+    value = float(sigma.detach()) if isinstance(sigma, torch.Tensor) else float(sigma)
+    radius = max(1, math.ceil(truncate * value))
+    like = sigma if isinstance(sigma, torch.Tensor) else torch.empty(0)
+    # In σ's dtype: a 0-d float64 σ would not promote a float32 arange, and its gradient would lose precision.
+    x = torch.arange(
+        -radius, radius + 1, dtype=torch.promote_types(like.dtype, torch.float32), device=like.device
+    )
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     return kernel / kernel.sum()
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float, *, truncate: float = 3.0) -> torch.Tensor:
+def gaussian_blur(maps: torch.Tensor, sigma: float | torch.Tensor, *, truncate: float = 3.0) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)`` maps with edge replication.
 
     Replicate padding rather than zeros, so the border is not darkened, which would act as an

@@ -14,9 +14,11 @@ Files (resolved by :mod:`targets.weights`; README "Model files"):
   backbone itself;
 * the readout checkpoint (``target.weights``; default name ``deepgaze2_readout.pth``) in
   deepgaze_pytorch's DeepGaze II layout (:mod:`targets._deepgaze_checkpoint`). No DeepGaze II
-  readout is published as PyTorch weights: it comes from training one (the authors trained theirs
-  on SALICON then MIT1003; ``blackbox.distill`` is planned to train one on this frozen backbone
-  from any teacher's maps) or from converting the authors' TensorFlow release;
+  readout is published as PyTorch weights: ``python -m blackbox.distill student=deepgaze`` trains
+  one on this frozen backbone (:mod:`blackbox.distill_deepgaze`; from a zoo teacher's maps or from
+  pysaliency's fixation datasets, as the authors trained theirs on MIT1003) and writes
+  ``runs/distill/<source>-deepgaze-seed<seed>/deepgaze2_readout.pth``; converting the authors'
+  TensorFlow release is the other way;
 * optionally the MIT1003 centre bias ``centerbias_mit1003.npy`` (``centre_bias: mit1003``, or a
   path), a 1024x1024 log-density the authors publish; by default a Gaussian prior stands in
   (``centre_bias_log_prior``, σ = 0.25 of the long side: a documented stand-in, not fitted to MIT1003).
@@ -33,7 +35,7 @@ to the image and renormalised.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from targets._base import DifferentiableTarget
-from targets._deepgaze_checkpoint import DeepGazeIICheckpoint, load_state_dict_file, parse_deepgaze2
+from targets._deepgaze_checkpoint import (
+    CENTRE_BIAS_WEIGHT_KEY,
+    READOUT_PREFIX,
+    SIGMA_KEY,
+    DeepGazeIICheckpoint,
+    load_state_dict_file,
+    parse_deepgaze2,
+)
 from targets._functional import centre_bias_log_prior, gaussian_blur, log_softmax_2d, upsample_log_density
 from targets._readout import ACTIVATIONS, build_readout
 from targets._vgg import VGG19Features, check_vgg19_state_dict, imagenet_normalise
@@ -58,15 +67,19 @@ DOWNSAMPLE = 2
 VGG19_FILE = ModelFile(
     "vgg19-dcbb9e9d.pth",
     url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    sha256="dcbb9e9d",  # torchvision publishes only this prefix of the digest, in the file name
+    # torchvision puts the first 8 hex digits in the file name; the whole digest (574,673,361 bytes) as
+    # recorded independently by several public projects that pin this file, and it begins with them.
+    sha256="dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44",
     how_to_get="torchvision's ImageNet VGG-19 weights (about 550 MB).",
 )
 READOUT_FILE = ModelFile(
     "deepgaze2_readout.pth",
     how_to_get=(
         "a DeepGaze II readout in deepgaze_pytorch's layout (readout_network.*, finalizer.gauss.sigma, "
-        "finalizer.center_bias_weight); the authors publish none for PyTorch: train one (blackbox.distill, "
-        "planned) or convert their TensorFlow release."
+        "finalizer.center_bias_weight); the authors publish none for PyTorch. Train one with "
+        "`python -m blackbox.distill student=deepgaze teacher=twitter` (README: 'Training the DeepGaze II "
+        "readout'), which writes runs/distill/twitter-deepgaze-seed0/deepgaze2_readout.pth: pass that path "
+        "as target.weights or copy the file into one of the folders above."
     ),
 )
 CENTRE_BIAS_FILE = ModelFile(
@@ -108,8 +121,11 @@ class DeepGazeIINetwork(nn.Module):
         )
         self.readout_network.load_state_dict(checkpoint.readout_state, strict=True)
         self.readout_network.requires_grad_(False).eval()
-        self.blur_sigma = checkpoint.blur_sigma
-        self.centre_bias_weight = checkpoint.centre_bias_weight
+        # Parameters (frozen here) rather than numbers, so blackbox.distill_deepgaze can train them.
+        self.blur_sigma = nn.Parameter(torch.tensor(float(checkpoint.blur_sigma)), requires_grad=False)
+        self.centre_bias_weight = nn.Parameter(
+            torch.tensor([float(checkpoint.centre_bias_weight)]), requires_grad=False
+        )
         self.downsample = downsample
         self.centre_bias_sigma = centre_bias_sigma
         self.channels_last = channels_last
@@ -151,6 +167,23 @@ class DeepGazeIINetwork(nn.Module):
                 self._prior_cache[key] = prior.to(like.dtype)
         return self._prior_cache[key]
 
+    def readout_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained part in deepgaze_pytorch's DeepGaze II layout (what :func:`parse_deepgaze2`
+        reads): ``readout_network.*``, ``finalizer.gauss.sigma`` (0-d) and
+        ``finalizer.center_bias_weight`` (shape ``(1,)``), float32 copies on the CPU."""
+        state = {
+            READOUT_PREFIX + key: value.detach().float().cpu().clone()
+            for key, value in self.readout_network.state_dict().items()
+        }
+        state[SIGMA_KEY] = self.blur_sigma.detach().float().cpu().clone().reshape(())
+        state[CENTRE_BIAS_WEIGHT_KEY] = self.centre_bias_weight.detach().float().cpu().clone().reshape(1)
+        return state
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The readout's parameters, the blur's σ and the centre-bias weight: all DeepGaze II
+        learns (the VGG-19 stays frozen). Gradients stay off until a trainer switches them on."""
+        return [*self.readout_network.parameters(), self.blur_sigma, self.centre_bias_weight]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
         readout = self.readout_network(self.features(images))
@@ -183,7 +216,7 @@ class DeepGazeII(DifferentiableTarget):
     def __init__(
         self,
         *,
-        weights: str | Path | None = None,
+        weights: str | Path | Mapping[str, torch.Tensor] | None = None,
         vgg_weights: str | Path | None = None,
         centre_bias: str | Path | None = "prior",
         centre_bias_sigma: float = 0.25,
@@ -199,20 +232,26 @@ class DeepGazeII(DifferentiableTarget):
         # Settings first: a typo should not cost loading 500 MB before it is reported.
         _check_settings(downsample=downsample, activation=activation, centre_bias_sigma=centre_bias_sigma)
         centre_bias = "prior" if centre_bias in (None, "") else centre_bias
-        readout_request = FileRequest(READOUT_FILE, weights, "target.weights")
         vgg_request = FileRequest(VGG19_FILE, vgg_weights, "target.vgg_weights")
         centre_bias_requests = []
         if centre_bias != "prior":
             explicit = None if centre_bias == "mit1003" else centre_bias
             centre_bias_requests.append(FileRequest(CENTRE_BIAS_FILE, explicit, "target.centre_bias"))
-        readout_path = locate(readout_request)
-        if readout_path is None:
-            # Without the readout we cannot tell whether it carries the backbone: name every file missing.
-            readout_path = resolve_all(
-                [readout_request, *centre_bias_requests, vgg_request], download=download
-            )[0]
-        checkpoint = parse_deepgaze2(load_state_dict_file(readout_path), source=str(readout_path))
-        _check_readout_channels(checkpoint, readout_channels, source=str(readout_path))
+        if isinstance(weights, Mapping):
+            # A readout state dict in memory (blackbox.distill_deepgaze starts training from one).
+            source = "the given readout state dict"
+            checkpoint = parse_deepgaze2(weights, source=source)
+        else:
+            readout_request = FileRequest(READOUT_FILE, weights, "target.weights")
+            readout_path = locate(readout_request)
+            if readout_path is None:
+                # Without the readout we cannot tell whether it carries the backbone: name every file missing.
+                readout_path = resolve_all(
+                    [readout_request, *centre_bias_requests, vgg_request], download=download
+                )[0]
+            source = str(readout_path)
+            checkpoint = parse_deepgaze2(load_state_dict_file(readout_path), source=source)
+        _check_readout_channels(checkpoint, readout_channels, source=source)
         needs_vgg = checkpoint.vgg_features is None or vgg_request.given_path is not None
         paths = resolve_all([*centre_bias_requests, *([vgg_request] if needs_vgg else [])], download=download)
         centre_bias_path = paths[: len(centre_bias_requests)]
@@ -240,8 +279,9 @@ class DeepGazeII(DifferentiableTarget):
     def log_density(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got shape {tuple(images.shape)}")
-        dtype = next(self.network.parameters()).dtype
-        return self.network(images.to(dtype))
+        parameter = next(self.network.parameters())
+        # On the network's device and dtype (a GPU after .to("cuda"), as blackbox.distill trains it).
+        return self.network(images.to(device=parameter.device, dtype=parameter.dtype))
 
 
 def _check_readout_channels(
