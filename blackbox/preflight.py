@@ -43,8 +43,21 @@ def compose_overrides(overrides: Sequence[str]) -> DictConfig:
         first = str(error).splitlines()[0]
         raise ConfigError(
             f"cannot read the settings {' '.join(overrides)}: {first}; write each as key=value "
-            "(lists as key=[a,b]; quote values with spaces)"
+            f"(lists as key=[a,b]){_quote_hint(overrides)}"
         ) from None
+
+
+def _quote_hint(overrides: Sequence[str]) -> str:
+    """How to quote: Hydra reads a second ``=`` (or a space) in a value as syntax unless it is quoted."""
+    # A value holding "=" is the likeliest culprit (a URL's query string), then other syntax.
+    for override in sorted(overrides, key=lambda o: "=" not in o.partition("=")[2]):
+        key, _, value = override.partition("=")
+        if any(c in value for c in "= ,:?&") and value[:1] not in ("'", '"', "["):
+            return (
+                f"; the value of {key} holds characters Hydra reads as syntax: quote it for Hydra inside "
+                f"the shell's quotes, e.g. '{key}=\"{value}\"'"
+            )
+    return "; quote a value holding =, spaces or commas for Hydra inside the shell's quotes: 'key=\"a=b\"'"
 
 
 def preflight(overrides: Sequence[str]) -> None:
