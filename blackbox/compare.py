@@ -31,14 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
+import optuna
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from blackbox.attacks import Attack, AttackFailedError, AttackProblem, WhiteBoxAttack
-from blackbox.config_checks import ConfigError
+from blackbox.config_checks import ConfigError, check_eps, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.preflight import preflight, wants_preflight
 from blackbox.report import write_report
 from blackbox.run import (
     EXIT_BAD_CONFIG,
@@ -50,6 +53,7 @@ from blackbox.run import (
     make_attack,
     make_goal,
 )
+from blackbox.run_folder import claim_run_folder
 from blackbox.selection import SelectionReport, SelectionRules, rejection
 from blackbox.zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
@@ -128,10 +132,27 @@ def _replacing(cfg: DictConfig, **groups: object) -> DictConfig:
 
 
 def _eps_list(cfg: DictConfig) -> list[float]:
-    values = [float(e) for e in cfg.eps_list]
+    try:
+        values = [float(e) for e in cfg.eps_list]
+    except (TypeError, ValueError):
+        raise ConfigError(f"eps_list must be numbers, e.g. eps_list=[10,20], got {cfg.eps_list}") from None
     if not values or any(not e > 0 for e in values):
         raise ConfigError(f"eps_list must be positive perturbation sizes, got {values}")
+    for eps in values:
+        check_eps(eps, str(cfg.norm), key="eps_list entry")
     return sorted(set(values))
+
+
+def check_compare_config(cfg: DictConfig) -> None:
+    """The comparison's own settings, checked before any folder, target or image (exit 2 if bad).
+
+    The run's settings are checked by :func:`blackbox.preflight.preflight`, which calls this.
+    """
+    methods_from_config(cfg)
+    _eps_list(cfg)
+    steps = cfg.smallest_eps.bisection_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"smallest_eps.bisection_steps must be a whole number >= 0, got {steps!r}")
 
 
 class ResultsTable:
@@ -332,12 +353,30 @@ class Comparison:
             low, high = (low, middle) if succeeded else (middle, high)
 
 
+def compare(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> int:
+    """Run a comparison in ``run_dir`` and return its exit code.
+
+    The same checks as ``python -m blackbox`` come first; one process at a time works in the folder
+    (:func:`blackbox.run_folder.claim_run_folder`), and ``torch_threads`` is honoured.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(settings)  # type: ignore[arg-type]
+    check_compare_config(cfg)
+    # One line per in-memory study ("A new study created in memory") would drown the progress bar.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
+    with claim_run_folder(run_dir, journal):
+        return Comparison(cfg, run_dir, target_name=target_name, target=target).run()
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
-        code = Comparison(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).run()
+        code = compare(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
@@ -345,4 +384,12 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # The same checks as `python -m blackbox`, before Hydra makes the run folder: a bad setting
+    # leaves nothing behind.
+    if wants_preflight(sys.argv[1:]):
+        try:
+            preflight(sys.argv[1:], config_name="compare")
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_CONFIG)
     main()

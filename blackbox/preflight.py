@@ -32,11 +32,11 @@ def wants_preflight(argv: Sequence[str]) -> bool:
     return all(not arg.startswith("-") for arg in argv)
 
 
-def compose_overrides(overrides: Sequence[str]) -> DictConfig:
+def compose_overrides(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
     """The run config Hydra would compose from ``overrides``; a bad one raises :class:`ConfigError`."""
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name=config_name, overrides=list(overrides))
     except ConfigCompositionException as error:
         raise ConfigError(_explain(error, overrides)) from None
     except HydraException as error:  # e.g. an override Hydra cannot parse
@@ -60,9 +60,13 @@ def _quote_hint(overrides: Sequence[str]) -> str:
     return "; quote a value holding =, spaces or commas for Hydra inside the shell's quotes: 'key=\"a=b\"'"
 
 
-def preflight(overrides: Sequence[str]) -> None:
-    """Every check that needs no target, model or image decoding; raises :class:`ConfigError`."""
-    cfg = compose_overrides(overrides)
+def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
+    """Every check that needs no target, model or image decoding; raises :class:`ConfigError`.
+
+    ``config_name="compare"`` checks ``python -m blackbox.compare``'s settings: the run's, and its
+    methods and ``eps_list``.
+    """
+    cfg = compose_overrides(overrides, config_name)
     try:
         settings = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:  # e.g. an interpolation to a key that does not exist
@@ -73,7 +77,12 @@ def preflight(overrides: Sequence[str]) -> None:
         if settings.get(key) and settings[key] not in group_names("target"):
             choices = ", ".join(group_names("target"))
             raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
-    _check_constructors(cfg)
+    if config_name == "compare":
+        from blackbox.compare import check_compare_config  # compare imports the run, which is heavy
+
+        check_compare_config(cfg)
+    else:
+        _check_constructors(cfg)
     if (
         settings["dataset"].get("kind") != "cat2000_pysaliency"
     ):  # that one opens an HDF5 file: left to the run

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from blackbox.compare import Comparison
+from blackbox.compare import Comparison, compare
 from blackbox.report import main as report_main
+from blackbox.run import EXIT_BAD_CONFIG
+from blackbox.run_folder import RUN_LOCK, RunFolderBusyError
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from tests.conftest import REPO
@@ -112,3 +119,39 @@ def test_paper_selection_reports_what_each_rule_dropped(tmp_path: Path) -> None:
 def test_bad_settings_are_clear_errors(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Comparison(compare_config(override), tmp_path, target_name="classic")
+
+
+def test_the_cli_checks_settings_first_and_leaves_no_folder(tmp_path: Path) -> None:
+    for bad, says in (("budget=-5", "budget must be a positive whole number"), ("eps_list=[0.001]", "8-bit")):
+        run_dir = tmp_path / bad.split("=")[0]
+        done = subprocess.run(
+            [sys.executable, "-m", "blackbox.compare", bad, f"hydra.run.dir={run_dir}"],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == EXIT_BAD_CONFIG, done.stderr
+        assert done.stderr.startswith("error: ") and says in done.stderr and "Traceback" not in done.stderr
+        assert not run_dir.exists()
+
+
+def test_compare_holds_the_run_folder_lock(tmp_path: Path) -> None:
+    cfg = compare_config("methods=[gaussian_noise]", "eps_list=[20]")
+    with FileLock(str(tmp_path / RUN_LOCK)), pytest.raises(RunFolderBusyError, match="another blackbox"):
+        compare(cfg, tmp_path, target_name="classic")
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_compare_honours_torch_threads(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    cfg = compare_config(
+        "methods=[gaussian_noise]", "eps_list=[20]", "dataset.names=[chelsea]", "torch_threads=1"
+    )
+    torch.set_num_threads(2)
+    try:
+        assert compare(cfg, tmp_path, target_name="classic") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
