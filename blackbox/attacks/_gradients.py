@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from blackbox.attacks._base import AttackFailedError
 from blackbox.goal import Goal
 from targets import DifferentiableTarget
 
@@ -56,7 +57,24 @@ def loss_and_gradient(
     image = image.detach().clone().requires_grad_(True)
     loss = smooth_margin(target.log_density(image), mask, temperature).sum()
     (gradient,) = torch.autograd.grad(loss, image)
+    check_finite_gradient(target, loss, gradient, "the attack loss")
     return float(loss.detach()), gradient
+
+
+def check_finite_gradient(
+    target: DifferentiableTarget, loss: torch.Tensor, gradient: torch.Tensor, what: str
+) -> None:
+    """Raise :class:`AttackFailedError` naming the target if ``loss`` or ``gradient`` is NaN or inf.
+
+    A NaN gradient turns every later step into NaN, and the clipped, quantised image then silently
+    equals the clean one: the image is skipped with this reason instead.
+    """
+    bad = int(torch.count_nonzero(~torch.isfinite(gradient)))
+    if bad or not bool(torch.isfinite(loss).all()):
+        raise AttackFailedError(
+            f"target {target.name!r}: {what} or its gradient is NaN or infinite ({bad} of "
+            f"{gradient.numel()} gradient values) on this image; the white-box attack cannot use it"
+        )
 
 
 def grad_cam(
@@ -84,6 +102,7 @@ def grad_cam(
             features = captured[-1]
             loss = smooth_margin(log_density, mask, temperature).sum()
             (gradient,) = torch.autograd.grad(loss, features)
+            check_finite_gradient(target, loss, gradient, "Grad-CAM's goal score")
     finally:
         handle.remove()
     weights = gradient.mean(dim=(-2, -1), keepdim=True)

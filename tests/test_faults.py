@@ -1,0 +1,167 @@
+"""Fault kinds users hit (issue 19), each on inputs made here, plus the shared cases when present.
+
+Kind 1 (decoding), 3 (limits at the working size) and 4 (nothing dropped) are in test_images.py;
+this file has 2 (non-finite maps and gradients), 5 (perturbations that cannot exist), 6 (damaged
+state files) and 7 (goals that fit the crops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from blackbox.attacks import PGD, AttackFailedError, AttackProblem, GaussianNoise, IterativeFGM
+from blackbox.goal import default_goal
+from blackbox.images import LoadedImage
+from blackbox.preflight import compose_overrides
+from blackbox.run import EXIT_NOTHING_DONE, run
+from targets import DifferentiableTarget, NonFiniteOutputError, Target, TargetOutput
+from targets._functional import centre_bias_log_prior, log_softmax_2d, upsample_log_density
+from targets.classic import ClassicSaliency
+from tests.test_patch_search import CountingTarget, make_search
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+SMALL = ["working_width=96", "budget=6", "batch_size=3", "progress=false"]
+
+
+def quiet_run(run_dir: Path, *overrides: str, target: Target | None = None, name: str = "classic"):
+    cfg = compose_overrides([*SMALL, *overrides])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        summary = run(cfg, run_dir, target_name=name, target=target)
+    return summary, err.getvalue()
+
+
+def problem_on(pixels: np.ndarray, target: Target, eps: float = 3.0) -> AttackProblem:
+    image = LoadedImage("x", "test", pixels, pixels.shape[1::-1])
+    clean = target.query([image.as_float])[0]
+    goal = default_goal(
+        width=image.width,
+        height=image.height,
+        log_density=clean.log_density,
+        salient_point=clean.salient_point,
+    )
+    return AttackProblem(image, clean, goal, eps, "l2", target.name)
+
+
+# --- Kind 2: non-finite maps and gradients are caught and named, never scored ---
+
+FLAT = [
+    np.zeros((48, 64, 3), np.uint8),
+    np.full((48, 64, 3), 255, np.uint8),
+    np.full((48, 64, 3), 77, np.uint8),
+]
+
+
+@pytest.mark.parametrize("pixels", FLAT, ids=["black", "white", "grey"])
+def test_classic_gives_a_finite_map_on_flat_images(pixels) -> None:
+    output = ClassicSaliency().query([pixels.astype(np.float32) / 255])[0]
+    assert output.log_density is not None and np.isfinite(output.log_density).all()
+    assert np.isclose(np.exp(output.log_density).sum(), 1.0)
+
+
+class NaNMap(Target):
+    """A target whose map overflowed: what a broken model or service might answer."""
+
+    name = "nan_map"
+
+    def __init__(self, value: float = np.nan) -> None:
+        super().__init__()
+        self.value = value
+
+    def _query(self, images):
+        out = []
+        for image in images:
+            log_density = np.full(image.shape[:2], -np.log(image.shape[0] * image.shape[1]))
+            log_density[3, 5] = self.value
+            out.append(TargetOutput((5.0, 3.0), (), log_density))
+        return out
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_any_target_answering_non_finite_values_is_named(value) -> None:
+    with pytest.raises(NonFiniteOutputError, match=r"'nan_map'.*1 of 3072 log-density values"):
+        NaNMap(value).query([np.zeros((48, 64, 3), np.float32)])
+
+
+def test_a_run_skips_an_image_whose_map_is_not_finite(tmp_path) -> None:
+    summary, err = quiet_run(tmp_path, "dataset.names=[chelsea]", target=NaNMap(), name="nan_map")
+    assert summary.exit_code == EXIT_NOTHING_DONE and not summary.records
+    assert "NaN or infinite" in summary.skipped[0]["error"] and "nan_map" in err
+
+
+class NaNGradient(DifferentiableTarget):
+    """A finite map with a NaN gradient (sqrt at 0): what an unguarded division does."""
+
+    name = "nan_gradient"
+
+    def log_density(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        prior = centre_bias_log_prior(8, 8, sigma=0.3, device=images.device)[None]
+        logits = prior + 0.0 * torch.sqrt(images - images).mean(dim=(1, 2, 3))[:, None, None]
+        return upsample_log_density(log_softmax_2d(logits), height, width)
+
+
+class FlatModel(DifferentiableTarget):
+    """A map that ignores the image: its gradient is zero everywhere."""
+
+    name = "flat_model"
+
+    def log_density(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        prior = centre_bias_log_prior(8, 8, sigma=0.3, device=images.device)[None]
+        logits = prior + 0.0 * images.mean(dim=(1, 2, 3))[:, None, None]
+        return upsample_log_density(log_softmax_2d(logits), height, width)
+
+
+@pytest.mark.parametrize("attack", [IterativeFGM(steps=2), PGD(steps=2)], ids=["iterative_fgm", "pgd"])
+def test_a_non_finite_gradient_is_named_not_used(photo, attack) -> None:
+    target = NaNGradient()
+    problem = problem_on(photo, target)
+    with pytest.raises(AttackFailedError, match=r"'nan_gradient'.*NaN or infinite"):
+        attack.run(problem, target)
+
+
+def test_a_white_box_attack_that_changes_nothing_says_so_and_spends_no_query(photo) -> None:
+    target = CountingTarget(FlatModel())
+    problem = problem_on(photo, target.inner)
+    with pytest.raises(AttackFailedError, match="rounds to the clean image"):
+        IterativeFGM(steps=2, gradcam=False).run(problem, FlatModel())  # zero gradient: L2 would be 0
+    with pytest.raises(AttackFailedError, match="rounds to the clean image"):
+        GaussianNoise(seed=0).run(problem_on(photo, target.inner, eps=0.004), target)
+    assert target.seen == 0
+
+
+@pytest.mark.skipif(
+    not (CASES / "flat_black_320x240.png").exists(), reason="../shared/cases not beside the clone"
+)
+def test_shared_case_flat_black_gives_a_finite_classic_map() -> None:
+    from blackbox.images import load_image
+
+    image = load_image(CASES / "flat_black_320x240.png")
+    output = ClassicSaliency().query([image.as_float])[0]
+    assert np.isfinite(output.log_density).all()
+
+
+# --- Kind 5: perturbations that cannot exist ---
+
+
+def test_no_query_is_spent_on_a_candidate_that_rounds_to_the_clean_image(photo) -> None:
+    target = CountingTarget(ClassicSaliency())
+    problem = problem_on(photo, target.inner, eps=0.005)  # >= one level, spread below it per pixel
+    with pytest.raises(AttackFailedError, match=r"rounded to the clean image.*none was sent"):
+        make_search(6).run(problem, target)
+    assert target.seen == 0
+
+
+def test_a_run_refuses_an_eps_below_one_level(tmp_path) -> None:
+    from blackbox.config_checks import ConfigError
+
+    for norm, eps in (("l2", "0.001"), ("linf", "0.003")):
+        with pytest.raises(ConfigError, match=r"below one 8-bit level.*eps >= 0.0039"):
+            quiet_run(tmp_path / norm, f"norm={norm}", f"eps={eps}", "dataset.names=[chelsea]")
+        assert not (tmp_path / norm / "results.jsonl").exists()
