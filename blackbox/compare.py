@@ -41,6 +41,7 @@ from blackbox.attacks import Attack, AttackFailedError, AttackProblem, WhiteBoxA
 from blackbox.config_checks import ConfigError, check_eps, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.jsonl import repair_torn_tail
 from blackbox.preflight import preflight, wants_preflight
 from blackbox.report import write_report
 from blackbox.run import (
@@ -155,6 +156,27 @@ def check_compare_config(cfg: DictConfig) -> None:
         raise ConfigError(f"smallest_eps.bisection_steps must be a whole number >= 0, got {steps!r}")
 
 
+def _check_row(path: Path, line: int, row: dict) -> None:
+    """A row of ``results.csv`` as this module writes it; else :class:`ConfigError` naming the line."""
+    problem = None
+    missing = [k for k in ("image", "method", "eps", "bisection", "success") if not row.get(k)]
+    if missing or None in row or any(v is None for v in row.values()):
+        problem = f"missing {', '.join(missing)}" if missing else "a different number of columns"
+    elif row["bisection"] not in ("True", "False"):
+        problem = f"bisection is {row['bisection']!r}, not True or False"
+    else:
+        try:
+            float(row["eps"])
+        except ValueError:
+            problem = f"eps is {row['eps']!r}, not a number"
+    if problem:
+        raise ConfigError(
+            f"{path}, line {line} is not a whole results row ({problem}): the file was damaged or "
+            "edited. Fix or delete that line and re-run the same command (a deleted row is attacked "
+            "again), or re-run in a new folder (hydra.run.dir=...)"
+        )
+
+
 class ResultsTable:
     """``results.csv``: rows appended and flushed one by one, so an interruption loses none."""
 
@@ -162,8 +184,12 @@ class ResultsTable:
         self.path = path
         self.rows: list[dict] = []
         if path.exists():
+            repair_torn_tail(path)  # a row cut off by a crash is set aside, not read as a result
             with path.open(newline="") as handle:
-                self.rows = list(csv.DictReader(handle))
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    _check_row(path, reader.line_num, row)
+                    self.rows.append(row)
         self._done = {
             self.key(r["image"], r["method"], float(r["eps"]), r["bisection"] == "True") for r in self.rows
         }

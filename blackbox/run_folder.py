@@ -83,7 +83,16 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
     if not path.exists():
         path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
         return
-    recorded = json.loads(path.read_text())
+    try:
+        recorded = json.loads(path.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path} is damaged ({error}): it records the settings this folder's results depend on. "
+            f"If you know them, delete {path} and re-run with them (it is written again); else re-run "
+            "in a new folder (hydra.run.dir=...)"
+        ) from None
     changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)

@@ -165,3 +165,99 @@ def test_a_run_refuses_an_eps_below_one_level(tmp_path) -> None:
         with pytest.raises(ConfigError, match=r"below one 8-bit level.*eps >= 0.0039"):
             quiet_run(tmp_path / norm, f"norm={norm}", f"eps={eps}", "dataset.names=[chelsea]")
         assert not (tmp_path / norm / "results.jsonl").exists()
+
+
+# --- Kind 6: damage in any file the product keeps is exit 2 with the file, the line and what to do ---
+
+
+def _finished_run(run_dir: Path) -> None:
+    summary, _ = quiet_run(run_dir, "dataset.names=[chelsea]", "budget=3")
+    assert summary.records
+
+
+def _tear_line(path: Path, number: int) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[number - 1] = lines[number - 1][: len(lines[number - 1]) // 2]  # cut mid-record, newline gone
+    path.write_bytes(b"".join(lines))
+
+
+def test_a_journal_torn_mid_file_is_named_with_its_line(tmp_path) -> None:
+    from blackbox.jsonl import JsonlError
+
+    _finished_run(tmp_path)
+    journal = tmp_path / "optuna.journal"
+    _tear_line(journal, 3)
+    with pytest.raises(JsonlError, match=r"optuna.journal, line 3 is not a whole Optuna journal record.*mv "):
+        quiet_run(tmp_path, "dataset.names=[chelsea]", "budget=3")
+
+
+@pytest.mark.skipif(
+    not (CASES / "journal_torn_mid_line.journal").exists(), reason="../shared/cases not beside the clone"
+)
+def test_shared_case_torn_journal_is_exit_2_naming_the_line(tmp_path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "blackbox",
+        *SMALL,
+        "budget=3",
+        "dataset.names=[chelsea]",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(args, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
+    shutil.copyfile(CASES / "journal_torn_mid_line.journal", run_dir / "optuna.journal")
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "optuna.journal, line 15 is not a whole Optuna journal record" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_damaged_resume_json_is_named(tmp_path) -> None:
+    from blackbox.config_checks import ConfigError
+
+    _finished_run(tmp_path)
+    (tmp_path / "resume.json").write_text('{"budget": 3, "eps"')
+    with pytest.raises(ConfigError, match=r"resume.json is damaged.*delete .*resume.json"):
+        quiet_run(tmp_path, "dataset.names=[chelsea]", "budget=3")
+
+
+def test_a_damaged_results_line_is_named(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from blackbox.jsonl import JsonlError
+    from blackbox.replay import main as replay_main
+
+    overrides = ("dataset.names=[chelsea,coffee]", "budget=3")
+    summary, _ = quiet_run(tmp_path, *overrides)
+    assert len(summary.records) == 2
+    (tmp_path / ".hydra").mkdir()  # what Hydra writes beside a CLI run, and replay reads
+    OmegaConf.save(compose_overrides([*SMALL, *overrides]), tmp_path / ".hydra" / "config.yaml")
+    _tear_line(tmp_path / "results.jsonl", 1)
+    with pytest.raises(JsonlError, match=r"results.jsonl, line 1 is not JSON"):
+        quiet_run(tmp_path, "dataset.names=[chelsea,coffee]", "budget=3")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert replay_main([str(tmp_path), "--image", "coffee", "--out", str(tmp_path / "r.png")]) == 2
+    assert "results.jsonl, line 1" in err.getvalue()
+
+
+def test_a_damaged_compare_results_row_is_named(tmp_path) -> None:
+    from blackbox.compare import COLUMNS, ResultsTable
+    from blackbox.config_checks import ConfigError
+
+    path = tmp_path / "results.csv"
+    header = ",".join(COLUMNS)
+    good = ",".join({"eps": "2.0", "bisection": "False", "success": "True"}.get(c, "x") for c in COLUMNS)
+    path.write_text(f"{header}\n{good}\n{good[: len(good) // 2]}\n{good}\n")
+    with pytest.raises(ConfigError, match=r"results.csv, line 3 is not a whole results row"):
+        ResultsTable(path)
+    path.write_text(f"{header}\n{good}\n{good[:10]}")  # a torn last row: set aside, not an error
+    assert len(ResultsTable(path).rows) == 1
+    assert (tmp_path / "results.csv.torn").read_text() == good[:10]
