@@ -25,7 +25,7 @@ from optuna.artifacts._protocol import ArtifactStore
 from PIL import Image, ImageDraw
 
 from blackbox.attacks.patch_search import TrialRecord
-from blackbox.goal import Goal, profile_peak
+from blackbox.goal import Goal, peak_along
 from blackbox.metrics import peak_shift
 from blackbox.visualize import GOAL_COLOUR, saliency_view
 from targets import TargetOutput
@@ -49,8 +49,12 @@ class TrialArtifacts:
 
     def __call__(self, record: TrialRecord) -> None:
         trial, problem = record.trial, record.problem
+        goal = problem.goal
         shift = peak_shift(
-            _peak_x(problem.clean_output), _peak_x(record.output), problem.goal.target_x, problem.image.width
+            _peak(problem.clean_output, goal),
+            _peak(record.output, goal),
+            goal.target_x,
+            goal.extent(problem.image.width, problem.image.height),
         )
         # Two attributes, not every metric: each is a storage write (~4 ms on a journal file).
         trial.set_user_attr("l2", l2(problem.image.pixels, record.adversarial))
@@ -116,11 +120,9 @@ def artifact_store(directory: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(directory))
 
 
-def _peak_x(output: TargetOutput) -> float:
-    """As the results measure it: the profile's peak column with a map, else the salient point's column."""
-    if output.log_density is not None:
-        return profile_peak(output.log_density)
-    return float(output.salient_point[0])
+def _peak(output: TargetOutput, goal: Goal) -> float:
+    """As the results measure it: the profile's peak along the goal's axis, else the salient point's."""
+    return peak_along(output.log_density, output.salient_point, goal.axis)
 
 
 def _study_best(study: optuna.Study) -> tuple[bool, float]:

@@ -29,7 +29,7 @@ from blackbox.attacks import (
 from blackbox.config_checks import ConfigError, check_run_config
 from blackbox.datasets import sources_from_config
 from blackbox.experiment import open_experiment
-from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
+from blackbox.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
@@ -75,28 +75,44 @@ class RunSummary:
 
 
 def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
+    """The configured goal for ``image``, along the axis its clean crops cut (:func:`goal_axis`).
+
+    Raises :class:`GoalError` if every clean crop already shows the goal: no crop could move to it,
+    so no result on it could be a success (the image is skipped with that reason).
+    """
     goal_cfg = cfg.get("goal") or {}
     band = float(goal_cfg.get("band_width", 0.1))
+    axis = goal_axis(clean.crops, image.width, image.height)
     if goal_cfg.get("box") is not None or goal_cfg.get("point") is not None:
-        peak_x = profile_peak(clean.log_density) if clean.log_density is not None else clean.salient_point[0]
         box = goal_cfg.get("box")
         point = goal_cfg.get("point")
-        return user_goal(
+        goal = user_goal(
             width=image.width,
             height=image.height,
-            peak_x=float(peak_x),
+            peak_x=peak_along(clean.log_density, clean.salient_point, axis),
             box=tuple(box) if box is not None else None,
             point=tuple(point) if point is not None else None,
             band_width=band,
+            axis=axis,
         )
-    return default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-        band_width=band,
-        fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
-    )
+    else:
+        goal = default_goal(
+            width=image.width,
+            height=image.height,
+            log_density=clean.log_density,
+            salient_point=clean.salient_point,
+            band_width=band,
+            fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
+            axis=axis,
+        )
+    if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
+        raise GoalError(
+            f"every clean crop already shows the goal {[round(v) for v in goal.box]} ({goal.source}, "
+            f"along {'columns' if axis == 'x' else 'rows'}): no crop can move to it, so it cannot be "
+            "a success; give a goal some clean crop leaves out (goal.box=[x0,y0,x1,y1]), or a smaller "
+            "goal.band_width"
+        )
+    return goal
 
 
 _FROM_CONFIG = object()

@@ -261,3 +261,69 @@ def test_a_damaged_compare_results_row_is_named(tmp_path) -> None:
     path.write_text(f"{header}\n{good}\n{good[:10]}")  # a torn last row: set aside, not an error
     assert len(ResultsTable(path).rows) == 1
     assert (tmp_path / "results.csv.torn").read_text() == good[:10]
+
+
+# --- Kind 7: goals that fit the crops ---
+
+
+def _two_spots(height: int, width: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """A log-density with two Gaussian spots at (cols[i], rows[i]); the first is the stronger."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    density = sum(
+        weight * np.exp(-((xs - c) ** 2 + (ys - r) ** 2) / (2 * 12.0**2))
+        for weight, r, c in zip((1.0, 0.6), rows, cols, strict=True)
+    )
+    density = density + 1e-9
+    return np.log(density / density.sum())
+
+
+def test_on_a_tall_image_the_goal_works_along_rows() -> None:
+    from blackbox.goal import goal_axis
+    from targets import crop_boxes
+
+    width, height = 64, 320
+    log_density = _two_spots(height, width, rows=(280, 40), cols=(30, 34))
+    point = (30.0, 280.0)
+    crops = crop_boxes(width, height, point, (0.56, 1.0, 1.14, 2.0))
+    assert goal_axis(crops, width, height) == "y"  # every crop keeps the full width
+    goal = default_goal(width=width, height=height, log_density=log_density, salient_point=point, axis="y")
+    assert goal.axis == "y" and goal.source == "protocol"
+    assert (goal.x0, goal.x1) == (0.0, width) and goal.y0 <= 40 <= goal.y1 and goal.y1 - goal.y0 == 32
+    assert not any(goal.shown_by(c, height, width) for c in crops)  # the crops show the bottom spot
+    moved = crop_boxes(width, height, (34.0, 40.0), (0.56, 1.0, 1.14, 2.0))
+    assert all(goal.shown_by(c, height, width) for c in moved)  # ...and the top one once moved
+    assert goal_axis(crop_boxes(320, 64, (30.0, 30.0), (0.56, 1.0)), 320, 64) == "x"  # a wide image
+
+
+def test_a_goal_every_clean_crop_shows_is_refused_not_counted_a_success() -> None:
+    from blackbox.goal import GoalError
+    from blackbox.run import make_goal
+    from targets import crop_boxes
+
+    width, height = 64, 320
+    image = LoadedImage("tall", "test", np.zeros((height, width, 3), np.uint8), (width, height))
+    crops = crop_boxes(width, height, (30.0, 160.0), (0.56, 1.0))
+    clean = TargetOutput((30.0, 160.0), crops, None)
+    cfg = compose_overrides(["goal.box=[20,150,40,170]"])  # inside every clean crop
+    with pytest.raises(GoalError, match="every clean crop already shows the goal"):
+        make_goal(cfg, image, clean)
+    # The same situation the old column band made on every tall image: refused, not a "success".
+    band = compose_overrides(["goal.box=[20,0,40,320]"])
+    with pytest.raises(GoalError, match="cannot be a success"):
+        make_goal(band, image, clean)
+
+
+@pytest.mark.skipif(
+    not (CASES / "tall_two_spots_320x1600.png").exists(), reason="../shared/cases not beside the clone"
+)
+def test_shared_case_tall_image_gets_a_row_goal_no_clean_crop_shows(tmp_path) -> None:
+    summary, _ = quiet_run(tmp_path, f"image={CASES / 'tall_two_spots_320x1600.png'}", "budget=3")
+    (record,) = summary.records
+    assert record["goal"]["axis"] == "y" and record["goal"]["x1"] - record["goal"]["x0"] == 96
+    assert sum(record["clean_crop_contains_goal"].values()) == 0
+    # The goal is the other spot's rows (the top one), away from the clean salient point (bottom).
+    height = record["height"]
+    assert record["goal"]["y1"] < height / 2 < record["salient_point_clean"][1]
+    assert record["success"] == (
+        record["goal"]["y0"] <= record["salient_point_adversarial"][1] <= record["goal"]["y1"]
+    )

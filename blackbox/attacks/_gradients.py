@@ -15,16 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from blackbox.attacks._base import AttackFailedError
-from blackbox.goal import Goal
+from blackbox.goal import Goal, goal_slices
 from targets import DifferentiableTarget
 
 
 def goal_mask(goal: Goal, height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
     """``(H, W)`` bool mask of the goal box's pixels."""
     mask = torch.zeros(height, width, dtype=torch.bool, device=device)
-    x0, x1 = int(np.floor(goal.x0)), int(np.ceil(goal.x1))
-    y0, y1 = int(np.floor(goal.y0)), int(np.ceil(goal.y1))
-    mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = True
+    mask[goal_slices(goal, height, width)] = True  # the same pixels as the black-box margin
     return mask
 
 
