@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.preflight import preflight, wants_preflight
+from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
@@ -40,6 +40,7 @@ def sweep_exit_code(codes: list[int]) -> int:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_home(sys.argv[1:])  # dataset.path=~/photos, as the README writes it
     # Settings are checked before Hydra makes the run folder: a bad one leaves nothing behind.
     if wants_preflight(sys.argv[1:]):
         try:

@@ -42,7 +42,7 @@ from blackbox.config_checks import ConfigError, check_eps, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.jsonl import repair_torn_tail
-from blackbox.preflight import preflight, wants_preflight
+from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.report import write_report
 from blackbox.run import (
     EXIT_BAD_CONFIG,
@@ -412,6 +412,7 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     # The same checks as `python -m blackbox`, before Hydra makes the run folder: a bad setting
     # leaves nothing behind.
+    sys.argv[1:] = expand_home(sys.argv[1:])  # dataset.path=~/CAT2000, as the README writes it
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:], config_name="compare")

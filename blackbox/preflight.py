@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, HydraException, InstantiationException
@@ -25,6 +26,20 @@ from blackbox.zoo import CONF, group_names
 
 _GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
 _KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")
+
+
+def expand_home(argv: Sequence[str]) -> list[str]:
+    """``key=~/x`` becomes ``key=/home/<user>/x``: the shell leaves ``~`` after ``key=`` alone, and
+    Hydra's parser refuses an unquoted ``~`` in a value, so every path setting (``dataset.path``,
+    ``image``, ``hydra.run.dir``...) is expanded here, before Hydra reads the command line.
+    """
+    expanded = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and (value == "~" or value.startswith("~/")):
+            arg = f"{key}={Path(value).expanduser()}"
+        expanded.append(arg)
+    return expanded
 
 
 def wants_preflight(argv: Sequence[str]) -> bool:

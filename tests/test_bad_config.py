@@ -156,3 +156,38 @@ def test_a_value_with_equals_gets_a_hint_to_quote_it() -> None:
 
 def test_goal_and_peak_region_is_accepted() -> None:
     preflight(["search.region=goal_and_peak"])
+
+
+def test_a_home_folder_tilde_in_any_path_setting_is_expanded(monkeypatch, tmp_path) -> None:
+    from pathlib import Path
+
+    from blackbox.preflight import expand_home
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["dataset.path=~/photos", "hydra.run.dir=~", "image=a~b.png", "-m", "eps=~x"]
+    assert expand_home(argv) == [
+        f"dataset.path={tmp_path / 'photos'}",
+        f"hydra.run.dir={Path(tmp_path)}",
+        "image=a~b.png",
+        "-m",
+        "eps=~x",  # not a path: left for Hydra to refuse
+    ]
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(
+        USER_ERRORS, match=f"no image files .* found in {tmp_path / 'photos'}"
+    ):  # read, not refused
+        preflight(expand_home(["dataset=folder", "dataset.path=~/photos"]))
+
+
+def test_the_cli_reads_a_tilde_path_as_the_readme_writes_it(tmp_path) -> None:
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "blackbox", "dataset=folder", "dataset.path=~/photos", "budget=-1"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_BAD_CONFIG and "budget must be" in done.stderr  # got past the path
