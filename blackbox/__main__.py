@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+from blackbox.run_folder import discard_if_unused
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
 _SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
@@ -27,6 +28,8 @@ def main(cfg: DictConfig) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG
+        # Nothing attacked: leave no empty run folder behind (the dashboard would pick it).
+        discard_if_unused(Path(hydra_cfg.runtime.output_dir))
     if hydra_cfg.mode != RunMode.MULTIRUN:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run

@@ -54,7 +54,7 @@ from blackbox.run import (
     make_attack,
     make_goal,
 )
-from blackbox.run_folder import claim_run_folder
+from blackbox.run_folder import claim_run_folder, discard_if_unused
 from blackbox.selection import SelectionReport, SelectionRules, rejection
 from blackbox.zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
@@ -405,6 +405,7 @@ def main(cfg: DictConfig) -> None:
         code = compare(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
+        discard_if_unused(Path(hydra_cfg.runtime.output_dir))  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 

@@ -65,6 +65,39 @@ def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[Non
         lock.release()
 
 
+# What a run that ended before attacking leaves: Hydra's config and log, the lock, the settings.
+_NOTHING_DONE = frozenset({".hydra", RUN_LOCK, RESUME_SETTINGS, "optuna.journal"})
+
+
+def discard_if_unused(run_dir: Path) -> bool:
+    """Remove ``run_dir`` if it holds nothing but what a run that never started leaves; True if so.
+
+    A bad setting or a missing model found after Hydra made the folder would otherwise leave an
+    empty run behind, which ``python -m blackbox.dashboard`` would then pick. Anything else in the
+    folder (a result, a trial, a file of the user's) keeps it whole.
+    """
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name == ".hydra" and entry.is_dir():
+            if not all(inner.is_file() for inner in entry.iterdir()):
+                return False
+            continue
+        if not entry.is_file() or (entry.suffix != ".log" and entry.name not in _NOTHING_DONE):
+            return False
+        if entry.name != RESUME_SETTINGS and entry.stat().st_size > 0:  # a log line, a journal record
+            return False
+    for entry in run_dir.iterdir():
+        if entry.is_dir():
+            for inner in entry.iterdir():
+                inner.unlink()
+            entry.rmdir()
+        else:
+            entry.unlink()
+    run_dir.rmdir()
+    return True
+
+
 def _clear_stale_journal_lock(journal: Path) -> None:
     stale = journal.with_name(journal.name + ".lock")  # Optuna's JournalFileSymlinkLock / OpenLock
     if stale.is_symlink() or stale.exists():
