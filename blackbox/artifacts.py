@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from blackbox.attacks.patch_search import TrialRecord
 from blackbox.goal import Goal, peak_along
 from blackbox.metrics import peak_shift
-from blackbox.visualize import GOAL_COLOUR, saliency_view
+from blackbox.visualize import draw_goal, saliency_view, with_legend
 from targets import TargetOutput
 
 ARTIFACT_MODES = ("best", "all", "none")
@@ -104,9 +104,8 @@ class TrialArtifacts:
 def overlay(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -> Image.Image:
     """The image under the target's saliency map, with its salient point, its crops and the goal box."""
     image = saliency_view(pixels, output, title)
-    box = (goal.x0, goal.y0, goal.x1 - 1, goal.y1 - 1)
-    ImageDraw.Draw(image).rectangle(box, outline=GOAL_COLOUR, width=2)
-    return image
+    draw_goal(ImageDraw.Draw(image), goal)
+    return with_legend(image, [c.aspect_ratio for c in output.crops])
 
 
 def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:

@@ -196,7 +196,7 @@ def _example_grid(
 ) -> str | None:
     """Fig. 4: per image, the original and each method's adversarial image with crops and goal."""
     from blackbox.goal import Goal
-    from blackbox.visualize import annotate, grid
+    from blackbox.visualize import annotate, grid, with_legend
 
     panels = []
     images = _ordered([str(r["image"]) for r in rows])[:count]
@@ -226,10 +226,12 @@ def _example_grid(
     if not panels:
         return None
     columns = len(methods) + 1
-    picture = grid(panels, columns=columns)
-    scale = min(1.0, 2400 / picture.width)
-    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
-    picture.save(run_dir / "figures" / "examples.png")
+    # Panels shrunk before the grid is made, and labels sized for the shrunk panel: a readable
+    # picture of a few hundred kB, not a 6 MB one whose labels are 3 px tall.
+    panel_width = min(320, max(p.width for p in panels))
+    panels = [p.resize((panel_width, max(1, round(p.height * panel_width / p.width)))) for p in panels]
+    picture = with_legend(grid(panels, columns=columns), [float(r) for r in first["crop_boxes"]])
+    picture.save(run_dir / "figures" / "examples.png", optimize=True)
     return "figures/examples.png"
 
 
