@@ -40,6 +40,11 @@ def test_a_sweep_runs_every_job(tmp_path) -> None:
         assert results(tmp_path / "sweep" / job) == ["chelsea"]
     eps = [json.loads((tmp_path / "sweep" / job / "results.jsonl").read_text())["eps"] for job in ("0", "1")]
     assert eps == [10.0, 20.0]
+    # One combined table at the end, a row per job, also kept beside the jobs.
+    combined = done.stdout.split("all 2 jobs of the sweep")[1]
+    assert "| 0 | " in combined and "eps=10 " in combined and "| 1 | " in combined and "eps=20 " in combined
+    assert (tmp_path / "sweep" / "summary.md").read_text().count("dataset.names=[chelsea]") == 2
+    assert done.stdout.count("verdict: ") == 2  # each job's one-line verdict
 
 
 def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None:
