@@ -155,3 +155,20 @@ def test_compare_honours_torch_threads(tmp_path: Path) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_cli_is_quiet_keeps_no_empty_logs_and_a_small_examples_picture(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "blackbox.compare", *TINY, "methods=[random,tpe]", "eps_list=[20]"]
+        + ["dataset.names=[chelsea]", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "A new study created" not in done.stderr + done.stdout  # Optuna's line per in-memory study
+    assert not list(run_dir.glob("*.log"))  # Hydra's job log stayed empty: none is made
+    assert (run_dir / "figures" / "examples.png").stat().st_size < 1_000_000
