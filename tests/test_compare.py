@@ -160,8 +160,16 @@ def test_compare_honours_torch_threads(tmp_path: Path) -> None:
 def test_the_cli_is_quiet_keeps_no_empty_logs_and_a_small_examples_picture(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "blackbox.compare", *TINY, "methods=[random,tpe]", "eps_list=[20]"]
-        + ["dataset.names=[chelsea]", f"hydra.run.dir={run_dir}"],
+        [
+            sys.executable,
+            "-m",
+            "blackbox.compare",
+            *TINY,
+            "methods=[random,tpe]",
+            "eps_list=[20]",
+            "dataset.names=[chelsea]",
+            f"hydra.run.dir={run_dir}",
+        ],
         cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
