@@ -140,7 +140,7 @@ def _eps_list(cfg: DictConfig) -> list[float]:
     if not values or any(not e > 0 for e in values):
         raise ConfigError(f"eps_list must be positive perturbation sizes, got {values}")
     for eps in values:
-        check_eps(eps, str(cfg.norm), key="eps_list entry")
+        check_eps(eps, str(cfg.norm), key="eps_list")
     return sorted(set(values))
 
 

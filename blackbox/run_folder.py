@@ -74,10 +74,38 @@ def discard_if_unused(run_dir: Path) -> bool:
 
     A bad setting or a missing model found after Hydra made the folder would otherwise leave an
     empty run behind, which ``python -m blackbox.dashboard`` would then pick. Anything else in the
-    folder (a result, a trial, a file of the user's) keeps it whole.
+    folder (a result, a trial, a file of the user's) keeps it whole, and so does another process
+    holding its lock (a run just starting there has not written anything yet either).
     """
     if not run_dir.is_dir():
         return False
+    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    try:
+        if not _holds_nothing(run_dir):
+            return False
+        for entry in run_dir.iterdir():
+            if entry.is_dir():
+                for inner in entry.iterdir():
+                    inner.unlink()
+                entry.rmdir()
+            elif entry.name != RUN_LOCK:
+                entry.unlink()
+    finally:
+        lock.release()
+    (run_dir / RUN_LOCK).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # a process started there meanwhile: the folder is its now
+        return False
+    return True
+
+
+def _holds_nothing(run_dir: Path) -> bool:
+    """Only what a run that never started leaves (see :func:`discard_if_unused`)."""
     for entry in run_dir.iterdir():
         if entry.name == ".hydra" and entry.is_dir():
             if not all(inner.is_file() for inner in entry.iterdir()):
@@ -87,14 +115,6 @@ def discard_if_unused(run_dir: Path) -> bool:
             return False
         if entry.name != RESUME_SETTINGS and entry.stat().st_size > 0:  # a log line, a journal record
             return False
-    for entry in run_dir.iterdir():
-        if entry.is_dir():
-            for inner in entry.iterdir():
-                inner.unlink()
-            entry.rmdir()
-        else:
-            entry.unlink()
-    run_dir.rmdir()
     return True
 
 

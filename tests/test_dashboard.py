@@ -147,6 +147,16 @@ def test_a_run_that_never_started_leaves_no_folder(tmp_path) -> None:
     from blackbox.run_folder import discard_if_unused
 
     assert not discard_if_unused(kept) and (kept / "notes.txt").exists()
+    # A folder another run holds (it may just be starting, with nothing written yet) is left alone.
+    from filelock import FileLock
+
+    from blackbox.run_folder import RUN_LOCK
+
+    busy = tmp_path / "busy"
+    (busy / ".hydra").mkdir(parents=True)
+    with FileLock(str(busy / RUN_LOCK)):
+        assert not discard_if_unused(busy) and (busy / ".hydra").is_dir()
+    assert discard_if_unused(busy) and not busy.exists()
 
 
 @pytest.mark.parametrize(
