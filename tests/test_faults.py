@@ -327,3 +327,22 @@ def test_shared_case_tall_image_gets_a_row_goal_no_clean_crop_shows(tmp_path) ->
     assert record["success"] == (
         record["goal"]["y0"] <= record["salient_point_adversarial"][1] <= record["goal"]["y1"]
     )
+
+
+# --- Newcomer snags ---
+
+
+def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from blackbox.replay import main as replay_main
+
+    overrides = ("dataset.names=[chelsea]", "budget=3", "early_stop=false")
+    quiet_run(tmp_path, *overrides)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(compose_overrides([*SMALL, *overrides]), tmp_path / ".hydra" / "config.yaml")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "99"]) == 2
+    assert "trial 99 does not exist for 'chelsea': its study has 3 trials (numbers 0 to 2)" in err.getvalue()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "2"]) == 0
