@@ -180,3 +180,28 @@ def test_the_cli_is_quiet_keeps_no_empty_logs_and_a_small_examples_picture(tmp_p
     assert "A new study created" not in done.stderr + done.stdout  # Optuna's line per in-memory study
     assert not list(run_dir.glob("*.log"))  # Hydra's job log stayed empty: none is made
     assert (run_dir / "figures" / "examples.png").stat().st_size < 1_000_000
+
+
+def test_a_comparison_split_over_processes_merges_into_one_report(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    parts = []
+    for image in ("chelsea", "coffee"):
+        cfg = compare_config("methods=[gaussian_noise]", "eps_list=[20]", f"dataset.names=[{image}]")
+        part = tmp_path / image
+        assert Comparison(cfg, part, target_name="classic").run() == 0
+        (part / ".hydra").mkdir()  # what Hydra writes beside a CLI run
+        OmegaConf.save(cfg, part / ".hydra" / "config.yaml")
+        parts.append(part)
+    out = tmp_path / "merged"
+    assert report_main([str(out), "--merge", *map(str, parts)]) == 0
+    assert sorted(r["image"] for r in rows(out) if r["bisection"] == "False") == ["chelsea", "coffee"]
+    assert "Smallest successful perturbation" in (out / "report.md").read_text()
+    assert (out / "clean" / "chelsea.png").exists() and (out / "clean" / "coffee.png").exists()
+    # The same image in two parts, a non-empty output, or other settings: refused, nothing overwritten.
+    assert report_main([str(tmp_path / "twice"), "--merge", str(parts[0]), str(parts[0])]) == 2
+    assert report_main([str(out), "--merge", *map(str, parts)]) == 2
+    other = compare_config("methods=[gaussian_noise]", "eps_list=[10]", "dataset.names=[rocket]")
+    OmegaConf.save(other, parts[1] / ".hydra" / "config.yaml")
+    assert report_main([str(tmp_path / "mixed"), "--merge", *map(str, parts)]) == 2
+    assert not (tmp_path / "mixed").exists() and not (tmp_path / "twice").exists()
