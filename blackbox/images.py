@@ -88,14 +88,15 @@ def to_rgb(image: Image.Image, *, peak: float | None = None) -> Image.Image:
       composited on white.
     * CMYK, YCbCr, LAB and HSV are converted by Pillow.
     """
+    if peak is None and image.mode in _DEEP_MODES:
+        peak = declared_peak(image)  # before exif_transpose: its copy has no TIFF tags
     image = ImageOps.exif_transpose(image)
     if image.mode in _DEEP_MODES:
         array = np.asarray(image, dtype=np.float64)
         key = image.info.get("transparency")
         if image.mode == "F":
             peak = 1.0
-        elif peak is None:
-            peak = declared_peak(image)
+        assert peak is not None
         gray = Image.fromarray(np.clip(np.rint(array / peak * 255.0), 0, 255).astype(np.uint8), "L")
         if isinstance(key, (int, float)):  # a 16-bit key matches the raw values, not the scaled ones
             alpha = Image.fromarray(np.where(array == key, 0, 255).astype(np.uint8), "L")

@@ -43,6 +43,7 @@ SLOW = frozenset(
         "test_cli.py::test_rerun_in_the_same_folder_resumes",
         "test_cli.py::test_single_image_and_random_sampler",
         "test_cli.py::test_unknown_target_lists_the_zoo",
+        "test_compare.py::test_a_comparison_split_over_processes_merges_into_one_report",
         "test_compare.py::test_every_method_every_eps_then_resume",
         "test_compare.py::test_the_cli_checks_settings_first_and_leaves_no_folder",
         "test_compare.py::test_the_cli_is_quiet_keeps_no_empty_logs_and_a_small_examples_picture",

@@ -190,6 +190,10 @@ def test_deep_data_is_scaled_by_the_declared_depth_not_the_brightest_pixel(tmp_p
     wide = np.full((40, 40), 2**31 - 1, dtype=np.int32)  # a 32-bit TIFF at full scale is white
     loaded = load_image(save(Image.fromarray(wide, "I"), tmp_path / "wide.tif"), working_width=None)
     assert loaded.pixels.min() == 255
+    from blackbox.images import to_rgb
+
+    with Image.open(tmp_path / "wide.tif") as opened:  # as the HTTP server decodes a request body
+        assert np.asarray(to_rgb(opened)).min() == 255
     floats = np.full((40, 40), 0.5, dtype=np.float32)  # floats are [0, 1]
     loaded = load_image(save(Image.fromarray(floats, "F"), tmp_path / "f.tif"), working_width=None)
     assert np.abs(loaded.pixels.astype(int) - 128).max() <= 1
