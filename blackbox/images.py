@@ -177,7 +177,8 @@ def load_image(
                 if handle.width * handle.height > MAX_PIXELS:
                     raise ImageLoadError(_too_many_pixels(path, f"{handle.width}x{handle.height} px"))
                 frames = int(getattr(handle, "n_frames", 1))
-                if frames > 1:
+                # A phone's JPEG (MPO) carries previews after its one picture: frame 0 is the photo.
+                if frames > 1 and handle.format != "MPO":
                     # Attacking frame 0 alone would report on a picture the user never meant.
                     raise ImageLoadError(
                         f"{path}: an animation or multi-page file ({frames} frames); only still images "

@@ -247,6 +247,16 @@ def test_an_animation_is_refused_not_cut_to_its_first_frame(tmp_path) -> None:
         load_image(path)
     still = save(frames[1], tmp_path / "still.gif")
     assert load_image(still, working_width=None).pixels[0, 0].tolist() == [255, 0, 0]
+    pages = tmp_path / "pages.tif"  # a multi-page TIFF is refused the same way
+    frames[0].save(pages, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageLoadError, match="3 frames"):
+        load_image(pages)
+    # A phone's JPEG (MPO) holds its photo then previews: the photo is used, not refused.
+    phone = tmp_path / "phone.jpg"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(
+        phone, "MPO", save_all=True, append_images=[Image.new("RGB", (32, 32))]
+    )
+    assert load_image(phone, working_width=None).pixels.shape == (64, 64, 3)
 
 
 @pytest.mark.skipif(
