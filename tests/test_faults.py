@@ -64,6 +64,20 @@ def test_classic_gives_a_finite_map_on_flat_images(pixels) -> None:
     assert np.isclose(np.exp(output.log_density).sum(), 1.0)
 
 
+@pytest.mark.parametrize("name", ["classic", "twitter", "surrogate", "deepgaze"])
+def test_every_local_target_gives_a_finite_map_on_flat_images(name) -> None:
+    from blackbox.zoo import load_target
+    from targets.weights import MissingModelFileError
+
+    try:
+        target = load_target(name, aspect_ratios=(0.56, 1.0))
+    except MissingModelFileError:
+        pytest.skip(f"{name}: model files not in ../shared/models")
+    for pixels in FLAT:
+        output = target.query([np.asarray(pixels, np.float32) / 255])[0]  # check_finite would raise
+        assert output.log_density is None or np.isfinite(output.log_density).all()
+
+
 class NaNMap(Target):
     """A target whose map overflowed: what a broken model or service might answer."""
 
