@@ -48,6 +48,7 @@ from blackbox.run import (
     EXIT_BAD_CONFIG,
     EXIT_NOTHING_DONE,
     EXIT_OK,
+    EXIT_SKIPPED,
     USER_ERRORS,
     attack_image,
     load_stand_in,
@@ -306,7 +307,9 @@ class Comparison:
         print(f"\nrun folder: {self.run_dir}")
         if skipped:
             print(f"{len(skipped)} image(s) or attack(s) skipped; reasons in selection.json", file=sys.stderr)
-        return EXIT_OK if self.table.rows else EXIT_NOTHING_DONE
+        if not self.table.rows:
+            return EXIT_NOTHING_DONE
+        return EXIT_SKIPPED if skipped else EXIT_OK  # as a run: 3 says some input was left out
 
     def _attack(
         self,

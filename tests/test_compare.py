@@ -205,3 +205,19 @@ def test_a_comparison_split_over_processes_merges_into_one_report(tmp_path: Path
     OmegaConf.save(other, parts[1] / ".hydra" / "config.yaml")
     assert report_main([str(tmp_path / "mixed"), "--merge", *map(str, parts)]) == 2
     assert not (tmp_path / "mixed").exists() and not (tmp_path / "twice").exists()
+
+
+def test_an_input_left_out_of_a_comparison_is_exit_3(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.chelsea()).save(folder / "cat.png")
+    (folder / "clip.avif").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))  # unreadable here: skipped
+    overrides = [o for o in TINY if not o.startswith("dataset.")]
+    overrides += ["methods=[gaussian_noise]", "eps_list=[20]", "dataset=folder", f"dataset.path={folder}"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="compare", overrides=overrides)
+    assert Comparison(cfg, tmp_path / "run", target_name="classic").run() == 3
+    assert "clip" in (tmp_path / "run" / "selection.json").read_text()
