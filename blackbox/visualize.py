@@ -36,11 +36,16 @@ def _text_size(width: int) -> int:
     return max(12, width // 24)
 
 
-def draw_goal(draw: ImageDraw.ImageDraw, goal: Goal) -> None:
+def _line(pixels: np.ndarray) -> int:
+    """Line width in px: thicker on large images, so lines survive a picture being shrunk."""
+    return max(2, int(pixels.shape[1]) // 200)
+
+
+def draw_goal(draw: ImageDraw.ImageDraw, goal: Goal, line: int = 2) -> None:
     """The goal box: white inside a black edge, visible on light and dark photos alike."""
     box = (goal.x0, goal.y0, max(goal.x0, goal.x1 - 1), max(goal.y0, goal.y1 - 1))
-    draw.rectangle(box, outline=GOAL_EDGE, width=5)
-    draw.rectangle(box, outline=GOAL_COLOUR, width=2)
+    draw.rectangle(box, outline=GOAL_EDGE, width=line + 3)
+    draw.rectangle(box, outline=GOAL_COLOUR, width=line)
 
 
 def annotate(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -> Image.Image:
@@ -48,8 +53,10 @@ def annotate(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -
     draw = ImageDraw.Draw(image)
     for i, crop in enumerate(output.crops):
         colour = CROP_COLOURS[i % len(CROP_COLOURS)]
-        draw.rectangle((crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=2)
-    draw_goal(draw, goal)
+        draw.rectangle(
+            (crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=_line(pixels)
+        )
+    draw_goal(draw, goal, _line(pixels))
     _mark_point(draw, output.salient_point, pixels.shape[1])
     _title(draw, title, pixels.shape[1])
     return image
@@ -70,7 +77,9 @@ def saliency_view(pixels: np.ndarray, output: TargetOutput, title: str) -> Image
     draw = ImageDraw.Draw(image)
     for i, crop in enumerate(output.crops):
         colour = CROP_COLOURS[i % len(CROP_COLOURS)]
-        draw.rectangle((crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=2)
+        draw.rectangle(
+            (crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=_line(pixels)
+        )
     _mark_point(draw, output.salient_point, pixels.shape[1])
     _title(draw, title, pixels.shape[1])
     return image
