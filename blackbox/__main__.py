@@ -11,13 +11,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from blackbox.preflight import expand_home, preflight, wants_preflight
-from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run, sweep_table
+from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
 from blackbox.run_folder import discard_if_unused
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
 _SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
 _sweep_codes: list[int] = []
-_sweep_jobs: list[tuple[str, Path]] = []  # (overrides, run folder) of each job run in this process
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -35,22 +34,9 @@ def main(cfg: DictConfig) -> int:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
     # by an out-of-process launcher (joblib) report only through their own runs' files.
+    # The sweep's combined table comes from blackbox.sweep.SweepTable, a Hydra callback.
     _sweep_codes.append(code)
-    _sweep_jobs.append((" ".join(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)))
     return code
-
-
-def print_sweep_table(jobs: list[tuple[str, Path]]) -> None:
-    """After a ``-m`` sweep, one table of every job (also in ``<sweep dir>/summary.md``).
-
-    Jobs run by an out-of-process launcher (joblib) are not seen here; each has its own summary.md.
-    """
-    if len(jobs) < 2:
-        return
-    table = sweep_table(jobs)
-    sweep_dir = jobs[0][1].parent
-    (sweep_dir / "summary.md").write_text(table + "\n")
-    print(f"\nall {len(jobs)} jobs of the sweep (also in {sweep_dir / 'summary.md'}):\n{table}")
 
 
 def sweep_exit_code(codes: list[int]) -> int:
@@ -67,5 +53,4 @@ if __name__ == "__main__":
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)
     main()
-    print_sweep_table(_sweep_jobs)
     sys.exit(sweep_exit_code(_sweep_codes))
