@@ -276,8 +276,13 @@ class Comparison:
                 skipped[source.image_id] = str(loaded)
                 bar.update(per_image)
                 continue
-            clean = self.target.query([loaded.as_float])[0]
-            measured_clean = self.measure.query([loaded.as_float])[0] if self.measure else clean
+            try:
+                clean = self.target.query([loaded.as_float])[0]
+                measured_clean = self.measure.query([loaded.as_float])[0] if self.measure else clean
+            except TargetQueryError as error:  # a service down, a non-finite map: skipped and named
+                skipped[loaded.image_id] = f"clean image: {error}"
+                bar.update(per_image)
+                continue
             reason = rejection(measured_clean.log_density, self.rules)
             selection.add(loaded.image_id, reason)
             if reason is not None:

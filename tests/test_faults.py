@@ -360,3 +360,17 @@ def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
     assert "trial 99 does not exist for 'chelsea': its study has 3 trials (numbers 0 to 2)" in err.getvalue()
     with contextlib.redirect_stdout(io.StringIO()):
         assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "2"]) == 0
+
+
+def test_a_comparison_skips_an_image_whose_map_is_not_finite(tmp_path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from blackbox.compare import Comparison
+    from tests.conftest import REPO
+
+    overrides = ["working_width=96", "dataset.names=[chelsea]", "methods=[random]", "eps_list=[20]"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="compare", overrides=[*overrides, "budget=3", "progress=false"])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert Comparison(cfg, tmp_path, target_name="nan_map", target=NaNMap()).run() == EXIT_NOTHING_DONE
+    assert "NaN or infinite" in (tmp_path / "selection.json").read_text()
