@@ -170,7 +170,9 @@ class PatchSearch(Attack):
         used = _resume(study, best)
         budget = QueryBudget(target, limit=self.budget, used=used)
         failed = 0
-        no_change = 0  # candidates that rounded to the clean image (never sent)
+        # Candidates that rounded to the clean image (never sent), earlier sessions' too: the
+        # sampler's seed counts them, so a resumed search draws what an uninterrupted one would.
+        no_change = sum(UNCHANGED in t.user_attrs for t in study.get_trials(deepcopy=False))
         consecutive_failures = 0
         gave_up: Exception | None = None
         bar = tqdm(
