@@ -32,7 +32,13 @@ def replay(
     config_path = run_dir / ".hydra" / "config.yaml"
     if not config_path.exists():
         raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
-    cfg = OmegaConf.load(config_path)
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as error:  # YAML or OmegaConf errors: a damaged file, whatever the parser says
+        raise ReplayError(
+            f"{config_path} is damaged ({str(error).splitlines()[0]}): it holds the run's settings; "
+            "restore it from a copy, or re-run the same command in a new folder"
+        ) from None
     if cfg.storage.kind == "postgres":  # the experiment's schema in the shared database
         from blackbox.experiment import open_for_reading
 

@@ -360,6 +360,10 @@ def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
     assert "trial 99 does not exist for 'chelsea': its study has 3 trials (numbers 0 to 2)" in err.getvalue()
     with contextlib.redirect_stdout(io.StringIO()):
         assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "2"]) == 0
+    (tmp_path / ".hydra" / "config.yaml").write_text("budget: [3\nstorage: {")  # damaged settings
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 2
+    assert "config.yaml is damaged" in err.getvalue()
 
 
 def test_a_comparison_skips_an_image_whose_map_is_not_finite(tmp_path) -> None:
