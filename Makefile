@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 export BLACKBOX_MODELS ?= $(abspath ../shared/models)
 
-.PHONY: setup run test lint bench dashboard clean
+.PHONY: setup run test test-fast lint bench dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: setup
 
 test: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The tests not marked slow (tests/conftest.py): about a quarter of the time. CI runs `make test`.
+test-fast: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

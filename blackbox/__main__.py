@@ -10,8 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.preflight import preflight, wants_preflight
+from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+from blackbox.run_folder import discard_if_unused
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
 _SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
@@ -27,10 +28,13 @@ def main(cfg: DictConfig) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG
+        # Nothing attacked: leave no empty run folder behind (the dashboard would pick it).
+        discard_if_unused(Path(hydra_cfg.runtime.output_dir))
     if hydra_cfg.mode != RunMode.MULTIRUN:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
     # by an out-of-process launcher (joblib) report only through their own runs' files.
+    # The sweep's combined table comes from blackbox.sweep.SweepTable, a Hydra callback.
     _sweep_codes.append(code)
     return code
 
@@ -40,6 +44,7 @@ def sweep_exit_code(codes: list[int]) -> int:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_home(sys.argv[1:])  # dataset.path=~/photos, as the README writes it
     # Settings are checked before Hydra makes the run folder: a bad one leaves nothing behind.
     if wants_preflight(sys.argv[1:]):
         try:

@@ -25,9 +25,9 @@ from optuna.artifacts._protocol import ArtifactStore
 from PIL import Image, ImageDraw
 
 from blackbox.attacks.patch_search import TrialRecord
-from blackbox.goal import Goal, profile_peak
+from blackbox.goal import Goal, peak_along
 from blackbox.metrics import peak_shift
-from blackbox.visualize import GOAL_COLOUR, saliency_view
+from blackbox.visualize import draw_goal, saliency_view, with_legend
 from targets import TargetOutput
 
 ARTIFACT_MODES = ("best", "all", "none")
@@ -49,8 +49,12 @@ class TrialArtifacts:
 
     def __call__(self, record: TrialRecord) -> None:
         trial, problem = record.trial, record.problem
+        goal = problem.goal
         shift = peak_shift(
-            _peak_x(problem.clean_output), _peak_x(record.output), problem.goal.target_x, problem.image.width
+            _peak(problem.clean_output, goal),
+            _peak(record.output, goal),
+            goal.target_x,
+            goal.extent(problem.image.width, problem.image.height),
         )
         # Two attributes, not every metric: each is a storage write (~4 ms on a journal file).
         trial.set_user_attr("l2", l2(problem.image.pixels, record.adversarial))
@@ -100,9 +104,8 @@ class TrialArtifacts:
 def overlay(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -> Image.Image:
     """The image under the target's saliency map, with its salient point, its crops and the goal box."""
     image = saliency_view(pixels, output, title)
-    box = (goal.x0, goal.y0, goal.x1 - 1, goal.y1 - 1)
-    ImageDraw.Draw(image).rectangle(box, outline=GOAL_COLOUR, width=2)
-    return image
+    draw_goal(ImageDraw.Draw(image), goal)
+    return with_legend(image, [c.aspect_ratio for c in output.crops])
 
 
 def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:
@@ -116,11 +119,9 @@ def artifact_store(directory: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(directory))
 
 
-def _peak_x(output: TargetOutput) -> float:
-    """As the results measure it: the profile's peak column with a map, else the salient point's column."""
-    if output.log_density is not None:
-        return profile_peak(output.log_density)
-    return float(output.salient_point[0])
+def _peak(output: TargetOutput, goal: Goal) -> float:
+    """As the results measure it: the profile's peak along the goal's axis, else the salient point's."""
+    return peak_along(output.log_density, output.salient_point, goal.axis)
 
 
 def _study_best(study: optuna.Study) -> tuple[bool, float]:

@@ -31,25 +31,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
+import optuna
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from blackbox.attacks import Attack, AttackFailedError, AttackProblem, WhiteBoxAttack
-from blackbox.config_checks import ConfigError
+from blackbox.config_checks import ConfigError, check_eps, check_run_config
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
+from blackbox.jsonl import repair_torn_tail
+from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.report import write_report
 from blackbox.run import (
     EXIT_BAD_CONFIG,
     EXIT_NOTHING_DONE,
     EXIT_OK,
+    EXIT_SKIPPED,
     USER_ERRORS,
     attack_image,
     load_stand_in,
     make_attack,
     make_goal,
 )
+from blackbox.run_folder import claim_run_folder, discard_if_unused
 from blackbox.selection import SelectionReport, SelectionRules, rejection
 from blackbox.zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
@@ -128,10 +134,48 @@ def _replacing(cfg: DictConfig, **groups: object) -> DictConfig:
 
 
 def _eps_list(cfg: DictConfig) -> list[float]:
-    values = [float(e) for e in cfg.eps_list]
+    try:
+        values = [float(e) for e in cfg.eps_list]
+    except (TypeError, ValueError):
+        raise ConfigError(f"eps_list must be numbers, e.g. eps_list=[10,20], got {cfg.eps_list}") from None
     if not values or any(not e > 0 for e in values):
         raise ConfigError(f"eps_list must be positive perturbation sizes, got {values}")
+    for eps in values:
+        check_eps(eps, str(cfg.norm), key="eps_list")
     return sorted(set(values))
+
+
+def check_compare_config(cfg: DictConfig) -> None:
+    """The comparison's own settings, checked before any folder, target or image (exit 2 if bad).
+
+    The run's settings are checked by :func:`blackbox.preflight.preflight`, which calls this.
+    """
+    methods_from_config(cfg)
+    _eps_list(cfg)
+    steps = cfg.smallest_eps.bisection_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"smallest_eps.bisection_steps must be a whole number >= 0, got {steps!r}")
+
+
+def _check_row(path: Path, line: int, row: dict) -> None:
+    """A row of ``results.csv`` as this module writes it; else :class:`ConfigError` naming the line."""
+    problem = None
+    missing = [k for k in ("image", "method", "eps", "bisection", "success") if not row.get(k)]
+    if missing or None in row or any(v is None for v in row.values()):
+        problem = f"missing {', '.join(missing)}" if missing else "a different number of columns"
+    elif row["bisection"] not in ("True", "False"):
+        problem = f"bisection is {row['bisection']!r}, not True or False"
+    else:
+        try:
+            float(row["eps"])
+        except ValueError:
+            problem = f"eps is {row['eps']!r}, not a number"
+    if problem:
+        raise ConfigError(
+            f"{path}, line {line} is not a whole results row ({problem}): the file was damaged or "
+            "edited. Fix or delete that line and re-run the same command (a deleted row is attacked "
+            "again), or re-run in a new folder (hydra.run.dir=...)"
+        )
 
 
 class ResultsTable:
@@ -141,8 +185,12 @@ class ResultsTable:
         self.path = path
         self.rows: list[dict] = []
         if path.exists():
+            repair_torn_tail(path)  # a row cut off by a crash is set aside, not read as a result
             with path.open(newline="") as handle:
-                self.rows = list(csv.DictReader(handle))
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    _check_row(path, reader.line_num, row)
+                    self.rows.append(row)
         self._done = {
             self.key(r["image"], r["method"], float(r["eps"]), r["bisection"] == "True") for r in self.rows
         }
@@ -228,8 +276,13 @@ class Comparison:
                 skipped[source.image_id] = str(loaded)
                 bar.update(per_image)
                 continue
-            clean = self.target.query([loaded.as_float])[0]
-            measured_clean = self.measure.query([loaded.as_float])[0] if self.measure else clean
+            try:
+                clean = self.target.query([loaded.as_float])[0]
+                measured_clean = self.measure.query([loaded.as_float])[0] if self.measure else clean
+            except TargetQueryError as error:  # a service down, a non-finite map: skipped and named
+                skipped[loaded.image_id] = f"clean image: {error}"
+                bar.update(per_image)
+                continue
             reason = rejection(measured_clean.log_density, self.rules)
             selection.add(loaded.image_id, reason)
             if reason is not None:
@@ -259,7 +312,9 @@ class Comparison:
         print(f"\nrun folder: {self.run_dir}")
         if skipped:
             print(f"{len(skipped)} image(s) or attack(s) skipped; reasons in selection.json", file=sys.stderr)
-        return EXIT_OK if self.table.rows else EXIT_NOTHING_DONE
+        if not self.table.rows:
+            return EXIT_NOTHING_DONE
+        return EXIT_SKIPPED if skipped else EXIT_OK  # as a run: 3 says some input was left out
 
     def _attack(
         self,
@@ -332,17 +387,45 @@ class Comparison:
             low, high = (low, middle) if succeeded else (middle, high)
 
 
+def compare(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> int:
+    """Run a comparison in ``run_dir`` and return its exit code.
+
+    The same checks as ``python -m blackbox`` come first; one process at a time works in the folder
+    (:func:`blackbox.run_folder.claim_run_folder`), and ``torch_threads`` is honoured.
+    """
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    check_run_config(settings)  # type: ignore[arg-type]
+    check_compare_config(cfg)
+    # One line per in-memory study ("A new study created in memory") would drown the progress bar.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
+    with claim_run_folder(run_dir, journal):
+        return Comparison(cfg, run_dir, target_name=target_name, target=target).run()
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
-        code = Comparison(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).run()
+        code = compare(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
+        discard_if_unused(Path(hydra_cfg.runtime.output_dir))  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 
 
 if __name__ == "__main__":
+    # The same checks as `python -m blackbox`, before Hydra makes the run folder: a bad setting
+    # leaves nothing behind.
+    sys.argv[1:] = expand_home(sys.argv[1:])  # dataset.path=~/CAT2000, as the README writes it
+    if wants_preflight(sys.argv[1:]):
+        try:
+            preflight(sys.argv[1:], config_name="compare")
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_CONFIG)
     main()

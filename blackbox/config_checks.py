@@ -9,6 +9,22 @@ class ConfigError(ValueError):
     """A setting is out of range or of the wrong kind; the message names it and what to use."""
 
 
+# One 8-bit level in [0, 1] units: the smallest change a pixel can take. A perturbation whose norm is
+# below it (L2 or L-inf alike) rounds back to the clean image everywhere, so such an eps can never
+# change a pixel.
+ONE_LEVEL = 1.0 / 255.0
+
+
+def check_eps(eps: float, norm: str, *, key: str = "eps") -> None:
+    """``eps`` can change at least one pixel by one 8-bit level; raise :class:`ConfigError` if not."""
+    if eps < ONE_LEVEL:
+        raise ConfigError(
+            f"{key}={eps:g} (norm={norm}) is below one 8-bit level (1/255 = {ONE_LEVEL:.5f}): every "
+            f"perturbation would round back to the clean image; use {key} >= {ONE_LEVEL:.4f} "
+            "(the paper's L2 sizes are 10 to 30)"
+        )
+
+
 def _number(cfg: Mapping, key: str) -> float:
     value = cfg.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -25,6 +41,7 @@ def check_run_config(cfg: Mapping) -> None:
         raise ConfigError(f"norm must be l2 or linf, got {norm!r}")
     if norm == "linf" and eps > 1:
         raise ConfigError(f"with norm=linf, eps is a fraction of the pixel range (e.g. 0.03); got {eps:g}")
+    check_eps(eps, norm)
     budget = cfg.get("budget")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
         raise ConfigError(f"budget must be a positive whole number of target queries, got {budget!r}")
@@ -96,11 +113,11 @@ def _check_goal_shape(goal: Mapping) -> None:
 
 def check_search(search: Mapping, *, working_width: int | None) -> None:
     """The declared search space is usable: the same checks a run makes, before any work."""
-    from blackbox.search_space import Region, distributions  # the search space imports the goal
+    from blackbox.search_space import REGION_KINDS, Region, distributions  # it imports the goal
 
     region = search.get("region", "goal")
-    if region not in ("goal", "image"):
-        raise ConfigError(f"search.region must be goal or image, got {region!r}")
+    if region not in REGION_KINDS:
+        raise ConfigError(f"search.region must be one of {', '.join(REGION_KINDS)}, got {region!r}")
     margin = search.get("margin", 0.5)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
         raise ConfigError(

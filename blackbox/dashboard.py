@@ -31,12 +31,26 @@ def run_folders(root: Path) -> list[Path]:
 
 
 def _is_attack_run(config_path: Path) -> bool:
-    """A ``python -m blackbox`` run's config has a storage group (compare, distill and maps runs do not)."""
+    """A ``python -m blackbox`` run's config has a storage group (distill and maps runs do not) and no
+    ``methods`` (a compare run's, whose many studies per image the dashboard is not for)."""
     try:
         cfg = OmegaConf.load(config_path)
     except Exception:  # a half-written or foreign file is not a run to open
         return False
-    return isinstance(cfg, DictConfig) and "kind" in (cfg.get("storage") or {})
+    return isinstance(cfg, DictConfig) and "kind" in (cfg.get("storage") or {}) and "methods" not in cfg
+
+
+def has_trials(folder: Path) -> bool:
+    """Whether a run folder kept any trial: a non-empty journal or SQLite file, or any result.
+
+    A run that ended before attacking (a missing model, a bad setting) has none: the dashboard
+    would show an empty study list.
+    """
+    for name in ("optuna.journal", "optuna.sqlite3", "results.jsonl"):
+        path = folder / name
+        if path.is_file() and path.stat().st_size > 0:
+            return True
+    return False
 
 
 def latest_run(root: Path) -> Path:
@@ -51,7 +65,13 @@ def latest_run(root: Path) -> Path:
             f"no runs yet under {root}: attack something first (python -m blackbox), "
             "or name a run folder: python -m blackbox.dashboard runs/<date>/<time>"
         )
-    return folders[-1]
+    with_trials = [folder for folder in folders if has_trials(folder)]
+    if not with_trials:
+        raise DashboardError(
+            f"no run under {root} has trials yet (the latest, {folders[-1]}, ended before attacking): "
+            "attack something first (python -m blackbox), or name a run folder"
+        )
+    return with_trials[-1]
 
 
 def resolve_run(run_dir: Path | None, root: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,13 @@ class ImageSource:
 
 
 def folder_sources(path: str | Path, *, recursive: bool = True) -> list[ImageSource]:
-    """Image files under ``path``, sorted, with ids from their relative paths (stable across runs).
+    """Every file under ``path``, sorted, with ids from their relative paths (stable across runs).
 
-    Files with image suffixes are taken; anything else is ignored. Ids use ``__`` for ``/`` so an id
-    is also a safe file name.
+    Nothing is left out unseen: a file whatever its suffix (an ``.avif``, a ``.txt``) is a source, and
+    one that cannot be read as an image is skipped with its reason in ``errors.jsonl`` (exit code 3).
+    Only hidden files and folders (``.DS_Store``, ``.git/``) are passed over. Ids use ``__`` for ``/``
+    so an id is also a safe file name. Raises :class:`ImageLoadError` if the folder is missing or
+    holds no file with an image suffix.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -42,17 +46,23 @@ def folder_sources(path: str | Path, *, recursive: bool = True) -> list[ImageSou
     if not root.is_dir():
         raise ImageLoadError(f"dataset path {root} is not a folder (use image=PATH for one file)")
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    files = sorted(
+        p
+        for p in root.glob(pattern)
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
         raise ImageLoadError(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}"
             + ("" if recursive else " (recursive=false)")
         )
-    sources = []
-    for file in files:
-        relative = file.relative_to(root).with_suffix("")
-        sources.append(ImageSource("__".join(relative.parts), str(file)))
-    return sources
+    ids = ["__".join(file.relative_to(root).with_suffix("").parts) for file in files]
+    # a.png beside a.avif: one id each (with the suffix), so neither is taken for the other as done.
+    clashing = {i for i, n in Counter(ids).items() if n > 1}
+    return [
+        ImageSource(f"{i}{file.suffix}" if i in clashing else i, str(file))
+        for i, file in zip(ids, files, strict=True)
+    ]
 
 
 def cat2000_sources(path: str | Path) -> list[ImageSource]:

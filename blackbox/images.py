@@ -1,8 +1,10 @@
 """Reading images as a platform would receive them: 8-bit RGB, at the working resolution.
 
-Every image is decoded, EXIF-rotated, converted to RGB (alpha composited on white, 16-bit and CMYK
-converted), resized to ``working_width`` px wide, and quantised to 8 bits. The clean image the
-target sees is that 8-bit image, so clean and adversarial images go through the same path.
+Every image is decoded, EXIF-rotated, converted to the RGB a viewer shows (:func:`to_rgb`: alpha and
+transparency keys composited on white, 16-bit data scaled by its declared depth), resized to
+``working_width`` px wide, and quantised to 8 bits. The clean image the target sees is that 8-bit
+image, so clean and adversarial images go through the same path. Size limits hold at the working
+size, checked before any resizing; animations are refused, not cut to their first frame.
 """
 
 from __future__ import annotations
@@ -53,36 +55,87 @@ class LoadedImage:
         return int(self.pixels.shape[0])
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB: alpha composited on white, 16-bit scaled, CMYK converted."""
+# Modes that hold more than 8 bits per sample; their scale comes from the file, never from the data.
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def declared_peak(image: Image.Image) -> float:
+    """The full-scale value the file declares for an ``I`` / ``I;16`` image (65535 when it declares none).
+
+    ``I;16*`` is 16-bit. ``I`` is how Pillow opens 16-bit PNG, PPM and most TIFF data; a TIFF's
+    ``BitsPerSample`` and ``SampleFormat`` tags say when it is wider or signed (a signed 32-bit TIFF
+    peaks at 2**31 - 1). Read it from the opened file: a copy of the image no longer has the tags.
+    """
+    if image.mode.startswith("I;16"):
+        return 65535.0
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None and tags.get(258):  # TIFF BitsPerSample
+        bits = int(tags[258][0])
+        signed = tags.get(339) in (2, (2,))  # SampleFormat 2: two's complement integers
+        return float(2 ** (bits - 1 if signed else bits) - 1)
+    return 65535.0
+
+
+def to_rgb(image: Image.Image, *, peak: float | None = None) -> Image.Image:
+    """Any PIL mode to the 8-bit RGB a viewer shows.
+
+    * Deeper-than-8-bit data is scaled by its *declared* full scale ``peak`` (from
+      :func:`declared_peak` on the opened file; 65535 if not given): a dark 16-bit picture stays dark
+      whatever its brightest pixel. Float (``F``) data is read as [0, 1], as viewers show it;
+      values outside are clipped.
+    * Transparency, whether an alpha channel (``RGBA``, ``LA``, ``PA``, premultiplied ``RGBa``/``La``)
+      or a transparency key (``info["transparency"]`` on ``1``, ``L``, ``I;16``, ``RGB`` or ``P``), is
+      composited on white.
+    * CMYK, YCbCr, LAB and HSV are converted by Pillow.
+    """
+    if peak is None and image.mode in _DEEP_MODES:
+        peak = declared_peak(image)  # before exif_transpose: its copy has no TIFF tags
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if image.mode in _DEEP_MODES:
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(np.rint(array / peak * 255.0), 0, 255).astype(np.uint8), "L")
-    elif image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if array.max() <= 1.0 else 255.0
-        image = Image.fromarray(np.clip(np.rint(array / scale * 255.0), 0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGB" and "transparency" in image.info):
+        key = image.info.get("transparency")
+        if image.mode == "F":
+            peak = 1.0
+        assert peak is not None
+        gray = Image.fromarray(np.clip(np.rint(array / peak * 255.0), 0, 255).astype(np.uint8), "L")
+        if isinstance(key, (int, float)):  # a 16-bit key matches the raw values, not the scaled ones
+            alpha = Image.fromarray(np.where(array == key, 0, 255).astype(np.uint8), "L")
+            gray = Image.merge("LA", (gray, alpha))
+        image = gray
+    if image.mode == "La":  # premultiplied: Pillow converts it to nothing, so undo it here
+        values = np.asarray(image, dtype=np.float64)
+        alpha = values[..., 1]
+        gray = np.where(alpha > 0, np.clip(values[..., 0] * 255.0 / np.maximum(alpha, 1), 0, 255), 0)
+        image = Image.fromarray(np.stack([np.rint(gray), alpha], axis=-1).astype(np.uint8), "LA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
 
 
+def working_size(size: tuple[int, int], width: int | None) -> tuple[int, int]:
+    """``(width, height)`` of an image of ``size`` at the working width (aspect ratio kept)."""
+    if width is None or size[0] == width:
+        return size
+    return width, max(1, round(size[1] * width / size[0]))
+
+
 def resize_to_width(image: Image.Image, width: int | None) -> Image.Image:
     """Resize keeping the aspect ratio (the paper resized CAT2000 images to 640 px wide)."""
-    if width is None or image.width == width:
-        return image
-    height = max(1, round(image.height * width / image.width))
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    size = working_size(image.size, width)
+    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
 
 
-def prepare(image: Image.Image, *, image_id: str, source: str, working_width: int | None) -> LoadedImage:
-    """A decoded PIL image to a :class:`LoadedImage` at the working resolution."""
+def prepare(
+    image: Image.Image, *, image_id: str, source: str, working_width: int | None, peak: float | None = None
+) -> LoadedImage:
+    """A decoded PIL image to a :class:`LoadedImage` at the working resolution.
+
+    ``peak`` is the file's declared full scale for deep modes (:func:`declared_peak`). Raises
+    :class:`ImageLoadError` when either side is under ``MIN_SIDE`` px, or the working size is over
+    ``MAX_PIXELS`` (checked before resizing, so an upscaled strip never allocates its pixels).
+    """
     original_size = image.size
     # Upscaling a thumbnail makes pixels, not content: refuse tiny originals as well.
     if min(original_size) < MIN_SIDE:
@@ -90,7 +143,14 @@ def prepare(image: Image.Image, *, image_id: str, source: str, working_width: in
             f"{source}: {original_size[0]}x{original_size[1]} px is too small; both sides must be at "
             f"least {MIN_SIDE} px for a crop to mean anything: use a larger version, {_REMOVE}"
         )
-    rgb = resize_to_width(to_rgb(image), working_width)
+    working = working_size(original_size, working_width)
+    if working[0] * working[1] > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{source}: {original_size[0]}x{original_size[1]} px becomes {working[0]}x{working[1]} px at "
+            f"working_width={working_width}, over the {MAX_PIXELS:,} pixel limit (a very long strip); "
+            f"crop it to a less extreme shape, or run with a smaller working_width, {_REMOVE}"
+        )
+    rgb = resize_to_width(to_rgb(image, peak=peak), working_width)
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(
             f"{source}: {rgb.width}x{rgb.height} px at the working resolution is too small; "
@@ -116,6 +176,15 @@ def load_image(
             with Image.open(path) as handle:
                 if handle.width * handle.height > MAX_PIXELS:
                     raise ImageLoadError(_too_many_pixels(path, f"{handle.width}x{handle.height} px"))
+                frames = int(getattr(handle, "n_frames", 1))
+                # A phone's JPEG (MPO) carries previews after its one picture: frame 0 is the photo.
+                if frames > 1 and handle.format != "MPO":
+                    # Attacking frame 0 alone would report on a picture the user never meant.
+                    raise ImageLoadError(
+                        f"{path}: an animation or multi-page file ({frames} frames); only still images "
+                        f"are attacked: export the frame you mean as PNG, {_REMOVE}"
+                    )
+                peak = declared_peak(handle) if handle.mode in _DEEP_MODES else None
                 handle.load()
                 decoded = handle.copy()
     except ImageLoadError:
@@ -131,7 +200,9 @@ def load_image(
         raise ImageLoadError(
             f"{path}: damaged or truncated image ({error}); re-export or re-download it, {_REMOVE}"
         ) from error
-    return prepare(decoded, image_id=image_id or path.stem, source=str(path), working_width=working_width)
+    return prepare(
+        decoded, image_id=image_id or path.stem, source=str(path), working_width=working_width, peak=peak
+    )
 
 
 def _too_many_pixels(path: Path, size: str) -> str:

@@ -72,3 +72,25 @@ def read_records(path: Path) -> list[dict]:
                 "in a new folder (hydra.run.dir=...)"
             ) from error
     return records
+
+
+def check_lines(path: Path, what: str, remedy: str) -> None:
+    """Every complete line of ``path`` is JSON; else raise :class:`JsonlError` naming the line.
+
+    A last line still being written (no newline yet) is left alone: readers open files a live run
+    writes. ``what`` names the file's kind in the message; ``remedy`` says what to do.
+    """
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n") or not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                reason = getattr(error, "msg", None) or str(error)
+                raise JsonlError(
+                    f"{path}, line {number} is not a whole {what} ({reason}): the file was damaged after "
+                    f"it was written (a copy cut short, a disk error, an edit). {remedy}"
+                ) from None

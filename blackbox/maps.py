@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from blackbox.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
-from blackbox.visualize import grid, saliency_view
+from blackbox.visualize import grid, saliency_view, with_legend
 from blackbox.zoo import UnknownChoiceError, load_target
 from targets import DEFAULT_ASPECT_RATIOS, Target
 from targets.weights import MissingModelFileError
@@ -25,7 +25,8 @@ def maps_picture(target: Target, images: list[LoadedImage], *, columns: int = 3)
         saliency_view(image.pixels, output, f"{target.name}: {image.image_id}")
         for image, output in zip(images, outputs, strict=True)
     ]
-    return grid(panels, columns=min(columns, len(panels)))
+    ratios = list(getattr(target, "aspect_ratios", ()))
+    return with_legend(grid(panels, columns=min(columns, len(panels))), ratios, goal=False)
 
 
 def main(argv: list[str] | None = None) -> int:

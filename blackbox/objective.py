@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from blackbox.goal import Goal
+from blackbox.goal import Goal, goal_slices
 from targets import CropBox, TargetOutput
 from targets.crop import estimate_point  # the inverse of the crop policy; re-exported here
 
 
 def saliency_margin(log_density: np.ndarray, goal: Goal) -> float:
     height, width = log_density.shape
-    x0, x1 = int(np.floor(goal.x0)), int(np.ceil(goal.x1))
-    y0, y1 = int(np.floor(goal.y0)), int(np.ceil(goal.y1))
     inside_mask = np.zeros((height, width), dtype=bool)
-    inside_mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = True
+    inside_mask[goal_slices(goal, height, width)] = True  # the closed box's pixels (goal.py's edges)
     inside = log_density[inside_mask]
     outside = log_density[~inside_mask]
     if inside.size == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, HydraException, InstantiationException
@@ -27,29 +28,60 @@ _GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
 _KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")
 
 
+def expand_home(argv: Sequence[str]) -> list[str]:
+    """``key=~/x`` becomes ``key=/home/<user>/x``: the shell leaves ``~`` after ``key=`` alone, and
+    Hydra's parser refuses an unquoted ``~`` in a value, so every path setting (``dataset.path``,
+    ``image``, ``hydra.run.dir``...) is expanded here, before Hydra reads the command line.
+    """
+    expanded = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and (value == "~" or value.startswith("~/")):
+            arg = f"{key}={Path(value).expanduser()}"
+        expanded.append(arg)
+    return expanded
+
+
 def wants_preflight(argv: Sequence[str]) -> bool:
     """A plain run: every argument is a ``key=value`` override (no ``-m``, ``--cfg``, ``--help``...)."""
     return all(not arg.startswith("-") for arg in argv)
 
 
-def compose_overrides(overrides: Sequence[str]) -> DictConfig:
+def compose_overrides(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
     """The run config Hydra would compose from ``overrides``; a bad one raises :class:`ConfigError`."""
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name=config_name, overrides=list(overrides))
     except ConfigCompositionException as error:
         raise ConfigError(_explain(error, overrides)) from None
     except HydraException as error:  # e.g. an override Hydra cannot parse
         first = str(error).splitlines()[0]
         raise ConfigError(
             f"cannot read the settings {' '.join(overrides)}: {first}; write each as key=value "
-            "(lists as key=[a,b]; quote values with spaces)"
+            f"(lists as key=[a,b]){_quote_hint(overrides)}"
         ) from None
 
 
-def preflight(overrides: Sequence[str]) -> None:
-    """Every check that needs no target, model or image decoding; raises :class:`ConfigError`."""
-    cfg = compose_overrides(overrides)
+def _quote_hint(overrides: Sequence[str]) -> str:
+    """How to quote: Hydra reads a second ``=`` (or a space) in a value as syntax unless it is quoted."""
+    # A value holding "=" is the likeliest culprit (a URL's query string), then other syntax.
+    for override in sorted(overrides, key=lambda o: "=" not in o.partition("=")[2]):
+        key, _, value = override.partition("=")
+        if any(c in value for c in "= ,:?&") and value[:1] not in ("'", '"', "["):
+            return (
+                f"; the value of {key} holds characters Hydra reads as syntax: quote it for Hydra inside "
+                f"the shell's quotes, e.g. '{key}=\"{value}\"'"
+            )
+    return "; quote a value holding =, spaces or commas for Hydra inside the shell's quotes: 'key=\"a=b\"'"
+
+
+def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
+    """Every check that needs no target, model or image decoding; raises :class:`ConfigError`.
+
+    ``config_name="compare"`` checks ``python -m blackbox.compare``'s settings: the run's, and its
+    methods and ``eps_list``.
+    """
+    cfg = compose_overrides(overrides, config_name)
     try:
         settings = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:  # e.g. an interpolation to a key that does not exist
@@ -60,7 +92,12 @@ def preflight(overrides: Sequence[str]) -> None:
         if settings.get(key) and settings[key] not in group_names("target"):
             choices = ", ".join(group_names("target"))
             raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
-    _check_constructors(cfg)
+    if config_name == "compare":
+        from blackbox.compare import check_compare_config  # compare imports the run, which is heavy
+
+        check_compare_config(cfg)
+    else:
+        _check_constructors(cfg)
     if (
         settings["dataset"].get("kind") != "cat2000_pysaliency"
     ):  # that one opens an HDF5 file: left to the run

@@ -8,7 +8,6 @@ run's image settings): the result is byte-identical to what the target was shown
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from omegaconf import OmegaConf
 
 from blackbox.datasets import sources_from_config
 from blackbox.images import save_png
+from blackbox.jsonl import JsonlError, read_records
 from blackbox.perturbation import perturb
 from blackbox.search_space import patches_from_config
 from blackbox.storage import make_storage
@@ -32,7 +32,13 @@ def replay(
     config_path = run_dir / ".hydra" / "config.yaml"
     if not config_path.exists():
         raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
-    cfg = OmegaConf.load(config_path)
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as error:  # YAML or OmegaConf errors: a damaged file, whatever the parser says
+        raise ReplayError(
+            f"{config_path} is damaged ({str(error).splitlines()[0]}): it holds the run's settings; "
+            "restore it from a copy, or re-run the same command in a new folder"
+        ) from None
     if cfg.storage.kind == "postgres":  # the experiment's schema in the shared database
         from blackbox.experiment import open_for_reading
 
@@ -61,8 +67,18 @@ def replay(
             raise ReplayError(f"no finished result for {image_id!r}; pass --trial N")
         trial_number = int(record["best_trial"])
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if trial_number not in trials or "perturbation" not in trials[trial_number].user_attrs:
-        raise ReplayError(f"trial {trial_number} of {image_id!r} has no stored perturbation config")
+    if trial_number not in trials:
+        numbers = f"0 to {max(trials)}" if trials else "none"
+        raise ReplayError(
+            f"trial {trial_number} does not exist for {image_id!r}: its study has {len(trials)} trials "
+            f"(numbers {numbers})"
+        )
+    if "perturbation" not in trials[trial_number].user_attrs:
+        state = trials[trial_number].state.name.lower()
+        raise ReplayError(
+            f"trial {trial_number} of {image_id!r} has no stored perturbation config (it is {state}: "
+            "never answered by the target); pick a completed trial"
+        )
     config = trials[trial_number].user_attrs["perturbation"]
     source = next(
         (
@@ -83,13 +99,8 @@ def replay(
 
 
 def _result_record(run_dir: Path, image_id: str) -> dict | None:
-    path = run_dir / "results.jsonl"
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        if line.strip() and json.loads(line)["image"] == image_id:
-            return json.loads(line)
-    return None
+    # read_records names a damaged line (exit 2), where json.loads would end in a traceback.
+    return next((r for r in read_records(run_dir / "results.jsonl") if r.get("image") == image_id), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
     try:
         path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)
-    except ReplayError as error:
+    except (ReplayError, JsonlError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(path)

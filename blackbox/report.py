@@ -196,7 +196,7 @@ def _example_grid(
 ) -> str | None:
     """Fig. 4: per image, the original and each method's adversarial image with crops and goal."""
     from blackbox.goal import Goal
-    from blackbox.visualize import annotate, grid
+    from blackbox.visualize import annotate, grid, with_legend
 
     panels = []
     images = _ordered([str(r["image"]) for r in rows])[:count]
@@ -226,10 +226,12 @@ def _example_grid(
     if not panels:
         return None
     columns = len(methods) + 1
-    picture = grid(panels, columns=columns)
-    scale = min(1.0, 2400 / picture.width)
-    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
-    picture.save(run_dir / "figures" / "examples.png")
+    # Panels shrunk before the grid is made, and labels sized for the shrunk panel: a readable
+    # picture of a few hundred kB, not a 6 MB one whose labels are 3 px tall.
+    panel_width = min(320, max(p.width for p in panels))
+    panels = [p.resize((panel_width, max(1, round(p.height * panel_width / p.width)))) for p in panels]
+    picture = with_legend(grid(panels, columns=columns), [float(r) for r in first["crop_boxes"]])
+    picture.save(run_dir / "figures" / "examples.png", optimize=True)
     return "figures/examples.png"
 
 
@@ -331,11 +333,98 @@ def write_report(
     return report
 
 
+# Settings that may differ between the parts of one comparison: which images, where, how shown.
+PART_SETTINGS = ("image", "dataset", "progress", "torch_threads", "worker")
+
+
+class MergeError(ValueError):
+    """Parts that cannot make one comparison; the message says which and why."""
+
+
+def merge(out: Path, parts: Sequence[Path]) -> tuple[list[dict], dict, dict]:
+    """Gather the parts of one comparison split over processes into ``out``.
+
+    Split a comparison by images: run each part in its own folder with its own ``dataset.names``
+    (or ``image=``/``dataset.path``), everything else equal; then merge. ``results.csv`` rows,
+    ``clean/`` and ``adversarial/`` are gathered into ``out`` (which must be new or empty); the parts
+    are left as they are. Returns the rows, the merged ``skipped`` reasons and the first part's
+    settings. Raises :class:`MergeError` if a part is not a compare folder, the parts' settings
+    differ beyond :data:`PART_SETTINGS`, or two parts attacked the same image with the same method
+    and eps.
+    """
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from blackbox.compare import ResultsTable
+
+    if out.exists() and any(out.iterdir()):
+        raise MergeError(f"{out} is not empty: merge into a new folder (nothing there is overwritten)")
+    if not parts:
+        raise MergeError("name the parts to merge: python -m blackbox.report OUT --merge PART [PART ...]")
+    settings, rows, skipped, seen = None, [], {}, {}
+    for part in parts:
+        config_path = part / ".hydra" / "config.yaml"
+        if not (part / "results.csv").exists() or not config_path.exists():
+            raise MergeError(f"{part} is not a compare run folder (results.csv and .hydra/config.yaml)")
+        cfg = OmegaConf.to_container(OmegaConf.load(config_path))
+        assert isinstance(cfg, dict)
+        shared = {k: v for k, v in cfg.items() if k not in PART_SETTINGS}
+        if settings is None:
+            settings, first_cfg, first = shared, cfg, part
+        elif shared != settings:
+            keys = sorted(k for k in {*shared, *settings} if shared.get(k) != settings.get(k))
+            raise MergeError(
+                f"{part} and {first} were run with other settings ({', '.join(keys)}): only the images "
+                f"({', '.join(PART_SETTINGS)}) may differ between the parts of one comparison"
+            )
+        for row in ResultsTable(part / "results.csv").rows:
+            key = ResultsTable.key(row["image"], row["method"], float(row["eps"]), row["bisection"] == "True")
+            if key in seen:
+                raise MergeError(
+                    f"{seen[key]} and {part} both attacked {row['image']!r} with {row['method']} at "
+                    f"eps {float(row['eps']):g}: give each part its own images (dataset.names=[...])"
+                )
+            seen[key] = part
+            rows.append(row)
+        selection = part / "selection.json"
+        if selection.exists():
+            skipped.update(json.loads(selection.read_text()).get("skipped", {}))
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(first / ".hydra", out / ".hydra")
+    for part in parts:
+        for folder in ("clean", "adversarial"):
+            if (part / folder).is_dir():
+                shutil.copytree(part / folder, out / folder, dirs_exist_ok=True)
+    from blackbox.compare import COLUMNS
+
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row.get(k) for k in COLUMNS} for row in rows)
+    merged = {"skipped": skipped, "merged_from": [str(p) for p in parts]}
+    (out / "selection.json").write_text(json.dumps(merged, indent=2))
+    return rows, skipped, first_cfg
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m blackbox.report RUN_DIR``: rebuild a comparison's report from its results.csv."""
+    """``python -m blackbox.report RUN_DIR``: rebuild a comparison's report from its results.csv.
+
+    ``python -m blackbox.report OUT --merge PART [PART ...]``: merge a comparison split over several
+    processes (one folder each, its own images; see :func:`merge`) into ``OUT`` and report on it.
+    """
     parser = argparse.ArgumentParser(prog="python -m blackbox.report", description=main.__doc__)
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="PART")
     args = parser.parse_args(argv)
+    if args.merge is not None:
+        try:
+            rows, skipped, cfg = merge(args.run_dir, args.merge)
+        except (MergeError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(write_report(args.run_dir, rows, None, skipped, cfg))
+        return 0
     config_path = args.run_dir / ".hydra" / "config.yaml"
     if not (args.run_dir / "results.csv").exists():
         print(f"error: {args.run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)

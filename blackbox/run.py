@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import optuna
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from blackbox.attacks import (
     Attack,
@@ -29,7 +30,7 @@ from blackbox.attacks import (
 from blackbox.config_checks import ConfigError, check_run_config
 from blackbox.datasets import sources_from_config
 from blackbox.experiment import open_experiment
-from blackbox.goal import Goal, GoalError, default_goal, profile_peak, user_goal
+from blackbox.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
 from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
@@ -75,28 +76,44 @@ class RunSummary:
 
 
 def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
+    """The configured goal for ``image``, along the axis its clean crops cut (:func:`goal_axis`).
+
+    Raises :class:`GoalError` if every clean crop already shows the goal: no crop could move to it,
+    so no result on it could be a success (the image is skipped with that reason).
+    """
     goal_cfg = cfg.get("goal") or {}
     band = float(goal_cfg.get("band_width", 0.1))
+    axis = goal_axis(clean.crops, image.width, image.height)
     if goal_cfg.get("box") is not None or goal_cfg.get("point") is not None:
-        peak_x = profile_peak(clean.log_density) if clean.log_density is not None else clean.salient_point[0]
         box = goal_cfg.get("box")
         point = goal_cfg.get("point")
-        return user_goal(
+        goal = user_goal(
             width=image.width,
             height=image.height,
-            peak_x=float(peak_x),
+            peak_x=peak_along(clean.log_density, clean.salient_point, axis),
             box=tuple(box) if box is not None else None,
             point=tuple(point) if point is not None else None,
             band_width=band,
+            axis=axis,
         )
-    return default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-        band_width=band,
-        fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
-    )
+    else:
+        goal = default_goal(
+            width=image.width,
+            height=image.height,
+            log_density=clean.log_density,
+            salient_point=clean.salient_point,
+            band_width=band,
+            fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
+            axis=axis,
+        )
+    if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
+        raise GoalError(
+            f"every clean crop already shows the goal {[round(v) for v in goal.box]} ({goal.source}, "
+            f"along {'columns' if axis == 'x' else 'rows'}): no crop can move to it, so it cannot be "
+            "a success; give a goal some clean crop leaves out (goal.box=[x0,y0,x1,y1]), or a smaller "
+            "goal.band_width"
+        )
+    return goal
 
 
 _FROM_CONFIG = object()
@@ -201,8 +218,11 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
         )
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
+    # The whole job's progress (image k of N, time left); each image's search has its own bar.
+    job = tqdm(total=len(sources), desc="images", unit="image", disable=not cfg.get("progress", True))
+    scheduled = _counted(experiment.schedule(sources, cfg.get("working_width")), job)
 
-    for source, loaded in experiment.schedule(sources, cfg.get("working_width")):
+    for source, loaded in scheduled:
         if experiment.is_done(source.image_id):
             summary.resumed.append(source.image_id)
             continue
@@ -242,15 +262,80 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
         experiment.record(record)
         summary.records.append(record)
 
+    job.close()
     experiment.close()
     records = read_records(results_path)
-    table = summary_table(records) + skipped_table(read_records(errors_path), records)
-    (run_dir / "summary.md").write_text(table + "\n")
+    errors = read_records(errors_path)
+    table = summary_table(records) + skipped_table(errors, records)
+    last_line = verdict(records, skipped_table_count(errors, records))
+    (run_dir / "summary.md").write_text(f"{table}\n\n{last_line}\n")
     print(table)
     if summary.skipped:
         print(f"\n{len(summary.skipped)} input(s) skipped; reasons in {errors_path}", file=sys.stderr)
     print(f"\nrun folder: {run_dir}")
+    print(last_line)
     return summary
+
+
+def _counted(items: Iterator[tuple], bar: tqdm) -> Iterator[tuple]:
+    """``items`` as they come, the bar advanced once each is done with (also when skipped)."""
+    for item in items:
+        bar.set_postfix_str(str(item[0].image_id), refresh=False)
+        yield item
+        bar.update(1)
+
+
+def verdict(records: list[dict], skipped: int = 0) -> str:
+    """One line for the end of a run: how many attacked images had their crops moved to the goal.
+
+    Images whose clean salient point was already in the goal are not counted as attacked.
+    """
+    attacked = [r for r in records if not r["clean_in_goal"]]
+    moved = sum(bool(r["success"]) for r in attacked)
+    notes = []
+    if len(attacked) < len(records):
+        notes.append(f"{len(records) - len(attacked)} already in the goal")
+    if skipped:
+        notes.append(f"{skipped} skipped (see errors.jsonl)")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    if not attacked:
+        return f"verdict: no image attacked{extra}"
+    return f"verdict: {moved} of {len(attacked)} images: crop moved to the goal{extra}"
+
+
+def skipped_table_count(errors: list[dict], records: list[dict]) -> int:
+    """How many inputs are skipped and not attacked since (as :func:`skipped_table` lists them)."""
+    done = {r["image"] for r in records}
+    return len({e["image"] for e in errors if e["image"] not in done})
+
+
+def sweep_table(jobs: Sequence[tuple[str, Path]]) -> str:
+    """One Markdown table for a ``-m`` sweep: a row per job (its overrides) from its results.
+
+    ``jobs`` is ``(overrides, run folder)`` per job; a job that wrote no results shows dashes.
+    """
+    rows = [
+        "| job | settings | images | success | shift % dist | queries | L2 | skipped |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for number, (overrides, folder) in enumerate(jobs):
+        try:
+            records = read_records(folder / "results.jsonl")
+            skipped = skipped_table_count(read_records(folder / "errors.jsonl"), records)
+        except JsonlError:
+            records, skipped = [], 0
+        rate = success_rate(records)
+
+        def mean(key: str, records: list[dict] = records) -> str:
+            values = [r[key] for r in records if r.get(key) is not None]
+            return f"{float(np.mean(values)):.1f}" if values else "-"
+
+        rows.append(
+            f"| {number} | {overrides or '-'} | {len(records)} | "
+            f"{'-' if math.isnan(rate) else f'{100 * rate:.0f}%'} | {mean('shift_pct_distance')} | "
+            f"{mean('queries')} | {mean('l2')} | {skipped} |"
+        )
+    return "\n".join(rows)
 
 
 def attack_image(

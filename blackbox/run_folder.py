@@ -65,6 +65,59 @@ def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[Non
         lock.release()
 
 
+# What a run that ended before attacking leaves: Hydra's config and log, the lock, the settings.
+_NOTHING_DONE = frozenset({".hydra", RUN_LOCK, RESUME_SETTINGS, "optuna.journal"})
+
+
+def discard_if_unused(run_dir: Path) -> bool:
+    """Remove ``run_dir`` if it holds nothing but what a run that never started leaves; True if so.
+
+    A bad setting or a missing model found after Hydra made the folder would otherwise leave an
+    empty run behind, which ``python -m blackbox.dashboard`` would then pick. Anything else in the
+    folder (a result, a trial, a file of the user's) keeps it whole, and so does another process
+    holding its lock (a run just starting there has not written anything yet either).
+    """
+    if not run_dir.is_dir():
+        return False
+    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    try:
+        if not _holds_nothing(run_dir):
+            return False
+        for entry in run_dir.iterdir():
+            if entry.is_dir():
+                for inner in entry.iterdir():
+                    inner.unlink()
+                entry.rmdir()
+            elif entry.name != RUN_LOCK:
+                entry.unlink()
+    finally:
+        lock.release()
+    (run_dir / RUN_LOCK).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # a process started there meanwhile: the folder is its now
+        return False
+    return True
+
+
+def _holds_nothing(run_dir: Path) -> bool:
+    """Only what a run that never started leaves (see :func:`discard_if_unused`)."""
+    for entry in run_dir.iterdir():
+        if entry.name == ".hydra" and entry.is_dir():
+            if not all(inner.is_file() for inner in entry.iterdir()):
+                return False
+            continue
+        if not entry.is_file() or (entry.suffix != ".log" and entry.name not in _NOTHING_DONE):
+            return False
+        if entry.name != RESUME_SETTINGS and entry.stat().st_size > 0:  # a log line, a journal record
+            return False
+    return True
+
+
 def _clear_stale_journal_lock(journal: Path) -> None:
     stale = journal.with_name(journal.name + ".lock")  # Optuna's JournalFileSymlinkLock / OpenLock
     if stale.is_symlink() or stale.exists():
@@ -83,7 +136,16 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
     if not path.exists():
         path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
         return
-    recorded = json.loads(path.read_text())
+    try:
+        recorded = json.loads(path.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path} is damaged ({error}): it records the settings this folder's results depend on. "
+            f"If you know them, delete {path} and re-run with them (it is written again); else re-run "
+            "in a new folder (hydra.run.dir=...)"
+        ) from None
     changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)

@@ -91,9 +91,11 @@ def patch_regions(
         )
     half_w, half_h = (goal.x1 - goal.x0) / 2, (goal.y1 - goal.y0) / 2
     x, y = peak
-    # A full-height goal band gives a full-height peak band; otherwise a box centred on the peak.
+    # A full-height (full-width) goal band gives a full-height (full-width) peak band; otherwise a
+    # box centred on the peak.
     y0, y1 = (goal.y0, goal.y1) if half_h * 2 >= height - 1 else (y - half_h, y + half_h)
-    peak_region = _grown((x - half_w, y0, x + half_w, y1), float(space.get("margin", 0.5)), width, height)
+    x0, x1 = (goal.x0, goal.x1) if half_w * 2 >= width - 1 else (x - half_w, x + half_w)
+    peak_region = _grown((x0, y0, x1, y1), float(space.get("margin", 0.5)), width, height)
     return [peak_region] * n_peak + [goal_region] * (n_patches - n_peak)
 
 

@@ -13,7 +13,24 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from blackbox.jsonl import check_lines
+
 STORAGE_KINDS = ("journal", "sqlite", "memory", "url")
+
+
+def check_journal(path: Path) -> None:
+    """Raise :class:`~blackbox.jsonl.JsonlError` (exit 2) naming a damaged line of an Optuna journal.
+
+    Optuna replays the whole journal when it opens it, so one damaged record in the middle would
+    end any command on that folder with a JSONDecodeError traceback, even for a finished run.
+    """
+    check_lines(
+        path,
+        "Optuna journal record",
+        f"Optuna cannot read the trials past it. Move the file aside (mv {path} {path}.damaged) and "
+        "re-run the same command: images already in results.jsonl (results.csv for compare) stay done "
+        "and the others restart their search; or re-run in a new folder (hydra.run.dir=...)",
+    )
 
 
 def make_storage(
@@ -23,6 +40,7 @@ def make_storage(
     if kind == "journal":
         path = run_dir / "optuna.journal"
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(path)
         return JournalStorage(JournalFileBackend(str(path)))
     if kind == "sqlite":
         run_dir.mkdir(parents=True, exist_ok=True)

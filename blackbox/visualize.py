@@ -1,18 +1,51 @@
-"""Side-by-side pictures: clean and adversarial, with salient points, crop boxes and the goal."""
+"""Side-by-side pictures: clean and adversarial, with salient points, crop boxes and the goal.
+
+Every picture carries a legend (:func:`with_legend`): which colour is which crop aspect ratio, the
+goal and the salient point. The colours are far apart in hue, so no crop is taken for the goal:
+the goal is white with a black edge (no photo or heat map is drawn in it), the crops are orange,
+cyan, magenta and blue, the point red.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from blackbox.goal import Goal
 from targets import TargetOutput
 
-CROP_COLOURS = ((255, 210, 0), (0, 200, 255), (255, 90, 200), (120, 255, 90))
-GOAL_COLOUR = (0, 255, 0)
+# One colour per crop aspect ratio, in the configured order: orange, cyan, magenta, blue.
+CROP_COLOURS = ((255, 150, 0), (0, 220, 255), (255, 60, 200), (70, 90, 255))
+GOAL_COLOUR = (255, 255, 255)
+GOAL_EDGE = (0, 0, 0)
 POINT_COLOUR = (255, 0, 0)
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` px (its fixed bitmap font where FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _text_size(width: int) -> int:
+    """Labels scale with the picture, so they stay readable when a grid of them is shrunk."""
+    return max(12, width // 24)
+
+
+def _line(pixels: np.ndarray) -> int:
+    """Line width in px: thicker on large images, so lines survive a picture being shrunk."""
+    return max(2, int(pixels.shape[1]) // 200)
+
+
+def draw_goal(draw: ImageDraw.ImageDraw, goal: Goal, line: int = 2) -> None:
+    """The goal box: white inside a black edge, visible on light and dark photos alike."""
+    box = (goal.x0, goal.y0, max(goal.x0, goal.x1 - 1), max(goal.y0, goal.y1 - 1))
+    draw.rectangle(box, outline=GOAL_EDGE, width=line + 3)
+    draw.rectangle(box, outline=GOAL_COLOUR, width=line)
 
 
 def annotate(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -> Image.Image:
@@ -20,10 +53,12 @@ def annotate(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) -
     draw = ImageDraw.Draw(image)
     for i, crop in enumerate(output.crops):
         colour = CROP_COLOURS[i % len(CROP_COLOURS)]
-        draw.rectangle((crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=2)
-    draw.rectangle((goal.x0, goal.y0, goal.x1 - 1, goal.y1 - 1), outline=GOAL_COLOUR, width=2)
+        draw.rectangle(
+            (crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=_line(pixels)
+        )
+    draw_goal(draw, goal, _line(pixels))
     _mark_point(draw, output.salient_point, pixels.shape[1])
-    _title(draw, title)
+    _title(draw, title, pixels.shape[1])
     return image
 
 
@@ -42,9 +77,11 @@ def saliency_view(pixels: np.ndarray, output: TargetOutput, title: str) -> Image
     draw = ImageDraw.Draw(image)
     for i, crop in enumerate(output.crops):
         colour = CROP_COLOURS[i % len(CROP_COLOURS)]
-        draw.rectangle((crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=2)
+        draw.rectangle(
+            (crop.left, crop.top, crop.right - 1, crop.bottom - 1), outline=colour, width=_line(pixels)
+        )
     _mark_point(draw, output.salient_point, pixels.shape[1])
-    _title(draw, title)
+    _title(draw, title, pixels.shape[1])
     return image
 
 
@@ -56,9 +93,51 @@ def _mark_point(draw: ImageDraw.ImageDraw, point: tuple[float, float], width: in
     draw.line((x, y - 2 * r, x, y + 2 * r), fill=POINT_COLOUR, width=2)
 
 
-def _title(draw: ImageDraw.ImageDraw, title: str) -> None:
-    draw.rectangle((0, 0, 8 * len(title) + 8, 16), fill=(0, 0, 0))
-    draw.text((4, 2), title, fill=(255, 255, 255))
+def _title(draw: ImageDraw.ImageDraw, title: str, width: int) -> None:
+    face = font(_text_size(width))
+    *_, right, bottom = draw.textbbox((4, 2), title, font=face)
+    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
+    draw.text((4, 2), title, fill=(255, 255, 255), font=face)
+
+
+def legend(width: int, ratios: list[float], *, goal: bool = True) -> Image.Image:
+    """A white strip ``width`` px wide naming each colour: the crops by aspect ratio, goal, point."""
+    size = _text_size(min(width, 960))
+    face = font(size)
+    entries = [(f"crop {r:g} (h/w)", CROP_COLOURS[i % len(CROP_COLOURS)]) for i, r in enumerate(ratios)]
+    if goal:
+        entries.append(("goal", GOAL_COLOUR))
+    entries.append(("salient point", POINT_COLOUR))
+    strip = Image.new("RGB", (width, 1), "white")
+    draw = ImageDraw.Draw(strip)
+    # Lay the entries out left to right, wrapping to a new line where the width runs out.
+    lines, x, y, row_h = [], 8, 8, size + 10
+    for label, colour in entries:
+        label_w = int(draw.textlength(label, font=face)) + size + 24
+        if x + label_w > width and x > 8:
+            x, y = 8, y + row_h
+        lines.append((x, y, label, colour))
+        x += label_w
+    strip = Image.new("RGB", (width, y + row_h + 4), "white")
+    draw = ImageDraw.Draw(strip)
+    for x, y, label, colour in lines:
+        swatch = (x, y, x + size, y + size)
+        if colour == GOAL_COLOUR:
+            draw.rectangle(swatch, outline=GOAL_EDGE, width=4)
+            draw.rectangle(swatch, outline=GOAL_COLOUR, width=2)
+        else:
+            draw.rectangle(swatch, fill=colour, outline=(0, 0, 0))
+        draw.text((x + size + 6, y - 1), label, fill=(0, 0, 0), font=face)
+    return strip
+
+
+def with_legend(picture: Image.Image, ratios: list[float], *, goal: bool = True) -> Image.Image:
+    """``picture`` with its :func:`legend` below it."""
+    strip = legend(picture.width, ratios, goal=goal)
+    canvas = Image.new("RGB", (picture.width, picture.height + strip.height), "white")
+    canvas.paste(picture, (0, 0))
+    canvas.paste(strip, (0, picture.height))
+    return canvas
 
 
 def grid(panels: list[Image.Image], *, columns: int, gap: int = 8) -> Image.Image:
@@ -80,7 +159,7 @@ def perturbation_view(clean: np.ndarray, adversarial: np.ndarray) -> Image.Image
     peak = max(1.0, float(np.abs(delta).max()))
     view = np.clip(127.5 + 127.5 * delta / peak, 0, 255).astype(np.uint8)
     image = Image.fromarray(view, "RGB")
-    ImageDraw.Draw(image).text((4, 2), f"perturbation x{127.5 / peak:.0f}", fill=(255, 255, 255))
+    _title(ImageDraw.Draw(image), f"perturbation x{127.5 / peak:.0f}", image.width)
     return image
 
 
@@ -98,4 +177,5 @@ def side_by_side(
         perturbation_view(clean, adversarial),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid(panels, columns=len(panels)).save(path)
+    ratios = [c.aspect_ratio for c in clean_output.crops]
+    with_legend(grid(panels, columns=len(panels)), ratios).save(path)

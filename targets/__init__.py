@@ -1,7 +1,7 @@
 """The zoo of croppers behind one interface (:class:`Target`), and Twitter's crop policy."""
 
 from targets._base import ALL_OUTPUTS, DifferentiableTarget, Output, Target
-from targets._errors import TargetQueryError
+from targets._errors import NonFiniteOutputError, TargetQueryError
 from targets._output import CropBox, TargetOutput
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_box, crop_boxes, estimate_point
 
@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_ASPECT_RATIOS",
     "CropBox",
     "DifferentiableTarget",
+    "NonFiniteOutputError",
     "Output",
     "Target",
     "TargetOutput",

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from targets._errors import NonFiniteOutputError
 from targets._output import TargetOutput
 from targets._validation import validate_images
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_boxes
@@ -32,6 +33,23 @@ class Output(str, enum.Enum):
 
 
 ALL_OUTPUTS = frozenset(Output)
+
+
+def check_finite(output: TargetOutput, where: str) -> None:
+    """Raise :class:`NonFiniteOutputError` if ``output`` holds NaN or infinite values.
+
+    A map that overflowed (``+inf``) or went NaN would still give an argmax and a "success"; every
+    target's answer is checked here, local or HTTP, before anything is scored.
+    """
+    if not all(np.isfinite(output.salient_point)):
+        raise NonFiniteOutputError(f"{where}: the salient point {output.salient_point} is not finite")
+    if output.log_density is not None:
+        bad = int(np.count_nonzero(~np.isfinite(output.log_density)))
+        if bad:
+            raise NonFiniteOutputError(
+                f"{where}: {bad} of {output.log_density.size} log-density values are NaN or infinite "
+                "(the model overflowed or divided by zero on this image); it is not scored"
+            )
 
 
 class Target(abc.ABC):
@@ -63,6 +81,8 @@ class Target(abc.ABC):
             raise RuntimeError(
                 f"{type(self).__name__} answered {len(results)} outputs for {len(checked)} images"
             )
+        for index, output in enumerate(results):
+            check_finite(output, f"target {self.name!r}, image {index} of the batch")
         return results
 
     @abc.abstractmethod

@@ -114,7 +114,9 @@ class ClassicSaliency(DifferentiableTarget):
         for signature in self.signatures:
             x_bar = signature(lab)
             channel_energy = (x_bar**2).sum(dim=1, keepdim=True)
-            channel_energy = channel_energy / channel_energy.mean(dim=(-2, -1), keepdim=True)
+            # A flat image (all black, one colour) has zero energy everywhere: 0/0 would make the
+            # whole map NaN. Its map is then the centre bias alone, finite as for any image.
+            channel_energy = channel_energy / channel_energy.mean(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
             energy = energy + F.interpolate(
                 channel_energy, size=(grid_h, self.grid_width), mode="bilinear", align_corners=False
             )

@@ -48,11 +48,20 @@ def crop_boxes(
     return tuple(crop_box(width, height, salient_point, r) for r in aspect_ratios)
 
 
+def keeps_full_side(side: float, full: int) -> bool:
+    """Whether a crop side of ``side`` px keeps the image's ``full`` px side: within 2 px or 1%.
+
+    Real croppers round: a 638 px crop of a 640 px image does not cut the width, and reading it as
+    a cut would drag an estimated salient point to the middle.
+    """
+    return side >= full - max(2.0, 0.01 * full)
+
+
 def estimate_point(crops: Sequence[CropBox], width: int, height: int) -> tuple[float, float]:
     """The salient point implied by crops (the policy's inverse): each crop's centre on the side it cuts.
 
     Exact unless a window was slid back at an edge; a crop-only service gives nothing better.
     """
-    xs = [c.left + c.width / 2 for c in crops if c.width < width]
-    ys = [c.top + c.height / 2 for c in crops if c.height < height]
+    xs = [c.left + c.width / 2 for c in crops if not keeps_full_side(c.width, width)]
+    ys = [c.top + c.height / 2 for c in crops if not keeps_full_side(c.height, height)]
     return (float(np.mean(xs)) if xs else width / 2, float(np.mean(ys)) if ys else height / 2)

@@ -1,7 +1,8 @@
 """Where model files come from: one resolution order for every model in the zoo.
 
 1. an explicit path (``target.weights=PATH``);
-2. the models directory named by ``BLACKBOX_MODELS``;
+2. the models directory named by ``BLACKBOX_MODELS``; unset, ``../shared/models`` beside the
+   repository (if it exists), wherever the command is started from (not only under ``make``);
 3. the user cache, ``$XDG_CACHE_HOME/blackbox/models`` (``~/.cache/blackbox/models``);
 4. a download from the file's pinned public URL into the user cache, checked against its sha256.
 
@@ -76,11 +77,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The default models folder: ``../shared/models`` beside the repository this file is part of.
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+def models_dir() -> Path | None:
+    """``BLACKBOX_MODELS`` (``~`` expanded), else ``../shared/models`` beside the repo if it exists."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV]).expanduser()
+    return SHARED_MODELS if SHARED_MODELS.is_dir() else None
+
+
 def candidates(model: ModelFile) -> list[Path]:
     """The places looked, in order (the explicit path is not among them)."""
     places = []
-    if os.environ.get(MODELS_ENV):
-        places.append(Path(os.environ[MODELS_ENV]).expanduser() / model.filename)
+    if (folder := models_dir()) is not None:
+        places.append(folder / model.filename)
     places.append(cache_dir() / model.filename)
     return places
 

@@ -45,6 +45,8 @@ from tests.conftest import REPO
         (["budget=0"], ["budget must be a positive whole number"]),
         (["eps=0"], ["eps must be > 0"]),
         (["eps=-1"], ["eps must be > 0"]),
+        (["eps=0.001"], ["below one 8-bit level", "eps >= 0.0039"]),
+        (["norm=linf", "eps=0.001"], ["below one 8-bit level", "norm=linf"]),
         (["norm=linf", "eps=8"], ["fraction of the pixel range"]),
         (["batch_size=0"], ["batch_size must be a positive whole number"]),
         (["working_width=8"], ["working_width must be a whole number of pixels >= 32"]),
@@ -52,7 +54,7 @@ from tests.conftest import REPO
         (["goal.band_width=2"], ["goal.band_width"]),
         (["aspect_ratios=[0.5,-1]"], ["aspect_ratios must be positive"]),
         (["search.n_patches=0"], ["search.n_patches must be at least 1"]),
-        (["search.region=everywhere"], ["search.region must be goal or image"]),
+        (["search.region=everywhere"], ["search.region must be one of goal, image, goal_and_peak"]),
         (["search.margin=-1"], ["search.margin must be a number >= 0"]),
         (["search.space.size.low=50", "search.space.size.high=10"], ["search.space.size", "low <= high"]),
         (
@@ -142,3 +144,50 @@ def test_sweep_exit_code_order() -> None:
     assert sweep_exit_code([EXIT_SKIPPED, EXIT_NOTHING_DONE]) == EXIT_NOTHING_DONE
     assert sweep_exit_code([EXIT_NOTHING_DONE, EXIT_BAD_CONFIG, EXIT_OK]) == EXIT_BAD_CONFIG
     assert issubclass(ConfigError, USER_ERRORS)
+
+
+def test_a_value_with_equals_gets_a_hint_to_quote_it() -> None:
+    url = "http://127.0.0.1:8732/crop?algo=attention"
+    with pytest.raises(ConfigError) as caught:
+        preflight(["target=http", f"target.url={url}"])
+    assert "quote it" in str(caught.value)
+    assert f"'target.url=\"{url}\"'" in str(caught.value)  # the exact way to write it
+
+
+def test_goal_and_peak_region_is_accepted() -> None:
+    preflight(["search.region=goal_and_peak"])
+
+
+def test_a_home_folder_tilde_in_any_path_setting_is_expanded(monkeypatch, tmp_path) -> None:
+    from pathlib import Path
+
+    from blackbox.preflight import expand_home
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["dataset.path=~/photos", "hydra.run.dir=~", "image=a~b.png", "-m", "eps=~x"]
+    assert expand_home(argv) == [
+        f"dataset.path={tmp_path / 'photos'}",
+        f"hydra.run.dir={Path(tmp_path)}",
+        "image=a~b.png",
+        "-m",
+        "eps=~x",  # not a path: left for Hydra to refuse
+    ]
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(
+        USER_ERRORS, match=f"no image files .* found in {tmp_path / 'photos'}"
+    ):  # read, not refused
+        preflight(expand_home(["dataset=folder", "dataset.path=~/photos"]))
+
+
+def test_the_cli_reads_a_tilde_path_as_the_readme_writes_it(tmp_path) -> None:
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "blackbox", "dataset=folder", "dataset.path=~/photos", "budget=-1"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_BAD_CONFIG and "budget must be" in done.stderr  # got past the path

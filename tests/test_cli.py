@@ -201,3 +201,27 @@ def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
     clean = SimpleNamespace(image=SimpleNamespace(pixels=load_bundled("rocket", working_width=160).pixels))
     adversarial = np.asarray(Image.open(tmp_path / "run" / "adversarial" / "rocket.png"))
     assert render_trial(clean, config).tobytes() == adversarial.tobytes()
+
+
+def test_the_verdict_line_counts_attacked_images_whose_crop_moved() -> None:
+    from blackbox.run import verdict
+
+    records = [
+        {"clean_in_goal": False, "success": True},
+        {"clean_in_goal": False, "success": False},
+        {"clean_in_goal": False, "success": True},
+        {"clean_in_goal": True, "success": True},
+    ]
+    assert verdict(records, 2) == (
+        "verdict: 2 of 3 images: crop moved to the goal (1 already in the goal; 2 skipped (see errors.jsonl))"
+    )
+    assert verdict(records[1:2]) == "verdict: 0 of 1 images: crop moved to the goal"
+    assert verdict([], 1).startswith("verdict: no image attacked (1 skipped")
+
+
+def test_a_run_ends_with_its_verdict_and_shows_the_jobs_progress(tmp_path) -> None:
+    done = blackbox(tmp_path, "working_width=96", "budget=2", "dataset.names=[chelsea,coffee]")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("verdict: ")
+    assert "images: 100%" in done.stderr and "2/2" in done.stderr  # the job's bar, beside each image's
+    assert "verdict: " in (tmp_path / "run" / "summary.md").read_text()

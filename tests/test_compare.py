@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from blackbox.compare import Comparison
+from blackbox.compare import Comparison, compare
 from blackbox.report import main as report_main
+from blackbox.run import EXIT_BAD_CONFIG
+from blackbox.run_folder import RUN_LOCK, RunFolderBusyError
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from tests.conftest import REPO
@@ -112,3 +119,105 @@ def test_paper_selection_reports_what_each_rule_dropped(tmp_path: Path) -> None:
 def test_bad_settings_are_clear_errors(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Comparison(compare_config(override), tmp_path, target_name="classic")
+
+
+def test_the_cli_checks_settings_first_and_leaves_no_folder(tmp_path: Path) -> None:
+    for bad, says in (("budget=-5", "budget must be a positive whole number"), ("eps_list=[0.001]", "8-bit")):
+        run_dir = tmp_path / bad.split("=")[0]
+        done = subprocess.run(
+            [sys.executable, "-m", "blackbox.compare", bad, f"hydra.run.dir={run_dir}"],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == EXIT_BAD_CONFIG, done.stderr
+        assert done.stderr.startswith("error: ") and says in done.stderr and "Traceback" not in done.stderr
+        assert not run_dir.exists()
+
+
+def test_compare_holds_the_run_folder_lock(tmp_path: Path) -> None:
+    cfg = compare_config("methods=[gaussian_noise]", "eps_list=[20]")
+    with FileLock(str(tmp_path / RUN_LOCK)), pytest.raises(RunFolderBusyError, match="another blackbox"):
+        compare(cfg, tmp_path, target_name="classic")
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_compare_honours_torch_threads(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    cfg = compare_config(
+        "methods=[gaussian_noise]", "eps_list=[20]", "dataset.names=[chelsea]", "torch_threads=1"
+    )
+    torch.set_num_threads(2)
+    try:
+        assert compare(cfg, tmp_path, target_name="classic") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_cli_is_quiet_keeps_no_empty_logs_and_a_small_examples_picture(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blackbox.compare",
+            *TINY,
+            "methods=[random,tpe]",
+            "eps_list=[20]",
+            "dataset.names=[chelsea]",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "A new study created" not in done.stderr + done.stdout  # Optuna's line per in-memory study
+    assert not list(run_dir.glob("*.log"))  # Hydra's job log stayed empty: none is made
+    assert (run_dir / "figures" / "examples.png").stat().st_size < 1_000_000
+
+
+def test_a_comparison_split_over_processes_merges_into_one_report(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    parts = []
+    for image in ("chelsea", "coffee"):
+        cfg = compare_config("methods=[gaussian_noise]", "eps_list=[20]", f"dataset.names=[{image}]")
+        part = tmp_path / image
+        assert Comparison(cfg, part, target_name="classic").run() == 0
+        (part / ".hydra").mkdir()  # what Hydra writes beside a CLI run
+        OmegaConf.save(cfg, part / ".hydra" / "config.yaml")
+        parts.append(part)
+    out = tmp_path / "merged"
+    assert report_main([str(out), "--merge", *map(str, parts)]) == 0
+    assert sorted(r["image"] for r in rows(out) if r["bisection"] == "False") == ["chelsea", "coffee"]
+    assert "Smallest successful perturbation" in (out / "report.md").read_text()
+    assert (out / "clean" / "chelsea.png").exists() and (out / "clean" / "coffee.png").exists()
+    # The same image in two parts, a non-empty output, or other settings: refused, nothing overwritten.
+    assert report_main([str(tmp_path / "twice"), "--merge", str(parts[0]), str(parts[0])]) == 2
+    assert report_main([str(out), "--merge", *map(str, parts)]) == 2
+    other = compare_config("methods=[gaussian_noise]", "eps_list=[10]", "dataset.names=[rocket]")
+    OmegaConf.save(other, parts[1] / ".hydra" / "config.yaml")
+    assert report_main([str(tmp_path / "mixed"), "--merge", *map(str, parts)]) == 2
+    assert not (tmp_path / "mixed").exists() and not (tmp_path / "twice").exists()
+
+
+def test_an_input_left_out_of_a_comparison_is_exit_3(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.chelsea()).save(folder / "cat.png")
+    (folder / "clip.avif").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))  # unreadable here: skipped
+    overrides = [o for o in TINY if not o.startswith("dataset.")]
+    overrides += ["methods=[gaussian_noise]", "eps_list=[20]", "dataset=folder", f"dataset.path={folder}"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="compare", overrides=overrides)
+    assert Comparison(cfg, tmp_path / "run", target_name="classic").run() == 3
+    assert "clip" in (tmp_path / "run" / "selection.json").read_text()

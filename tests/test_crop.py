@@ -62,3 +62,13 @@ def test_bad_ratio(ratio: float) -> None:
 def test_bad_size() -> None:
     with pytest.raises(ValueError, match="positive"):
         crop_box(0, 480, (1, 1), 1.0)
+
+
+def test_a_crop_a_few_px_short_of_the_full_width_does_not_cut_it() -> None:
+    from targets import CropBox, estimate_point
+
+    # A real cropper's rounding: 638 of 640 px wide is the full width; only the rows are cut.
+    crops = [CropBox(0, 100, 638, 358, 0.56), CropBox(200, 0, 480, 480, 1.0)]
+    x, y = estimate_point(crops, 640, 600)
+    assert x == 440.0  # the square crop's centre alone, not dragged toward the middle by the 638 px one
+    assert y == pytest.approx((100 + 179 + 240) / 2)

@@ -91,7 +91,7 @@ def test_the_adversarial_artifact_is_the_image_the_target_saw(tmp_path, photo) -
     stored = tmp_path / "artifacts" / metas[f"trial-{best.number}-adversarial.png"].artifact_id
     np.testing.assert_array_equal(np.asarray(Image.open(stored)), result.adversarial)
     overlay = Image.open(tmp_path / "artifacts" / metas[f"trial-{best.number}-overlay.png"].artifact_id)
-    assert overlay.size == (photo.shape[1], photo.shape[0])
+    assert overlay.width == photo.shape[1] and overlay.height > photo.shape[0]  # the legend below it
 
 
 def test_memory_storage_keeps_no_images_and_says_so(tmp_path, capsys) -> None:
@@ -102,9 +102,11 @@ def test_memory_storage_keeps_no_images_and_says_so(tmp_path, capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
-def fake_run(folder: Path, kind: str) -> Path:
+def fake_run(folder: Path, kind: str, *, attacked: bool = True) -> Path:
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "config.yaml").write_text(f"budget: 4\nstorage:\n  kind: {kind}\n")
+    if attacked:  # a run that got as far as one result
+        (folder / "results.jsonl").write_text('{"image": "x"}\n')
     return folder
 
 
@@ -118,6 +120,43 @@ def test_the_latest_run_is_opened_by_default(tmp_path) -> None:
     assert latest_run(tmp_path / "runs") == older
     assert resolve_run(None, tmp_path / "runs") == older
     assert resolve_run(newer, tmp_path / "runs") == newer
+
+
+def test_the_latest_run_with_trials_is_picked_not_an_empty_or_compare_one(tmp_path) -> None:
+    runs = tmp_path / "runs"
+    attacked = fake_run(runs / "2024-01-01" / "10-00-00", "journal")
+    empty = fake_run(runs / "2024-01-02" / "10-00-00", "journal", attacked=False)  # ended before attacking
+    compare = runs / "compare" / "2024-01-03" / "10-00-00"
+    fake_run(compare, "journal")
+    (compare / ".hydra" / "config.yaml").write_text("methods: [tpe]\nstorage:\n  kind: journal\n")
+    for age, folder in enumerate((compare, empty, attacked)):
+        os.utime(folder / ".hydra" / "config.yaml", (time.time() - 60 * age, time.time() - 60 * age))
+    assert latest_run(runs) == attacked
+    (attacked / "results.jsonl").unlink()
+    with pytest.raises(DashboardError, match=r"no run under .* has trials yet"):
+        latest_run(runs)
+
+
+def test_a_run_that_never_started_leaves_no_folder(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, "target=surrogate", "target.weights=/nonexistent/head.pth")
+    assert done.returncode == 2 and "no file at the given path" in done.stderr
+    assert not (tmp_path / "run").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's")  # a folder holding anything else is left whole
+    from blackbox.run_folder import discard_if_unused
+
+    assert not discard_if_unused(kept) and (kept / "notes.txt").exists()
+    # A folder another run holds (it may just be starting, with nothing written yet) is left alone.
+    from filelock import FileLock
+
+    from blackbox.run_folder import RUN_LOCK
+
+    busy = tmp_path / "busy"
+    (busy / ".hydra").mkdir(parents=True)
+    with FileLock(str(busy / RUN_LOCK)):
+        assert not discard_if_unused(busy) and (busy / ".hydra").is_dir()
+    assert discard_if_unused(busy) and not busy.exists()
 
 
 @pytest.mark.parametrize(

@@ -82,3 +82,29 @@ def test_a_box_must_be_wholly_inside_the_crop() -> None:
     box = Goal(100, 300, 164, 380, "user_box", peak_x=300, target_x=132)
     assert not box.shown_by(CropBox(0, 0, 640, 358, 0.56), image_height=400)
     assert box.shown_by(CropBox(0, 42, 640, 358, 0.56), image_height=400)
+
+
+def test_band_edges_are_inside_decided_once_for_points_and_maps() -> None:
+    """A goal box is closed: a salient point exactly on either edge is a success, and the margin the
+    search maximises says so too (the map's argmax on the edge column gives a margin > 0)."""
+    from blackbox.objective import saliency_margin, succeeded
+    from targets import TargetOutput
+
+    band = Goal(288.0, 0.0, 352.0, 400.0, "protocol", peak_x=100.0, target_x=320.0)
+    for x in (288.0, 352.0, 320.0):
+        assert band.contains((x, 200.0))
+    for x in (287.99, 352.01):
+        assert not band.contains((x, 200.0))
+    # twitter's point takes grid-cell centres: one exactly on the right edge is inside.
+    assert succeeded(TargetOutput((352.0, 8.0), ()), band, 640, 400)
+    for column, inside in ((352, True), (288, True), (353, False), (287, False)):
+        log_density = np.full((400, 640), -20.0)
+        log_density[200, column] = -1.0
+        assert (saliency_margin(log_density, band) > 0) == inside, column
+
+
+def test_a_row_band_is_shown_by_a_crop_holding_its_rows() -> None:
+    band = Goal(0, 100, 320, 260, "protocol", peak_x=1400, target_x=180, axis="y")
+    assert band.shown_by(CropBox(0, 90, 320, 180, 0.56), image_height=1600, image_width=320)
+    assert not band.shown_by(CropBox(0, 120, 320, 180, 0.56), image_height=1600, image_width=320)
+    assert band.extent(320, 1600) == 1600

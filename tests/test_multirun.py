@@ -40,6 +40,11 @@ def test_a_sweep_runs_every_job(tmp_path) -> None:
         assert results(tmp_path / "sweep" / job) == ["chelsea"]
     eps = [json.loads((tmp_path / "sweep" / job / "results.jsonl").read_text())["eps"] for job in ("0", "1")]
     assert eps == [10.0, 20.0]
+    # One combined table at the end, a row per job, also kept beside the jobs.
+    combined = done.stdout.split("all 2 jobs of the sweep")[1]
+    assert "| 0 | " in combined and "eps=10 " in combined and "| 1 | " in combined and "eps=20 " in combined
+    assert (tmp_path / "sweep" / "summary.md").read_text().count("dataset.names=[chelsea]") == 2
+    assert done.stdout.count("verdict: ") == 2  # each job's one-line verdict
 
 
 def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None:
@@ -70,3 +75,15 @@ def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None
         from blackbox.workers import schema_for
 
         drop_schema(url, schema_for(experiment))
+
+
+def test_the_sweep_table_reads_every_job_folder_in_job_order(tmp_path) -> None:
+    from blackbox.sweep import sweep_jobs
+
+    for number in (0, 2, 10, 1):
+        (tmp_path / str(number) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(number) / ".hydra" / "overrides.yaml").write_text(f"- eps={number}\n- budget=3\n")
+    (tmp_path / "summary.md").write_text("")  # not a job
+    jobs = sweep_jobs(tmp_path)
+    assert [folder.name for _, folder in jobs] == ["0", "1", "2", "10"]
+    assert jobs[3][0] == "eps=10 budget=3"

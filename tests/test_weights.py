@@ -104,3 +104,26 @@ def test_download_keeps_a_file_only_when_its_sha256_prefix_matches(places, monke
     with pytest.raises(OSError, match="sha256"):
         weights._download(bad)
     assert sorted(p.name for p in places["cache"].iterdir()) == ["w-good.pth"]
+
+
+def test_models_default_to_shared_models_beside_the_repo_outside_make(places, monkeypatch) -> None:
+    shared = places["tmp"] / "shared" / "models"
+    shared.mkdir(parents=True)
+    (shared / "big.pth").write_bytes(b"weights")
+    monkeypatch.setattr(weights, "SHARED_MODELS", shared)
+    monkeypatch.delenv("BLACKBOX_MODELS")  # a shell where make did not set it
+    assert weights.resolve(WITH_URL) == shared / "big.pth"
+    monkeypatch.setattr(weights, "SHARED_MODELS", places["tmp"] / "nowhere")
+    assert shared not in [p.parent for p in weights.candidates(WITH_URL)]
+
+
+def test_the_default_is_the_repos_own_sibling_not_the_working_directory() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    assert repo.parent / "shared" / "models" == weights.SHARED_MODELS
+
+
+def test_models_env_expands_the_home_folder(places, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(places["tmp"]))
+    monkeypatch.setenv("BLACKBOX_MODELS", "~/models")
+    (places["models"] / "big.pth").write_bytes(b"weights")
+    assert weights.resolve(WITH_URL) == places["models"] / "big.pth"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from blackbox.goal import Goal, profile_peak
+from blackbox.goal import Goal, peak_along
 from blackbox.images import LoadedImage
 from blackbox.metrics import peak_shift, perturbation_norms
 from blackbox.objective import succeeded
@@ -54,13 +54,15 @@ class AttackResult:
     def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
         """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes."""
         width, height = clean.width, clean.height
-        old_peak = _peak_x(clean_output)
-        new_peak = _peak_x(self.adversarial_output)
-        shift = peak_shift(old_peak, new_peak, self.goal.target_x, width)
+        old_peak = _peak(clean_output, self.goal)
+        new_peak = _peak(self.adversarial_output, self.goal)
+        shift = peak_shift(old_peak, new_peak, self.goal.target_x, self.goal.extent(width, height))
         crops_contain = {
-            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height) for c in self.adversarial_output.crops
+            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height, width) for c in self.adversarial_output.crops
         }
-        clean_contain = {f"{c.aspect_ratio:g}": self.goal.shown_by(c, height) for c in clean_output.crops}
+        clean_contain = {
+            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height, width) for c in clean_output.crops
+        }
         norms = perturbation_norms(clean.pixels, self.adversarial)
         return {
             "image": self.image_id,
@@ -94,11 +96,9 @@ class AttackResult:
         }
 
 
-def _peak_x(output: TargetOutput) -> float:
-    """The paper's peak column when there is a map; else the salient point's column."""
-    if output.log_density is not None:
-        return profile_peak(output.log_density)
-    return float(output.salient_point[0])
+def _peak(output: TargetOutput, goal: Goal) -> float:
+    """The paper's peak along the goal's axis when there is a map; else the salient point's coordinate."""
+    return peak_along(output.log_density, output.salient_point, goal.axis)
 
 
 def _finite(value: float) -> float | None:

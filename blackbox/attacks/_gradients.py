@@ -14,16 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blackbox.goal import Goal
+from blackbox.attacks._base import AttackFailedError
+from blackbox.goal import Goal, goal_slices
 from targets import DifferentiableTarget
 
 
 def goal_mask(goal: Goal, height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
     """``(H, W)`` bool mask of the goal box's pixels."""
     mask = torch.zeros(height, width, dtype=torch.bool, device=device)
-    x0, x1 = int(np.floor(goal.x0)), int(np.ceil(goal.x1))
-    y0, y1 = int(np.floor(goal.y0)), int(np.ceil(goal.y1))
-    mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = True
+    mask[goal_slices(goal, height, width)] = True  # the same pixels as the black-box margin
     return mask
 
 
@@ -56,7 +55,24 @@ def loss_and_gradient(
     image = image.detach().clone().requires_grad_(True)
     loss = smooth_margin(target.log_density(image), mask, temperature).sum()
     (gradient,) = torch.autograd.grad(loss, image)
+    check_finite_gradient(target, loss, gradient, "the attack loss")
     return float(loss.detach()), gradient
+
+
+def check_finite_gradient(
+    target: DifferentiableTarget, loss: torch.Tensor, gradient: torch.Tensor, what: str
+) -> None:
+    """Raise :class:`AttackFailedError` naming the target if ``loss`` or ``gradient`` is NaN or inf.
+
+    A NaN gradient turns every later step into NaN, and the clipped, quantised image then silently
+    equals the clean one: the image is skipped with this reason instead.
+    """
+    bad = int(torch.count_nonzero(~torch.isfinite(gradient)))
+    if bad or not bool(torch.isfinite(loss).all()):
+        raise AttackFailedError(
+            f"target {target.name!r}: {what} or its gradient is NaN or infinite ({bad} of "
+            f"{gradient.numel()} gradient values) on this image; the white-box attack cannot use it"
+        )
 
 
 def grad_cam(
@@ -84,6 +100,7 @@ def grad_cam(
             features = captured[-1]
             loss = smooth_margin(log_density, mask, temperature).sum()
             (gradient,) = torch.autograd.grad(loss, features)
+            check_finite_gradient(target, loss, gradient, "Grad-CAM's goal score")
     finally:
         handle.remove()
     weights = gradient.mean(dim=(-2, -1), keepdim=True)

@@ -12,7 +12,7 @@ import abc
 import numpy as np
 import torch
 
-from blackbox.attacks._base import Attack, AttackProblem, AttackResult
+from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.attacks._gradients import goal_mask, to_delta_array, to_tensor
 from blackbox.objective import score, succeeded
 from blackbox.perturbation import apply
@@ -51,7 +51,20 @@ class WhiteBoxAttack(Attack):
         clean = to_tensor(image.pixels)
         mask = goal_mask(problem.goal, image.height, image.width)
         delta = self.perturbation(problem, target, clean, mask)  # type: ignore[arg-type]
-        adversarial = apply(image.pixels, to_delta_array(delta), problem.eps, problem.norm)  # type: ignore[arg-type]
+        delta_array = to_delta_array(delta)
+        if not np.isfinite(delta_array).all():
+            raise AttackFailedError(
+                f"{self.name} on target {problem.target_name!r}: the perturbation holds NaN or infinite "
+                "values; the image is skipped, not scored"
+            )
+        adversarial = apply(image.pixels, delta_array, problem.eps, problem.norm)  # type: ignore[arg-type]
+        if np.array_equal(adversarial, image.pixels):
+            # Asking the target about the clean image again would report an attack that did nothing.
+            raise AttackFailedError(
+                f"{self.name} on target {problem.target_name!r}: the perturbation rounds to the clean "
+                f"image at eps={problem.eps:g} ({problem.norm}), e.g. a zero gradient on a flat image; "
+                "no query was spent on it. A larger eps, or a black-box sampler, may move it"
+            )
         return self.evaluate(problem, target, adversarial)
 
     def evaluate(self, problem: AttackProblem, target: Target, adversarial: np.ndarray) -> AttackResult:

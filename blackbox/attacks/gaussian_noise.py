@@ -16,11 +16,16 @@ from targets import DifferentiableTarget
 
 
 def band_mask(problem: AttackProblem, band_px: float, reference_width: int) -> torch.Tensor:
-    """``(1, 1, H, W)`` mask of the band around the target column; its width scales with the image."""
+    """``(1, 1, H, W)`` mask of the band around the target column (or row, for a row goal).
+
+    Its width scales with the image: ``band_px`` at ``reference_width`` px along the goal's axis.
+    """
     width, height = problem.image.width, problem.image.height
-    half = band_px * width / reference_width / 2
-    columns = torch.arange(width, dtype=torch.float32)
-    inside = (columns - problem.goal.target_x).abs() <= half
+    extent = problem.goal.extent(width, height)
+    half = band_px * extent / reference_width / 2
+    inside = (torch.arange(extent, dtype=torch.float32) - problem.goal.target_x).abs() <= half
+    if problem.goal.axis == "y":
+        return inside.view(1, 1, height, 1).expand(1, 1, height, width).float()
     return inside.view(1, 1, 1, width).expand(1, 1, height, width).float()
 
 

@@ -170,6 +170,9 @@ class PatchSearch(Attack):
         used = _resume(study, best)
         budget = QueryBudget(target, limit=self.budget, used=used)
         failed = 0
+        # Candidates that rounded to the clean image (never sent), earlier sessions' too: the
+        # sampler's seed counts them, so a resumed search draws what an uninterrupted one would.
+        no_change = sum(UNCHANGED in t.user_attrs for t in study.get_trials(deepcopy=False))
         consecutive_failures = 0
         gave_up: Exception | None = None
         bar = tqdm(
@@ -182,7 +185,8 @@ class PatchSearch(Attack):
                 if not ahead:
                     # A sampler seeded by the queries spent so far: a resumed study draws what an
                     # uninterrupted one would have, not its first draws again (the same seed, restarted).
-                    study.sampler = self.sampler_factory(batch_seed(study_seed, budget.used))
+                    # (Unsent candidates count too, or a seeded sampler would draw them again.)
+                    study.sampler = self.sampler_factory(batch_seed(study_seed, budget.used + no_change))
                 trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
                 count = len(trials)
                 configs = [
@@ -192,10 +196,32 @@ class PatchSearch(Attack):
                     for t in trials
                 ]
                 adversarials = [render_trial(problem, c) for c in configs]
+                first_number = trials[0].number
+                unchanged = [np.array_equal(a, image.pixels) for a in adversarials]
+                if any(unchanged):
+                    # A candidate that rounds to the clean image would spend a query to learn what the
+                    # clean query already said: it is failed unsent, and costs no query.
+                    for trial, same in zip(trials, unchanged, strict=True):
+                        if same:
+                            trial.set_user_attr(UNCHANGED, NO_CHANGE_REASON)
+                            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                            unwritten.append(trial.number)
+                    no_change += sum(unchanged)
+                    _write(study, stored, unwritten)
+                    kept = [i for i, same in enumerate(unchanged) if not same]
+                    trials = [trials[i] for i in kept]
+                    configs = [configs[i] for i in kept]
+                    adversarials = [adversarials[i] for i in kept]
+                    ahead = []
+                    if not trials:
+                        if no_change >= max(self.budget, MIN_NO_CHANGE):
+                            break  # this eps and search space cannot change the image: see below
+                        continue
+                count = len(trials)
                 images = [a.astype(np.float32) / 255.0 for a in adversarials]
                 following = min(self.batch_size, budget.remaining - count)
                 if study is not stored:  # write-behind: say which trials are out, in case of a kill
-                    stored.set_user_attr(IN_FLIGHT, [trials[0].number, count])
+                    stored.set_user_attr(IN_FLIGHT, [first_number, trials[-1].number - first_number + 1])
                 try:
                     if pool is not None and following > 0:
                         # The target works (torch frees the GIL) while the sampler asks the next
@@ -261,6 +287,13 @@ class PatchSearch(Attack):
                 f"{image.image_id}: gave up after {MAX_CONSECUTIVE_FAILURES} failed target calls in a row "
                 f"({failed} queries failed; {completed} completed trials kept in the study {name!r}); "
                 f"last error: {type(gave_up).__name__}: {gave_up}. Re-run the same command to resume"
+            )
+        if best.trial is None and no_change:
+            raise AttackFailedError(
+                f"{image.image_id}: every one of {no_change} candidate perturbations rounded to the clean "
+                f"image at eps={problem.eps:g} ({problem.norm}), so none was sent to the target; raise "
+                "eps, or use fewer, smaller patches (search.n_patches, search.space.size) so the budget "
+                "is not spread below one 8-bit level per pixel"
             )
         if best.trial is None:
             raise AttackFailedError(
@@ -358,6 +391,12 @@ def _write(study: optuna.Study, stored: optuna.Study, numbers: list[int]) -> Non
     stored.set_user_attr(IN_FLIGHT, None)
     numbers.clear()
 
+
+# Trial attribute of a candidate that rounded to the clean image: failed unsent, no query spent.
+UNCHANGED = "unchanged"
+NO_CHANGE_REASON = "the perturbation rounds to the clean image: not sent, no query spent"
+# Unsent candidates allowed before giving up, at least (or the budget, if larger).
+MIN_NO_CHANGE = 20
 
 # Study attribute ``[first trial number, count]`` of the batch sent to the target and not yet written.
 IN_FLIGHT = "queries_in_flight"
