@@ -37,7 +37,10 @@ RESULT_SETTINGS = (
     "search",
     "measure",
     "warm_start",
+    "success",
 )
+# Folders made before a setting existed ran with what it then always was: success=point (issue 16).
+_BEFORE_THE_SETTING = {"success": "point"}
 
 
 class RunFolderBusyError(ConfigError):
@@ -84,6 +87,7 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
         path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
         return
     recorded = json.loads(path.read_text())
+    recorded = {**_BEFORE_THE_SETTING, **recorded}
     changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)

@@ -130,6 +130,7 @@ class PatchSearch(Attack):
         image = problem.image
         width, height = image.width, image.height
         has_point = self.has_point(target)
+        rule = self.success_rule(problem, target)
         regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
         region = regions if len(set(regions)) > 1 else regions[0]
         space = distributions(self.search, region)
@@ -226,8 +227,8 @@ class PatchSearch(Attack):
                 for trial, config, adversarial, output in zip(
                     trials, configs, adversarials, outputs, strict=True
                 ):
-                    value = score(output, problem.goal, width, height, has_point=has_point)
-                    hit = succeeded(output, problem.goal, width, height, has_point=has_point)
+                    value = score(output, problem.goal, width, height, has_point=has_point, rule=rule)
+                    hit = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
                     queries_so_far = budget.used - count + 1 + trials.index(trial)
                     trial.set_user_attr("perturbation", config)
                     trial.set_user_attr("queries", queries_so_far)
@@ -292,6 +293,7 @@ class PatchSearch(Attack):
             perturbation=study.trials[best.trial].user_attrs.get("perturbation"),
             failed_queries=failed,
             extra={"study": name, "resumed_best_requeries": requeries},
+            success_rule=rule,
         )
 
 
