@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pyvips  # a core dependency: missing is a failure, not a skip
 
 from blackbox.config_checks import ConfigError
 from blackbox.zoo import load_target
@@ -12,8 +13,6 @@ from targets import DEFAULT_ASPECT_RATIOS, Output
 from targets.crop import crop_size
 from targets.testing import TargetConformance
 from targets.vips import VipsSmartcrop, libvips_version
-
-pyvips = pytest.importorskip("pyvips")
 
 
 class TestVipsAttentionConformance(TargetConformance):
