@@ -30,6 +30,7 @@ decodes to (the attack's images are exactly such pixels / 255) and handed to lib
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,9 @@ def _pyvips() -> Any:
             f"target vips_* needs pyvips with a libvips: pip install 'pyvips>=3.2' 'pyvips-binary>=8.18' "
             f"(both are dependencies of this project: pip install -e .); the import said: {error}"
         ) from error
+    # pyvips forwards libvips' chatter ("VIPS: shrinkh by 10", a dozen lines per crop) to Python's
+    # logging at INFO; a Hydra run logs INFO to the terminal and its log file. Warnings still show.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
     return pyvips
 
 
