@@ -51,8 +51,11 @@ SUCCESS_SETTINGS: tuple[str, ...] = ("auto", *SUCCESS_RULES)
 
 
 def success_rule(setting: str, target: Target) -> SuccessRule:
-    """The rule a ``success`` setting means for ``target``: ``auto`` is ``point`` when the target
-    gives a point or a map, else ``crops``. Raises ``ValueError`` naming the choices for another value."""
+    """The rule a ``success`` setting means for ``target``.
+
+    ``auto`` is ``point`` when the target gives a point or a map, else ``crops``. Raises
+    ``ValueError`` naming the choices for any other value.
+    """
     if setting not in SUCCESS_SETTINGS:
         raise ValueError(f"success must be one of {', '.join(SUCCESS_SETTINGS)}, got {setting!r}")
     if setting != "auto":
