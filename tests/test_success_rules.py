@@ -186,6 +186,51 @@ def test_the_cli_exits_2_on_a_bad_success(tmp_path) -> None:
     assert not run_dir.exists()
 
 
+# --- the search ----------------------------------------------------------------------------
+
+
+def test_each_rule_searches_in_its_own_study(photo) -> None:
+    # Trials scored by one rule must never seed a search for another: one study each.
+    import optuna
+
+    from blackbox.attacks import AttackProblem, PatchSearch, study_name
+    from blackbox.goal import default_goal
+    from blackbox.images import LoadedImage
+
+    target = VipsSmartcrop(interesting="entropy")
+    image = LoadedImage("chelsea", "test", photo, photo.shape[1::-1])
+    clean = target.query([image.as_float])[0]
+    goal = default_goal(
+        width=image.width, height=image.height, log_density=None, salient_point=clean.salient_point
+    )
+    storage = optuna.storages.InMemoryStorage()
+    results = {}
+    for setting in ("point", "crops", "auto"):
+        problem = AttackProblem(image, clean, goal, 5.0, "l2", "vips_entropy", setting)
+        search = PatchSearch(
+            sampler_factory=lambda seed: optuna.samplers.RandomSampler(seed=seed),
+            sampler_name="random",
+            search={
+                "n_patches": 1,
+                "region": "image",
+                "margin": 0.0,
+                "space": {"size": {"low": 2.0, "high": 8.0}, "amplitude": {"low": -1.0, "high": 1.0}},
+            },
+            budget=3,
+            batch_size=3,
+            early_stop=False,
+            storage=storage,
+            progress=False,
+        )
+        results[setting] = search.run(problem, target)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    base = study_name(AttackProblem(image, clean, goal, 5.0, "l2", "vips_entropy"), "random")
+    assert names == [base, base + "|success=crops"]  # auto is crops here: it resumed that study
+    assert results["crops"].success_rule == results["auto"].success_rule == "crops"
+    assert results["point"].success_rule == "point"
+    assert results["auto"].queries == 3  # the crops study's 3 trials count: nothing more was asked
+
+
 # --- what a run reports --------------------------------------------------------------------
 
 

@@ -66,12 +66,16 @@ TrialCallback = Callable[[TrialRecord], None]
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-def study_name(problem: AttackProblem, sampler_name: str) -> str:
-    """One study per (image, target, goal, eps) and sampler: two samplers never share trials."""
+def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -> str:
+    """One study per (image, target, goal, eps), sampler and success rule: none share trials.
+
+    The ``point`` rule adds nothing to the name, so studies made before the rules existed resume.
+    """
     g = problem.goal
     return (
         f"{problem.image.image_id}|{problem.target_name}|goal={g.source}:"
         f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}|{sampler_name}"
+        + (f"|success={rule}" if rule != "point" else "")
     )
 
 
@@ -134,7 +138,7 @@ class PatchSearch(Attack):
         regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
         region = regions if len(set(regions)) > 1 else regions[0]
         space = distributions(self.search, region)
-        name = study_name(problem, self.sampler_name)
+        name = study_name(problem, self.sampler_name, rule)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
         stored = optuna.create_study(
             storage=self.storage,
