@@ -1,12 +1,15 @@
 """Latency of each local target at 640x480: query, and forward+backward for differentiable ones.
 
     python -m benchmarks.target_latency --targets classic --batches 1 4 16 --repeats 20
+    python -m benchmarks.target_latency --targets vips_attention vips_entropy --batches 1 4
 
 Prints p50/p95 milliseconds per call and per image, the throughput gained by batching (images per
 second at batch B over batch 1), and the peak resident memory above the loaded model during the
 first call of each kind; writes the table as JSON under ``runs/benchmarks/``. Random images of
 the working size stand in for photos: latency does not depend on the content. Thread count is
-torch's default unless ``--threads`` is given.
+torch's default unless ``--threads`` is given. The ``vips_*`` targets (libvips' smartcrop, one call per
+aspect ratio, and one more for ``attention``'s point) run on libvips' own thread pool (``VIPS_CONCURRENCY``,
+default one thread per core), printed beside torch's.
 """
 
 from __future__ import annotations
@@ -92,7 +95,14 @@ def main() -> None:
         name, setting = key.split(".", 1)
         overrides.setdefault(name, {})[setting] = value
     rows = []
-    print(f"torch threads: {torch.get_num_threads()}, image {args.size[0]}x{args.size[1]}")
+    threads = f"torch threads: {torch.get_num_threads()}"
+    if any(name.startswith("vips") for name in args.targets):
+        import pyvips
+
+        from targets.vips import libvips_version
+
+        threads += f", libvips {libvips_version()} threads: {pyvips.concurrency_get()}"
+    print(f"{threads}, image {args.size[0]}x{args.size[1]}")
     print(
         f"{'target':>10} {'mode':>17} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'ms/image':>9} "
         f"{'x batch 1':>9} {'peak MB':>8}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from blackbox.objective import SUCCESS_SETTINGS
+
 
 class ConfigError(ValueError):
     """A setting is out of range or of the wrong kind; the message names it and what to use."""
@@ -63,6 +65,12 @@ def check_run_config(cfg: Mapping) -> None:
     ratios = cfg.get("aspect_ratios") or []
     if not ratios or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0 for r in ratios):
         raise ConfigError(f"aspect_ratios must be positive numbers (height/width), got {list(ratios)}")
+    success = cfg.get("success", "auto")
+    if success not in SUCCESS_SETTINGS:
+        raise ConfigError(
+            f"success must be one of {', '.join(SUCCESS_SETTINGS)}, got {success!r} (point: the salient "
+            "point in the goal; crops: the goal in every crop that can hold it; any_crop: in one of them)"
+        )
     _check_kinds(cfg)
     _check_goal_shape(goal)
     if "search" in cfg:

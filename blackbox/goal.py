@@ -33,7 +33,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from targets import CropBox
-from targets.crop import keeps_full_side
+from targets.crop import is_cut, uncut
 
 GoalSource = Literal["protocol", "fallback", "user_box", "user_point"]
 Axis = Literal["x", "y"]
@@ -76,8 +76,12 @@ class Goal:
         A goal box must lie wholly inside the crop. A full-height band (the protocol's column goals)
         is about columns only: no crop that cuts the height could ever hold it whole, so there the
         crop need only hold the band's columns. A full-width band (row goals, ``image_width``
-        given) is about rows only, likewise.
+        given) is about rows only, likewise. With ``image_width`` given, a crop side a few pixels
+        short of the image's is read as the full side first (a cropper's rounding,
+        :func:`targets.crop.uncut`).
         """
+        if image_width is not None:
+            crop = uncut(crop, image_width, image_height)
         if self.y0 <= 0 and self.y1 >= image_height:
             return crop.left <= self.x0 and self.x1 <= crop.right
         if image_width is not None and self.x0 <= 0 and self.x1 >= image_width:
@@ -106,8 +110,8 @@ def goal_axis(crops: Sequence[CropBox], width: int, height: int) -> Axis:
     """``"y"`` if every crop keeps the full width and one cuts rows (a tall image), else ``"x"``."""
     if not crops:
         return "x"
-    keep_width = all(keeps_full_side(c.width, width) for c in crops)  # within rounding (crop.py)
-    cut_rows = any(not keeps_full_side(c.height, height) for c in crops)
+    keep_width = all(not is_cut(c.width, width) for c in crops)  # within rounding (crop.py)
+    cut_rows = any(is_cut(c.height, height) for c in crops)
     return "y" if keep_width and cut_rows else "x"
 
 

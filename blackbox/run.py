@@ -34,7 +34,7 @@ from blackbox.goal import Goal, GoalError, default_goal, goal_axis, peak_along, 
 from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
-from blackbox.objective import score, succeeded
+from blackbox.objective import SUCCESS_RULES, score, succeeded, success_rule
 from blackbox.run_folder import check_resume_settings, claim_run_folder
 from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
@@ -241,7 +241,15 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
         except ValueError as error:
             _skip(summary, errors_path, source.image_id, source.location, str(error))
             continue
-        problem = AttackProblem(loaded, clean_output, goal, float(cfg.eps), str(cfg.norm), target_name)
+        problem = AttackProblem(
+            loaded,
+            clean_output,
+            goal,
+            float(cfg.eps),
+            str(cfg.norm),
+            target_name,
+            str(cfg.get("success", "auto")),
+        )
         try:
             result, record = attack_image(attack, problem, target, measure, measured_clean, measure_name)
         except (AttackFailedError, TargetQueryError) as error:
@@ -356,7 +364,7 @@ def attack_image(
     record.update(target=problem.target_name, clean_queries=1)
     if measure is not None:
         crafted = record
-        result = measured(result, measure, problem.image)
+        result = measured(result, measure, problem.image, success=problem.success)
         record = result.record(problem.image, measured_clean, has_point=Attack.has_point(measure))
         record.update(target=problem.target_name, measure=str(measure_name), clean_queries=1)
         record["on_target"] = {k: crafted[k] for k in ON_TARGET_KEYS}
@@ -367,15 +375,23 @@ def attack_image(
 ON_TARGET_KEYS = ("success", "shift_pct_distance", "shift_pct_width", "score", "salient_point_adversarial")
 
 
-def measured(result: AttackResult, measure: Target, image: LoadedImage) -> AttackResult:
-    """The same adversarial image, scored by the measuring target instead of the attacked one."""
+def measured(
+    result: AttackResult, measure: Target, image: LoadedImage, *, success: str = "auto"
+) -> AttackResult:
+    """The same adversarial image, scored by the measuring target instead of the attacked one.
+
+    ``success`` is the run's setting; ``auto`` means the rule that suits the measuring target.
+    """
     output = measure.query([result.adversarial.astype(np.float32) / 255.0])[0]
     has_point = Attack.has_point(measure)
+    rule = success_rule(success, measure)
+    width, height = image.width, image.height
     return replace(
         result,
         adversarial_output=output,
-        success=succeeded(output, result.goal, image.width, image.height, has_point=has_point),
-        score=score(output, result.goal, image.width, image.height, has_point=has_point),
+        success=succeeded(output, result.goal, width, height, has_point=has_point, rule=rule),
+        score=score(output, result.goal, width, height, has_point=has_point, rule=rule),
+        success_rule=rule,
     )
 
 
@@ -414,12 +430,14 @@ def summary_table(records: list[dict]) -> str:
     """A Markdown table, one row per image and a mean row.
 
     An image whose clean salient point already lies in the goal succeeds trivially: the table marks
-    it (``clean in goal``) and the mean row's success rate counts only the other images.
+    it (``clean in goal``) and the mean row's success rate counts only the other images. ``success``
+    is by the run's rule (``success=``); ``point / crops / any crop`` gives every rule's verdict
+    (``n/a``: no crop can hold the goal), and the mean row each rule's rate.
     """
     header = (
-        "| image | goal | clean in goal | success | shift % dist | shift % width | queries | to success "
-        "| crops showing goal | L2 | Linf*255 | PSNR |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| image | goal | clean in goal | success | point / crops / any crop | shift % dist | shift % width "
+        "| queries | to success | crops showing goal | L2 | Linf*255 | PSNR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [header]
     for r in records:
@@ -427,8 +445,8 @@ def summary_table(records: list[dict]) -> str:
         clean_crops = r.get("clean_crop_contains_goal") or {}
         rows.append(
             f"| {r['image']} | {r['goal']['source']} | {_fmt(r['clean_in_goal'])} | {_fmt(r['success'])} | "
-            f"{_fmt(r['shift_pct_distance'])} | {_fmt(r['shift_pct_width'])} | {r['queries']} | "
-            f"{_fmt(r['queries_to_success'])} | "
+            f"{_by_rule(r)} | {_fmt(r['shift_pct_distance'])} | {_fmt(r['shift_pct_width'])} | "
+            f"{r['queries']} | {_fmt(r['queries_to_success'])} | "
             f"{sum(clean_crops.values())}→{sum(crops.values())}/{len(crops)} | "
             f"{_fmt(r['l2'], 2)} | {_fmt(r['linf'] * 255, 0)} | {_fmt(r['psnr'])} |"
         )
@@ -438,12 +456,13 @@ def summary_table(records: list[dict]) -> str:
             values = [r[key] for r in records if r.get(key) is not None]
             return float(np.mean(values)) if values else float("nan")
 
-        rate = success_rate(records)
-        rate_text = f"{100 * rate:.0f}%" if not math.isnan(rate) else "-"
+        rate_text = _rate_text(success_rate(records))
         trivial = sum(bool(r["clean_in_goal"]) for r in records)
+        rates = " / ".join(_rate_text(rule_success_rate(records, rule)) for rule in SUCCESS_RULES)
         rows.append(
-            f"| **mean ({len(records)})** | | {trivial} | {rate_text} | {mean('shift_pct_distance'):.1f} | "
-            f"{mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | {mean('l2'):.2f} | "
+            f"| **mean ({len(records)})** | | {trivial} | {rate_text} | {rates} | "
+            f"{mean('shift_pct_distance'):.1f} | {mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | "
+            f"{mean('l2'):.2f} | "
             f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
         )
     return "\n".join(rows)
@@ -464,7 +483,39 @@ def skipped_table(errors: list[dict], records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _by_rule(record: dict) -> str:
+    """``yes / no / n/a`` for the point, crops and any-crop rules (``-`` in records made before them)."""
+    by_rule = record.get("success_by_rule")
+    if not by_rule:
+        return "-"
+    return " / ".join("n/a" if by_rule.get(rule) is None else _fmt(by_rule[rule]) for rule in SUCCESS_RULES)
+
+
+def _rate_text(rate: float) -> str:
+    return f"{100 * rate:.0f}%" if not math.isnan(rate) else "-"
+
+
+def rule_success_rate(records: list[dict], rule: str) -> float:
+    """Success by ``rule`` over the images it applies to whose clean image did not already meet it."""
+    verdicts = [
+        r["success_by_rule"][rule]
+        for r in records
+        if r.get("success_by_rule")
+        and r["success_by_rule"].get(rule) is not None
+        and not r["clean_success_by_rule"].get(rule)
+    ]
+    return float(np.mean(verdicts)) if verdicts else float("nan")
+
+
 def success_rate(records: list[dict]) -> float:
-    """Success over the images whose clean salient point was not already in the goal (NaN if none)."""
-    attacked = [r for r in records if not r["clean_in_goal"]]
+    """Success over the images whose clean image did not already succeed (NaN if none).
+
+    Images where the run's rule does not apply (no crop can hold the goal) are left out too.
+    """
+    attacked = [
+        r
+        for r in records
+        if not r["clean_in_goal"]
+        and (r.get("success_by_rule") or {}).get(r.get("success_rule", "point"), False) is not None
+    ]
     return float(np.mean([r["success"] for r in attacked])) if attacked else float("nan")

@@ -37,7 +37,10 @@ RESULT_SETTINGS = (
     "search",
     "measure",
     "warm_start",
+    "success",
 )
+# Folders made before a setting existed ran with what it then always was: success=point (issue 16).
+_BEFORE_THE_SETTING = {"success": "point"}
 
 
 class RunFolderBusyError(ConfigError):
@@ -146,6 +149,7 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
             f"If you know them, delete {path} and re-run with them (it is written again); else re-run "
             "in a new folder (hydra.run.dir=...)"
         ) from None
+    recorded = {**_BEFORE_THE_SETTING, **recorded}
     changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)

@@ -50,7 +50,6 @@ from starlette.concurrency import run_in_threadpool
 
 from targets._base import Target
 from targets._protocol import MAP_DTYPES, MAP_KINDS, RESPONSES, build_answer
-from targets.crop import crop_boxes
 
 LOG = logging.getLogger("targets.serve")
 MAX_ASPECT_RATIOS = 16
@@ -178,13 +177,13 @@ def create_app(
         floats = [image.astype(np.float32) / 255.0 for image in images]
         try:
             with model_lock:
-                outputs = target.query(floats)
+                outputs = query_with_ratios(target, floats, ratios)
         except ValueError as error:  # the target's own input checks (e.g. too small)
             raise HTTPException(400, str(error)) from None
         answers = []
         for image, output in zip(images, outputs, strict=True):
             height, width = image.shape[:2]
-            crops = crop_boxes(width, height, output.salient_point, ratios) if ratios else output.crops
+            crops = output.crops
             answers.append(
                 build_answer(
                     output, width=width, height=height, crops=crops, response=response, map_dtype=map_dtype
@@ -273,6 +272,22 @@ def create_app(
         return Response(content, media_type="application/json")
 
     return app
+
+
+def query_with_ratios(target: Target, images: list[np.ndarray], ratios: Sequence[float]) -> list:
+    """``target.query(images)`` with the request's aspect ratios (none given: the target's own).
+
+    Each target places its own crops (libvips' smartcrop does not follow Twitter's policy from a
+    point), so the target itself is asked for those ratios; the caller holds the model lock.
+    """
+    if not ratios or tuple(ratios) == tuple(target.aspect_ratios):
+        return target.query(images)
+    kept = target.aspect_ratios
+    target.aspect_ratios = tuple(float(r) for r in ratios)
+    try:
+        return target.query(images)
+    finally:
+        target.aspect_ratios = kept
 
 
 def parse_ratios(text: str | None) -> list[float]:

@@ -239,3 +239,18 @@ def test_decoded_image_is_what_was_sent(base) -> None:
 def test_response_modes(response, keys) -> None:
     with running_server(create_app(ClassicSaliency(scales=(32,)), response=response)) as url:
         assert set(post(url, png_bytes(64, 48)).json()) == keys
+
+
+def test_a_crop_only_target_places_the_requested_ratios_itself() -> None:
+    # libvips' crops for ?aspect_ratios=2,1 are libvips' own, not Twitter's policy around a point.
+    from targets.vips import VipsSmartcrop
+
+    image = sample_images()[0]
+    app = create_app(VipsSmartcrop(interesting="entropy"), max_batch=2, auth_token=None)
+    with running_server(app) as url:
+        reply = post(url, encode_png(image), aspect_ratios="2,1")
+        health = requests.get(f"{url}/health", timeout=30).json()
+    assert reply.status_code == 200, reply.text
+    expected = VipsSmartcrop(interesting="entropy", aspect_ratios=(2.0, 1.0)).query([image])[0].crops
+    assert [c["box"] for c in reply.json()["crops"]] == [c.as_list() for c in expected]
+    assert health["aspect_ratios"] == [0.56, 1.0, 1.14, 2.0]  # the target's own are kept

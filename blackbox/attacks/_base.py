@@ -11,7 +11,7 @@ import numpy as np
 from blackbox.goal import Goal, peak_along
 from blackbox.images import LoadedImage
 from blackbox.metrics import peak_shift, perturbation_norms
-from blackbox.objective import succeeded
+from blackbox.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
 from targets import Output, Target, TargetOutput
 
 
@@ -29,6 +29,7 @@ class AttackProblem:
     eps: float
     norm: str
     target_name: str
+    success: str = "auto"  # the success setting: auto | point | crops | any_crop (blackbox.objective)
 
 
 @dataclass
@@ -50,26 +51,38 @@ class AttackResult:
     perturbation: dict | None = None  # the trial config that replays the adversarial image
     failed_queries: int = 0
     extra: dict = field(default_factory=dict)
+    success_rule: SuccessRule = "point"  # the rule ``success`` was judged by (blackbox.objective)
 
     def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
-        """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes."""
+        """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes.
+
+        ``success`` and ``clean_in_goal`` (the clean image already succeeds) follow ``success_rule``;
+        ``success_by_rule`` and ``clean_success_by_rule`` give every rule's verdict beside it
+        (``None``: the rule does not apply, no crop can hold the goal).
+        """
         width, height = clean.width, clean.height
         old_peak = _peak(clean_output, self.goal)
         new_peak = _peak(self.adversarial_output, self.goal)
         shift = peak_shift(old_peak, new_peak, self.goal.target_x, self.goal.extent(width, height))
         crops_contain = {
-            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height, width) for c in self.adversarial_output.crops
+            f"{c.aspect_ratio:g}": crop_shows_goal(c, self.goal, width, height)
+            for c in self.adversarial_output.crops
         }
         clean_contain = {
-            f"{c.aspect_ratio:g}": self.goal.shown_by(c, height, width) for c in clean_output.crops
+            f"{c.aspect_ratio:g}": crop_shows_goal(c, self.goal, width, height) for c in clean_output.crops
         }
+        by_rule = success_by_rule(self.adversarial_output, self.goal, width, height, has_point=has_point)
+        clean_by_rule = success_by_rule(clean_output, self.goal, width, height, has_point=has_point)
         norms = perturbation_norms(clean.pixels, self.adversarial)
         return {
             "image": self.image_id,
             "source": clean.source,
             "method": self.method,
             "success": bool(self.success),
-            "clean_in_goal": succeeded(clean_output, self.goal, width, height, has_point=has_point),
+            "clean_in_goal": bool(clean_by_rule[self.success_rule]),
+            "success_rule": self.success_rule,
+            "success_by_rule": by_rule,
+            "clean_success_by_rule": clean_by_rule,
             "goal": self.goal.as_dict(),
             "eps": self.eps,
             "norm": self.norm,
@@ -117,3 +130,8 @@ class Attack(abc.ABC):
     @staticmethod
     def has_point(target: Target) -> bool:
         return Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+
+    @staticmethod
+    def success_rule(problem: AttackProblem, target: Target) -> SuccessRule:
+        """The rule the problem's ``success`` setting means for ``target`` (``auto`` resolved)."""
+        return success_rule(problem.success, target)

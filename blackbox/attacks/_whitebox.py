@@ -72,10 +72,11 @@ class WhiteBoxAttack(Attack):
         width, height = problem.image.width, problem.image.height
         output = target.query([adversarial.astype(np.float32) / 255.0])[0]
         has_point = self.has_point(target)
+        rule = self.success_rule(problem, target)
         return AttackResult(
             image_id=problem.image.image_id,
             method=self.name,
-            success=succeeded(output, problem.goal, width, height, has_point=has_point),
+            success=succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule),
             adversarial=adversarial,
             adversarial_output=output,
             goal=problem.goal,
@@ -83,6 +84,7 @@ class WhiteBoxAttack(Attack):
             norm=problem.norm,
             queries=1,
             queries_to_success=None,
-            score=score(output, problem.goal, width, height, has_point=has_point),
+            score=score(output, problem.goal, width, height, has_point=has_point, rule=rule),
             extra={"gradient_steps": self.gradient_steps},
+            success_rule=rule,
         )

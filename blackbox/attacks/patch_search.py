@@ -66,12 +66,16 @@ TrialCallback = Callable[[TrialRecord], None]
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-def study_name(problem: AttackProblem, sampler_name: str) -> str:
-    """One study per (image, target, goal, eps) and sampler: two samplers never share trials."""
+def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -> str:
+    """One study per (image, target, goal, eps), sampler and success rule: none share trials.
+
+    The ``point`` rule adds nothing to the name, so studies made before the rules existed resume.
+    """
     g = problem.goal
     return (
         f"{problem.image.image_id}|{problem.target_name}|goal={g.source}:"
         f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}|{sampler_name}"
+        + (f"|success={rule}" if rule != "point" else "")
     )
 
 
@@ -130,10 +134,11 @@ class PatchSearch(Attack):
         image = problem.image
         width, height = image.width, image.height
         has_point = self.has_point(target)
+        rule = self.success_rule(problem, target)
         regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
         region = regions if len(set(regions)) > 1 else regions[0]
         space = distributions(self.search, region)
-        name = study_name(problem, self.sampler_name)
+        name = study_name(problem, self.sampler_name, rule)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
         stored = optuna.create_study(
             storage=self.storage,
@@ -252,8 +257,8 @@ class PatchSearch(Attack):
                 for trial, config, adversarial, output in zip(
                     trials, configs, adversarials, outputs, strict=True
                 ):
-                    value = score(output, problem.goal, width, height, has_point=has_point)
-                    hit = succeeded(output, problem.goal, width, height, has_point=has_point)
+                    value = score(output, problem.goal, width, height, has_point=has_point, rule=rule)
+                    hit = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
                     queries_so_far = budget.used - count + 1 + trials.index(trial)
                     trial.set_user_attr("perturbation", config)
                     trial.set_user_attr("queries", queries_so_far)
@@ -325,6 +330,7 @@ class PatchSearch(Attack):
             perturbation=study.trials[best.trial].user_attrs.get("perturbation"),
             failed_queries=failed,
             extra={"study": name, "resumed_best_requeries": requeries},
+            success_rule=rule,
         )
 
 
