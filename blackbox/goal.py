@@ -154,6 +154,27 @@ def _band(
     return (low, 0.0, high, float(height)) if axis == "x" else (0.0, low, float(width), high)
 
 
+def _beyond_narrowest_crop(
+    crops: Sequence[CropBox], width: int, height: int, band_width: float, axis: Axis
+) -> float | None:
+    """The centre of a band just outside the narrowest crop cutting ``axis``; None if none fits."""
+    extent = width if axis == "x" else height
+    spans = [
+        (c.left, c.right) if axis == "x" else (c.top, c.bottom)
+        for c in crops
+        if is_cut(c.width if axis == "x" else c.height, extent)
+    ]
+    if not spans:
+        return None
+    start, end = min(spans, key=lambda span: span[1] - span[0])
+    half = max(1.0, band_width * extent / 2)
+    # One pixel clear of the crop: goal boxes are closed, so a shared edge would count as shown.
+    room_before, room_after = start - 1, extent - end - 1
+    if max(room_before, room_after) < 2 * half:
+        return None
+    return end + 1 + half if room_after >= room_before else start - 1 - half
+
+
 def default_goal(
     *,
     width: int,
@@ -163,11 +184,16 @@ def default_goal(
     band_width: float = 0.1,
     fallback_distance: float = 0.15,
     axis: Axis = "x",
+    crops: Sequence[CropBox] = (),
 ) -> Goal:
     """The protocol goal if the profile along ``axis`` has two maxima or more, else the fallback.
 
     ``axis="y"`` (from :func:`goal_axis`) runs the protocol along rows: the band is full-width and
-    ``band_width`` x the height tall.
+    ``band_width`` x the height tall. A target without a map (crops, perhaps a point) has no
+    profile: given its clean ``crops``, the goal is the band just beyond the narrowest crop that
+    cuts along ``axis``, on the side with more room (source ``beyond_crop``): what that crop hides
+    now and would show after moving by one band. A band ``fallback_distance`` from the point
+    usually lies inside every clean crop, and such a goal can never be a success.
     """
     extent = width if axis == "x" else height
     if log_density is not None:
@@ -178,6 +204,9 @@ def default_goal(
             return Goal(*_band(target, width, height, band_width, axis), "protocol", peak, target, axis)
     else:
         peak = float(salient_point[0 if axis == "x" else 1])
+        beyond = _beyond_narrowest_crop(crops, width, height, band_width, axis)
+        if beyond is not None:
+            return Goal(*_band(beyond, width, height, band_width, axis), "beyond_crop", peak, beyond, axis)
     room_after = extent - 1 - peak
     direction = 1.0 if room_after >= peak else -1.0
     target = float(np.clip(peak + direction * fallback_distance * extent, 0, extent - 1))

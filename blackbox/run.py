@@ -105,6 +105,7 @@ def make_goal(cfg: Mapping, image: LoadedImage, clean: TargetOutput) -> Goal:
             band_width=band,
             fallback_distance=float(goal_cfg.get("fallback_distance", 0.15)),
             axis=axis,
+            crops=clean.crops,
         )
     if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
         raise GoalError(

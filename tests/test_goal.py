@@ -35,6 +35,23 @@ def test_crop_only_target_uses_the_salient_point() -> None:
     assert goal.source == "fallback" and goal.peak_x == 20 and goal.target_x == pytest.approx(50)
 
 
+def test_crop_only_goal_lies_just_beyond_the_narrowest_crop() -> None:
+    crops = [CropBox(0, 10, 640, 358, 0.56), CropBox(150, 0, 427, 427, 1.0), CropBox(200, 0, 213, 427, 2.0)]
+    goal = default_goal(width=640, height=427, log_density=None, salient_point=(306, 200), crops=crops)
+    assert goal.source == "beyond_crop"
+    assert goal.x0 > 413 and goal.x1 - goal.x0 == pytest.approx(64)  # right of the 2.0 crop: more room
+    assert not goal.shown_by(crops[2], 427, 640) and goal.shown_by(crops[0], 427, 640)
+    # No room beside the narrowest crop for a band: the fallback rule.
+    wide = [CropBox(10, 0, 620, 427, 1.0)]
+    narrow_room = default_goal(width=640, height=427, log_density=None, salient_point=(320, 200), crops=wide)
+    assert narrow_room.source == "fallback"
+    # A map always runs the protocol or its fallback, crops or not.
+    log_density = log_density_with_columns(640, 427, [(300, 1.0)])
+    assert default_goal(
+        width=640, height=427, log_density=log_density, salient_point=(300, 200), crops=crops
+    ).source == "fallback"
+
+
 def test_band_is_kept_inside_the_image() -> None:
     log_density = log_density_with_columns(200, 50, [(100, 1.0), (198, 0.5)])
     goal = default_goal(width=200, height=50, log_density=log_density, salient_point=(100, 25))
