@@ -220,7 +220,9 @@ def weight_statistics(path: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.twitter_evidence", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--weights", default=None, help="fastgaze.vxm (default: the usual resolution)")
     parser.add_argument(
         "--evidence",
@@ -262,9 +264,21 @@ def main() -> None:
             f"{sum(measured['argmax_in_a_box'])}/{len(BOXES):<12d} "
             f"{min(measured['range_nats']):6.2f} - {max(measured['range_nats']):5.2f}"
         )
+    print(
+        "\ncolumns: grid = the score grid's rows x columns; grid CC = Pearson correlation with the binary's\n"
+        "340 scores (grids of its shape only); cell CC = the same, reading the map at the binary's cell\n"
+        "centres (any grid); argmax = (row, column) of the cell holding the salient point; crop off = the\n"
+        "worst crop's distance in px from where the binary's figure puts it; box AUC = how well the grid\n"
+        f"separates hand-marked salient boxes on {len(BOXES)} more photos (3 scales, mirrored); argmax in\n"
+        "box = photos whose argmax cell lies in one of their boxes; map range = max - min log-density.\n"
+    )
     bgr = np.array(results["BGR"]["aucs"])
     rgb = np.array(chosen["aucs"])  # type: ignore[index]
-    print(f"RGB better than BGR in {(rgb > bgr).sum()}/{len(rgb)} paired cases, worse in {(rgb < bgr).sum()}")
+    print(
+        "hand-marked boxes alone cannot tell the channel orders apart: RGB scores a higher box AUC than\n"
+        f"BGR in {(rgb > bgr).sum()}/{len(rgb)} paired cases and lower in {(rgb < bgr).sum()}; "
+        "the binary's grid settles it (cell CC above)."
+    )
 
     rgb_target, bgr_target = (
         TwitterSaliency(weights=args.weights),
@@ -283,6 +297,11 @@ def main() -> None:
     )
 
     stats = weight_statistics(rgb_target.weights_path)
+    print(
+        "\nweight layout: mean correlation of adjacent 3x3 taps and of opposite corners across each layer's\n"
+        "kernels, read as declared (out, in, kh, kw) and as (kh, kw, in, out); trained filters are smooth\n"
+        "(adjacent > 0, corners < 0):"
+    )
     for index, item in stats["layout_adjacent_vs_corner_correlation"].items():
         oihw, hwio = item["oihw"], item["hwio"]
         print(

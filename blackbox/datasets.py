@@ -128,6 +128,9 @@ def sources_from_config(*, image: str | None, dataset: dict) -> list[ImageSource
         path = Path(image).expanduser()
         if path.is_dir():
             return folder_sources(path)
+        if not path.exists():
+            # A single named file that is not there is a bad setting, not an input to skip.
+            raise ImageLoadError(f"image={image}: no such file or folder")
         return [ImageSource(path.stem, str(path))]
     kind = dataset.get("kind")
     if kind == "bundled":

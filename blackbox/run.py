@@ -305,7 +305,7 @@ def verdict(records: list[dict], skipped: int = 0) -> str:
     if len(attacked) < len(records):
         notes.append(f"{len(records) - len(attacked)} already in the goal")
     if skipped:
-        notes.append(f"{skipped} skipped (see errors.jsonl)")
+        notes.append(f"{skipped} skipped, see errors.jsonl")
     extra = f" ({'; '.join(notes)})" if notes else ""
     if not attacked:
         return f"verdict: no image attacked{extra}"
@@ -433,7 +433,8 @@ def summary_table(records: list[dict]) -> str:
     An image whose clean salient point already lies in the goal succeeds trivially: the table marks
     it (``clean in goal``) and the mean row's success rate counts only the other images. ``success``
     is by the run's rule (``success=``); ``point / crops / any crop`` gives every rule's verdict
-    (``n/a``: no crop can hold the goal), and the mean row each rule's rate.
+    (``n/a``: no crop can hold the goal; ``clean``: the clean image already met that rule), and the
+    mean row each rule's rate over the images it counts (``40% of 5``), which leaves out both.
     """
     header = (
         "| image | goal | clean in goal | success | point / crops / any crop | shift % dist | shift % width "
@@ -459,7 +460,10 @@ def summary_table(records: list[dict]) -> str:
 
         rate_text = _rate_text(success_rate(records))
         trivial = sum(bool(r["clean_in_goal"]) for r in records)
-        rates = " / ".join(_rate_text(rule_success_rate(records, rule)) for rule in SUCCESS_RULES)
+        rates = " / ".join(
+            _rate_text(rule_success_rate(records, rule), _rule_counted(records, rule))
+            for rule in SUCCESS_RULES
+        )
         rows.append(
             f"| **mean ({len(records)})** | | {trivial} | {rate_text} | {rates} | "
             f"{mean('shift_pct_distance'):.1f} | {mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | "
@@ -489,22 +493,39 @@ def _by_rule(record: dict) -> str:
     by_rule = record.get("success_by_rule")
     if not by_rule:
         return "-"
-    return " / ".join("n/a" if by_rule.get(rule) is None else _fmt(by_rule[rule]) for rule in SUCCESS_RULES)
+    clean = record.get("clean_success_by_rule") or {}
+
+    def verdict_text(rule: str) -> str:
+        if by_rule.get(rule) is None:
+            return "n/a"
+        return "clean" if clean.get(rule) else _fmt(by_rule[rule])
+
+    return " / ".join(verdict_text(rule) for rule in SUCCESS_RULES)
 
 
-def _rate_text(rate: float) -> str:
-    return f"{100 * rate:.0f}%" if not math.isnan(rate) else "-"
+def _rate_text(rate: float, counted: int | None = None) -> str:
+    if math.isnan(rate):
+        return "-"
+    return f"{100 * rate:.0f}%" if counted is None else f"{100 * rate:.0f}% of {counted}"
 
 
-def rule_success_rate(records: list[dict], rule: str) -> float:
-    """Success by ``rule`` over the images it applies to whose clean image did not already meet it."""
-    verdicts = [
-        r["success_by_rule"][rule]
+def _rule_verdicts(records: list[dict], rule: str) -> list[bool]:
+    return [
+        bool(r["success_by_rule"][rule])
         for r in records
         if r.get("success_by_rule")
         and r["success_by_rule"].get(rule) is not None
         and not r["clean_success_by_rule"].get(rule)
     ]
+
+
+def _rule_counted(records: list[dict], rule: str) -> int:
+    return len(_rule_verdicts(records, rule))
+
+
+def rule_success_rate(records: list[dict], rule: str) -> float:
+    """Success by ``rule`` over the images it applies to whose clean image did not already meet it."""
+    verdicts = _rule_verdicts(records, rule)
     return float(np.mean(verdicts)) if verdicts else float("nan")
 
 

@@ -120,6 +120,13 @@ def test_bad_settings_are_clear_errors(tmp_path, overrides, message) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_missing_image_file_is_a_bad_setting_leaving_no_folder(tmp_path) -> None:
+    done = blackbox(tmp_path, *FAST, f"image={tmp_path / 'absent.jpg'}")
+    assert done.returncode == 2, done.stderr
+    assert "absent.jpg: no such file" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_target_lists_the_zoo(tmp_path) -> None:
     done = blackbox(tmp_path, *FAST, "target=nosuchmodel")
     assert done.returncode != 0
@@ -213,7 +220,7 @@ def test_the_verdict_line_counts_attacked_images_whose_crop_moved() -> None:
         {"clean_in_goal": True, "success": True},
     ]
     assert verdict(records, 2) == (
-        "verdict: 2 of 3 images: crop moved to the goal (1 already in the goal; 2 skipped (see errors.jsonl))"
+        "verdict: 2 of 3 images: crop moved to the goal (1 already in the goal; 2 skipped, see errors.jsonl)"
     )
     assert verdict(records[1:2]) == "verdict: 0 of 1 images: crop moved to the goal"
     assert verdict([], 1).startswith("verdict: no image attacked (1 skipped")

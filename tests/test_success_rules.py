@@ -301,4 +301,9 @@ def test_the_summary_gives_each_rules_rate() -> None:
     table = summary_table(records)
     assert "| a | fallback | no | yes | no / yes / yes |" in table
     assert "| c | fallback | no | no | no / n/a / n/a |" in table
-    assert "| 50% | 33% / 50% / 100% |" in table
+    assert "| 50% | 33% of 3 / 50% of 2 / 100% of 2 |" in table
+    # A rule the clean image already met reads "clean" in its row, and its rate leaves that image out.
+    met = {**records[1], "image": "d", "clean_success_by_rule": {**clean, "any_crop": True}}
+    table = summary_table([*records, met])
+    assert "| d | fallback | no | no | yes / no / clean |" in table
+    assert "/ 100% of 2 |" in table
