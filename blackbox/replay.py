@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -57,15 +58,15 @@ def replay(
     summaries = [s for s in optuna.get_all_study_summaries(storage) if s.user_attrs.get("image") == image_id]
     if not summaries:
         raise ReplayError(_no_study(run_dir, image_id, storage))
+    # Study names hold '|' and spaces: quoted, so a line can be pasted into the shell as it is.
+    names = "\n".join(f"  --study {shlex.quote(s.study_name)}    ({_label(s.user_attrs)})" for s in summaries)
     if study_name is not None:
         summaries = [s for s in summaries if s.study_name == study_name]
         if not summaries:
-            raise ReplayError(f"no study named {study_name!r} for image {image_id!r} in {run_dir}")
+            raise ReplayError(
+                f"no study named {study_name!r} for image {image_id!r} in {run_dir}; its studies:\n{names}"
+            )
     elif len(summaries) > 1:  # a compare run: one study per sampler and eps
-        # Study names hold '|' and spaces: quoted, so a line can be pasted into the shell as it is.
-        names = "\n".join(
-            f"  --study {shlex.quote(s.study_name)}    ({_label(s.user_attrs)})" for s in summaries
-        )
         raise ReplayError(
             f"{image_id!r} has {len(summaries)} studies in {run_dir} (one per black-box method and eps); "
             f"pick one by adding one of these flags:\n{names}"
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output PNG (default: RUN_DIR/replay/...)")
     args = parser.parse_args(argv)
     suffix = "best" if args.trial is None else f"trial{args.trial}"
+    if args.study:  # one file per study: a compare folder's studies of one image would overwrite
+        # The name after the image id (target, goal, size, sampler), made safe for a file name.
+        suffix = re.sub(r"[^\w.=-]+", "_", args.study.split("|", 1)[-1]) + "." + suffix
     out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
     try:
         path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)

@@ -65,6 +65,13 @@ def test_replay_of_a_compare_folder_with_several_studies_names_the_flag(tmp_path
     assert (
         out_png.read_bytes() == (tmp_path / "adversarial" / "random" / "eps20" / "chelsea.png").read_bytes()
     )
+    # Without --out, each study's replay gets its own file.
+    paths = set()
+    for line in listed:
+        code, out, err = _replay(str(tmp_path), "--image", "chelsea", *shlex.split(line.split("    (")[0]))
+        assert code == 0, err
+        paths.add(out.strip())
+    assert len(paths) == 2
 
 
 def test_replay_of_a_white_box_run_says_it_has_no_trials_and_names_the_png(tmp_path: Path) -> None:
