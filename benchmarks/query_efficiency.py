@@ -105,7 +105,7 @@ def main() -> None:
                 cache,
             )
             counted = [r for r in records if not r["clean_in_goal"]]
-            # One query, the final check: success is the record's own (it has no queries_to_success).
+            # One query, the final check: success is the record's own (queries_to_success 1, or null).
             rate = sum(r["success"] for r in counted) / len(counted) if counted else None
             report(
                 {

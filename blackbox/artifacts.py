@@ -105,7 +105,7 @@ def overlay(pixels: np.ndarray, output: TargetOutput, goal: Goal, title: str) ->
     """The image under the target's saliency map, with its salient point, its crops and the goal box."""
     image = saliency_view(pixels, output, title)
     draw_goal(ImageDraw.Draw(image), goal)
-    return with_legend(image, [c.aspect_ratio for c in output.crops])
+    return with_legend(image, [c.aspect_ratio for c in output.crops], heat=output.log_density is not None)
 
 
 def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:

@@ -12,21 +12,27 @@ import sys
 from pathlib import Path
 
 from blackbox.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
-from blackbox.visualize import grid, saliency_view, with_legend
+from blackbox.visualize import fitting_columns, grid, saliency_view, with_legend
 from blackbox.zoo import UnknownChoiceError, load_target
 from targets import DEFAULT_ASPECT_RATIOS, Target
 from targets.weights import MissingModelFileError
 
 
-def maps_picture(target: Target, images: list[LoadedImage], *, columns: int = 3):
-    """One panel per image: the map, salient point and crops of ``target``."""
+def maps_picture(target: Target, images: list[LoadedImage], *, columns: int | None = None):
+    """One panel per image: the map, salient point and crops of ``target``.
+
+    ``columns``: default as many as fit the count (:func:`fitting_columns`), so no row is left
+    half blank.
+    """
     outputs = [target.query([image.as_float])[0] for image in images]
     panels = [
         saliency_view(image.pixels, output, f"{target.name}: {image.image_id}")
         for image, output in zip(images, outputs, strict=True)
     ]
     ratios = list(getattr(target, "aspect_ratios", ()))
-    return with_legend(grid(panels, columns=min(columns, len(panels))), ratios, goal=False)
+    columns = fitting_columns(len(panels)) if columns is None else min(columns, len(panels))
+    heat = any(output.log_density is not None for output in outputs)  # a colour bar where maps are drawn
+    return with_legend(grid(panels, columns=columns), ratios, goal=False, heat=heat)
 
 
 def main(argv: list[str] | None = None) -> int:

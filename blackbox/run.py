@@ -387,10 +387,17 @@ def measured(
     has_point = Attack.has_point(measure)
     rule = success_rule(success, measure)
     width, height = image.width, image.height
+    success = succeeded(output, result.goal, width, height, has_point=has_point, rule=rule)
+    # "to success" follows the measured verdict: none if the measure says no; a one-query attack
+    # (white-box) that the measure calls a success succeeded at that query.
+    to_success = result.queries_to_success if success else None
+    if success and to_success is None and result.queries == 1:
+        to_success = 1
     return replace(
         result,
         adversarial_output=output,
-        success=succeeded(output, result.goal, width, height, has_point=has_point, rule=rule),
+        success=success,
+        queries_to_success=to_success,
         score=score(output, result.goal, width, height, has_point=has_point, rule=rule),
         success_rule=rule,
     )

@@ -3,7 +3,8 @@
 Every picture carries a legend (:func:`with_legend`): which colour is which crop aspect ratio, the
 goal and the salient point. The colours are far apart in hue, so no crop is taken for the goal:
 the goal is white with a black edge (no photo or heat map is drawn in it), the crops are orange,
-cyan, magenta and blue, the point red.
+cyan, magenta and blue, the point green with a black edge (it stands out on the red-to-yellow heat
+map and on photos alike). A saliency picture's legend also carries the heat map's colour bar.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from targets import TargetOutput
 CROP_COLOURS = ((255, 150, 0), (0, 220, 255), (255, 60, 200), (70, 90, 255))
 GOAL_COLOUR = (255, 255, 255)
 GOAL_EDGE = (0, 0, 0)
-POINT_COLOUR = (255, 0, 0)
+POINT_COLOUR = (0, 230, 0)
+POINT_EDGE = (0, 0, 0)  # a halo, so the point shows on any colour under it
+#: How many columns :func:`fitting_columns` may choose.
+MAX_COLUMNS = 5
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -70,9 +74,8 @@ def saliency_view(pixels: np.ndarray, output: TargetOutput, title: str) -> Image
     """
     base = pixels.astype(np.float64)
     if output.log_density is not None:
-        density = np.exp(output.log_density - output.log_density.max())[..., None]
-        heat = np.concatenate([np.clip(2 * density, 0, 1), np.clip(2 * density - 1, 0, 1), 0 * density], -1)
-        base = 0.35 * base + 0.65 * 255.0 * heat
+        density = np.exp(output.log_density - output.log_density.max())
+        base = 0.35 * base + 0.65 * 255.0 * heat_colours(density)
     image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     for i, crop in enumerate(output.crops):
@@ -85,12 +88,20 @@ def saliency_view(pixels: np.ndarray, output: TargetOutput, title: str) -> Image
     return image
 
 
+def heat_colours(density: np.ndarray) -> np.ndarray:
+    """Density relative to its maximum, in [0, 1], as RGB in [0, 1]: black, then red, then yellow."""
+    density = np.asarray(density, dtype=np.float64)[..., None]
+    return np.concatenate([np.clip(2 * density, 0, 1), np.clip(2 * density - 1, 0, 1), 0 * density], -1)
+
+
 def _mark_point(draw: ImageDraw.ImageDraw, point: tuple[float, float], width: int) -> None:
     x, y = point
     r = max(4, width // 80)
-    draw.ellipse((x - r, y - r, x + r, y + r), outline=POINT_COLOUR, width=3)
-    draw.line((x - 2 * r, y, x + 2 * r, y), fill=POINT_COLOUR, width=2)
-    draw.line((x, y - 2 * r, x, y + 2 * r), fill=POINT_COLOUR, width=2)
+    # Black strokes under the coloured ones: a halo that shows on red, yellow, dark or light.
+    for colour, extra in ((POINT_EDGE, 2), (POINT_COLOUR, 0)):
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=3 + extra)
+        draw.line((x - 2 * r - extra, y, x + 2 * r + extra, y), fill=colour, width=2 + extra)
+        draw.line((x, y - 2 * r - extra, x, y + 2 * r + extra), fill=colour, width=2 + extra)
 
 
 def _title(draw: ImageDraw.ImageDraw, title: str, width: int) -> None:
@@ -100,20 +111,30 @@ def _title(draw: ImageDraw.ImageDraw, title: str, width: int) -> None:
     draw.text((4, 2), title, fill=(255, 255, 255), font=face)
 
 
-def legend(width: int, ratios: list[float], *, goal: bool = True) -> Image.Image:
-    """A white strip ``width`` px wide naming each colour: the crops by aspect ratio, goal, point."""
+HEAT_LABEL = "saliency map: density / its max, 0 to 1 (brighter = more salient)"
+
+
+def legend(width: int, ratios: list[float], *, goal: bool = True, heat: bool = False) -> Image.Image:
+    """A white strip ``width`` px wide naming each colour: the crops by aspect ratio, goal, point.
+
+    ``heat``: also the heat map's colour bar (:func:`saliency_view`), dark to bright.
+    """
     size = _text_size(min(width, 960))
     face = font(size)
-    entries = [(f"crop {r:g} (h/w)", CROP_COLOURS[i % len(CROP_COLOURS)]) for i, r in enumerate(ratios)]
+    entries: list[tuple[str, tuple[int, int, int] | None]] = [
+        (f"crop {r:g} (h/w)", CROP_COLOURS[i % len(CROP_COLOURS)]) for i, r in enumerate(ratios)
+    ]
     if goal:
         entries.append(("goal", GOAL_COLOUR))
     entries.append(("salient point", POINT_COLOUR))
+    if heat:
+        entries.append((HEAT_LABEL, None))  # None: the colour bar, drawn 4 swatches wide
     strip = Image.new("RGB", (width, 1), "white")
     draw = ImageDraw.Draw(strip)
     # Lay the entries out left to right, wrapping to a new line where the width runs out.
     lines, x, y, row_h = [], 8, 8, size + 10
     for label, colour in entries:
-        label_w = int(draw.textlength(label, font=face)) + size + 24
+        label_w = int(draw.textlength(label, font=face)) + size * (4 if colour is None else 1) + 24
         if x + label_w > width and x > 8:
             x, y = 8, y + row_h
         lines.append((x, y, label, colour))
@@ -122,22 +143,40 @@ def legend(width: int, ratios: list[float], *, goal: bool = True) -> Image.Image
     draw = ImageDraw.Draw(strip)
     for x, y, label, colour in lines:
         swatch = (x, y, x + size, y + size)
+        if colour is None:  # the colour bar: the map's colours at full strength, 0 on the left
+            bar = (255 * heat_colours(np.linspace(0, 1, 4 * size))).astype(np.uint8)
+            strip.paste(Image.fromarray(np.repeat(bar[None], size, axis=0), "RGB"), (x, y))
+            draw.rectangle((x, y, x + 4 * size, y + size), outline=(0, 0, 0))
+            draw.text((x + 4 * size + 6, y - 1), label, fill=(0, 0, 0), font=face)
+            continue
         if colour == GOAL_COLOUR:
             draw.rectangle(swatch, outline=GOAL_EDGE, width=4)
             draw.rectangle(swatch, outline=GOAL_COLOUR, width=2)
+        elif colour == POINT_COLOUR:  # drawn as on the pictures: the marker on its halo
+            draw.rectangle(swatch, fill=colour, outline=POINT_EDGE, width=2)
         else:
             draw.rectangle(swatch, fill=colour, outline=(0, 0, 0))
         draw.text((x + size + 6, y - 1), label, fill=(0, 0, 0), font=face)
     return strip
 
 
-def with_legend(picture: Image.Image, ratios: list[float], *, goal: bool = True) -> Image.Image:
+def with_legend(
+    picture: Image.Image, ratios: list[float], *, goal: bool = True, heat: bool = False
+) -> Image.Image:
     """``picture`` with its :func:`legend` below it."""
-    strip = legend(picture.width, ratios, goal=goal)
+    strip = legend(picture.width, ratios, goal=goal, heat=heat)
     canvas = Image.new("RGB", (picture.width, picture.height + strip.height), "white")
     canvas.paste(picture, (0, 0))
     canvas.paste(strip, (0, picture.height))
     return canvas
+
+
+def fitting_columns(count: int, most: int = MAX_COLUMNS) -> int:
+    """Columns for ``count`` panels leaving the fewest empty cells (then the widest): 5 photos make
+    one row of 5, not 3 over 2 with a blank beside them; 6 make 3 by 2, 7 make 4 over 3."""
+    if count <= most:
+        return max(1, count)
+    return min(range(2, most + 1), key=lambda c: (-count % c, -c))
 
 
 def grid(panels: list[Image.Image], *, columns: int, gap: int = 8) -> Image.Image:

@@ -70,7 +70,8 @@ from tests.conftest import REPO
         (["storage=url", "storage.url=null"], ["storage=url needs storage.url="]),
         (["dataset=folder"], ["dataset=folder needs dataset.path="]),
         (["dataset=folder", "dataset.path=/nonexistent/photos"], ["/nonexistent/photos does not exist"]),
-        (["image=/nonexistent/a.png", "dataset=folder"], []),  # image= wins: checked when read
+        # image= wins over dataset=; a missing file is a bad setting (exit 2 before any folder).
+        (["image=/nonexistent/a.png", "dataset=folder"], ["image=/nonexistent/a.png: no such file"]),
         (["dataset.names=[nosuch]"], ["unknown bundled photos", "chelsea"]),
     ],
 )

@@ -221,3 +221,25 @@ def test_an_input_left_out_of_a_comparison_is_exit_3(tmp_path: Path) -> None:
         cfg = compose(config_name="compare", overrides=overrides)
     assert Comparison(cfg, tmp_path / "run", target_name="classic").run() == 3
     assert "clip" in (tmp_path / "run" / "selection.json").read_text()
+
+
+def test_the_report_says_what_the_bisection_floor_is_and_counts_its_queries(tmp_path: Path) -> None:
+    from blackbox.compare import COLUMNS
+    from blackbox.report import write_report
+
+    def row(eps: float, success: bool, bisection: bool, method: str = "iterative_fgm") -> dict:
+        family = "black-box" if method == "random" else "white-box"
+        values = {"image": "chelsea", "method": method, "family": family, "eps": eps, "success": success}
+        values |= {"bisection": bisection, "clean_in_goal": False, "queries": 6 if method == "random" else 1}
+        values |= {"l2": eps * 0.98, "shift_pct_distance": 50.0, "shift_pct_width": 5.0, "ssim": 0.99}
+        return {k: str(values.get(k, "")) for k in COLUMNS}
+
+    # Sweep 10 succeeds; the bisection tries 5 (no), 7.5 (yes), 6.25 (no): the floor is 7.5, to 1.25.
+    raw = [row(10, True, False), row(5, False, True), row(7.5, True, True), row(6.25, False, True)]
+    raw.append(row(10, True, False, method="random"))
+    report = write_report(tmp_path, raw, None, {}, {"smallest_eps": {"bisection_steps": 3}, "budget": 6})
+    assert "| chelsea | 7.35 | 9.80 |" in report
+    assert "not a measured minimum" in report and "3 bisection steps" in report
+    assert "iterative_fgm 1.25" in report
+    # Per image: 1 sweep query and 3 bisection checks for the white-box method; 6 for the search.
+    assert "| iterative_fgm | 1.0 | 3.0 | 4.0 |" in report and "| random | 6.0 | 0.0 | 6.0 |" in report

@@ -46,3 +46,33 @@ def test_goal_crop_and_point_colours_are_far_apart() -> None:
     for i, a in enumerate(colours):
         for b in colours[i + 1 :]:
             assert np.abs(np.subtract(a, b)).sum() >= 150, (a, b)
+
+
+def test_the_point_stands_out_on_every_heat_map_colour() -> None:
+    """The point was red, the heat map's own colour at half the maximum density."""
+    from blackbox.visualize import POINT_COLOUR, heat_colours
+
+    for colour in 255 * heat_colours(np.linspace(0, 1, 101)):
+        assert np.abs(colour - POINT_COLOUR).sum() >= 150, colour
+
+
+def test_a_grid_fits_the_count() -> None:
+    from blackbox.visualize import fitting_columns
+
+    # Five photos: one row, not 3 over 2 with a blank cell; every count leaves the fewest blanks.
+    assert [fitting_columns(n) for n in (1, 3, 5, 6, 7, 8, 9)] == [1, 3, 5, 3, 4, 4, 3]
+
+
+def test_the_maps_picture_has_a_colour_bar_and_fits_five_photos(tmp_path: Path, photo: np.ndarray) -> None:
+    sources = []
+    for i in range(5):
+        sources.append(tmp_path / f"cat{i}.png")
+        Image.fromarray(photo).save(sources[-1])
+    out = tmp_path / "maps.png"
+    assert main([*map(str, sources), "--target", "classic", "--working-width", "160", "--out", str(out)]) == 0
+    with Image.open(out) as picture:
+        assert picture.width == 5 * 160 + 4 * 8  # one row of five, no blank cell
+        legend = np.asarray(picture.convert("RGB"))[106:].reshape(-1, 3).astype(int)
+    # The colour bar runs from black through red to yellow (what full density is drawn as).
+    for colour in ((255, 255, 0), (255, 0, 0)):
+        assert (np.abs(legend - colour).sum(axis=1) <= 12).any(), colour

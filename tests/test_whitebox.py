@@ -218,3 +218,34 @@ def test_fit_patches_finds_the_energy() -> None:
     params = fit_patches(delta, n_patches=2, region=Region(0, 0, 79, 59), space=SEARCH)
     assert abs(params["p0_x"] - 51.5) <= 2 and abs(params["p0_y"] - 21.5) <= 2
     assert params["p0_r"] == pytest.approx(1.0) and params["p0_g"] == pytest.approx(0.0)
+
+
+def test_a_successful_white_box_attack_succeeded_at_its_one_query(photo) -> None:
+    from blackbox.run import summary_table
+
+    target = ClassicSaliency()
+    problem = problem_on(photo, target, 20.0)
+    result = IterativeFGM().run(problem, target)
+    assert result.success and result.queries == 1
+    assert result.queries_to_success == 1
+    record = result.record(problem.image, problem.clean_output)
+    assert record["queries_to_success"] == 1
+    row = summary_table([record]).splitlines()[2].split(" | ")
+    header = summary_table([]).splitlines()[0].split(" | ")
+    assert row[header.index("to success")] == "1"
+
+
+def test_to_success_follows_the_measured_verdict(photo) -> None:
+    from dataclasses import replace
+
+    from blackbox.run import measured
+
+    target = ClassicSaliency()
+    problem = problem_on(photo, target, 20.0)
+    result = IterativeFGM().run(problem, target)
+    assert result.success
+    # Measured on the target itself, the verdict stands; told "no" by the measure, it has none.
+    assert measured(result, target, problem.image).queries_to_success == 1
+    # A goal box in the corner, where the salient point is not.
+    failing = replace(result, goal=replace(result.goal, x0=0.0, y0=0.0, x1=1.0, y1=1.0))
+    assert measured(failing, target, problem.image).queries_to_success is None

@@ -45,7 +45,7 @@ class AttackResult:
     eps: float
     norm: str
     queries: int  # target queries the attack spent (gradient steps count as none)
-    queries_to_success: int | None
+    queries_to_success: int | None  # queries spent up to the first success; None: no success
     score: float
     best_trial: int | None = None
     perturbation: dict | None = None  # the trial config that replays the adversarial image

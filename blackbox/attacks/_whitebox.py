@@ -73,17 +73,19 @@ class WhiteBoxAttack(Attack):
         output = target.query([adversarial.astype(np.float32) / 255.0])[0]
         has_point = self.has_point(target)
         rule = self.success_rule(problem, target)
+        success = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
         return AttackResult(
             image_id=problem.image.image_id,
             method=self.name,
-            success=succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule),
+            success=success,
             adversarial=adversarial,
             adversarial_output=output,
             goal=problem.goal,
             eps=problem.eps,
             norm=problem.norm,
             queries=1,
-            queries_to_success=None,
+            # Its one query is the one that succeeded (None, as for a search that never hit, if not).
+            queries_to_success=1 if success else None,
             score=score(output, problem.goal, width, height, has_point=has_point, rule=rule),
             extra={"gradient_steps": self.gradient_steps},
             success_rule=rule,
