@@ -111,7 +111,8 @@ def _title(draw: ImageDraw.ImageDraw, title: str, width: int) -> None:
     draw.text((4, 2), title, fill=(255, 255, 255), font=face)
 
 
-HEAT_LABEL = "saliency map: density / its max, 0 to 1 (brighter = more salient)"
+# Short enough for the narrowest picture (a 640 px wide map): brighter is more salient.
+HEAT_LABEL = "saliency: 0 to 1 x its max"
 
 
 def legend(width: int, ratios: list[float], *, goal: bool = True, heat: bool = False) -> Image.Image:
