@@ -135,7 +135,17 @@ def plot(path: Path, rows: list[FloatRow], targets: list[str], eps_list: list[fl
         rules = _ordered([str(r["success_rule"]) for r in rows if r["target"] == target])
         curve = success_curve(rows, target, eps_list)
         label = f"{target} ({', '.join(rules) or 'no result'}, {len(counted_images(rows, target))} images)"
-        ax.plot(eps_list, curve, marker="o", linewidth=2, color=f"C{i % 10}", label=label)
+        # Markers and dashes differ too, so a line that runs under another (both at 100%) still shows.
+        ax.plot(
+            eps_list,
+            curve,
+            marker="osD^vP"[i % 6],
+            markersize=7,
+            linestyle=("-", "--", "-.", ":")[i % 4],
+            linewidth=2,
+            color=f"C{i % 10}",
+            label=label,
+        )
     ax.set_xscale("log")
     ax.set_xticks(eps_list, [f"{e:g}" for e in eps_list])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
