@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from blackbox.report import FloatRow, _ordered, parse_row
-
-RULE_TEXT = {
-    "point": "point: the salient point in the goal",
-    "crops": "crops: the goal in every crop that can hold it",
-    "any_crop": "any_crop: the goal in one crop",
-}
 
 
 def counted_images(rows: list[FloatRow], target: str) -> list[str]:
@@ -193,10 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    import json
-
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.to_container(OmegaConf.load(settings))
     skipped_path = args.run_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}

@@ -70,14 +70,15 @@ from tests.conftest import REPO
         (["storage=url", "storage.url=null"], ["storage=url needs storage.url="]),
         (["dataset=folder"], ["dataset=folder needs dataset.path="]),
         (["dataset=folder", "dataset.path=/nonexistent/photos"], ["/nonexistent/photos does not exist"]),
-        (["image=/nonexistent/a.png", "dataset=folder"], []),  # image= wins: checked when read
+        # image= wins over the dataset, and a named file that is not there is a bad setting (ad5e075)
+        (
+            ["image=/nonexistent/a.png", "dataset=folder"],
+            ["image=/nonexistent/a.png: no such file or folder"],
+        ),
         (["dataset.names=[nosuch]"], ["unknown bundled photos", "chelsea"]),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(overrides, says) -> None:
-    if not says:
-        preflight(overrides)  # a missing single image is the run's to report, as a skipped input
-        return
     with pytest.raises(USER_ERRORS) as caught:
         preflight(overrides)
     for words in says:

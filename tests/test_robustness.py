@@ -121,8 +121,9 @@ def test_a_resume_does_not_redo_finished_rows(tmp_path: Path) -> None:
     # An interruption after the first six rows: the re-run attacks only the last two again.
     lines = (tmp_path / "results.csv").read_text().splitlines(keepends=True)
     (tmp_path / "results.csv").write_text("".join(lines[:7]))
-    entropy.images = 0
+    classic.images = entropy.images = 0
     assert quiet(cfg, tmp_path, targets) == EXIT_OK
+    assert classic.images == 0  # every classic row was kept
     again = rows(tmp_path)
     assert again[:6] == first[:6] and len(again) == 8
     assert {(r["target"], r["image"], r["eps"]) for r in again[6:]} == {
