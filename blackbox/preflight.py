@@ -79,7 +79,7 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
     """Every check that needs no target, model or image decoding; raises :class:`ConfigError`.
 
     ``config_name="compare"`` checks ``python -m blackbox.compare``'s settings: the run's, and its
-    methods and ``eps_list``.
+    methods and ``eps_list``; ``"robustness"`` ``python -m blackbox.robustness``'s targets and sweep.
     """
     cfg = compose_overrides(overrides, config_name)
     try:
@@ -96,6 +96,11 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
         from blackbox.compare import check_compare_config  # compare imports the run, which is heavy
 
         check_compare_config(cfg)
+    elif config_name == "robustness":
+        from blackbox.robustness import check_robustness_config  # imports the run, which is heavy
+
+        check_robustness_config(cfg)
+        _check_constructors(cfg)
     else:
         _check_constructors(cfg)
     if (

@@ -58,6 +58,7 @@ SLOW = frozenset(
         "test_multirun.py::test_joblib_launched_workers_share_one_postgres_experiment",
         "test_resume.py::test_leftovers_of_a_kill_are_repaired_with_a_warning",
         "test_resume.py::test_sigkill_mid_image_then_the_same_command_resumes_and_loses_nothing",
+        "test_robustness.py::test_the_cli_exits_2_on_bad_settings_and_leaves_no_folder",
         "test_serve.py::test_cli_serves_a_zoo_target",
         "test_target_deepgaze.py::test_cli_runs_with_fixture_weights_given_by_path",
         "test_target_deepgaze.py::test_cli_without_model_files_fails_clearly",
