@@ -90,7 +90,8 @@ def test_cli_run_through_http_never_stores_the_secret(tmp_path) -> None:
         )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "run" / "results.jsonl").read_text())
-    assert record["target"] == "http" and record["goal"]["source"] == "fallback"
+    # Crop-only: the default goal is the band beyond the narrowest clean crop (blackbox/goal.py).
+    assert record["target"] == "http" and record["goal"]["source"] == "beyond_crop"
     assert record["target_counters"]["answered"] == 1 + 4 and record["target_counters"]["rejected"] == 0
     assert "auth_env: BLACKBOX_TEST_TOKEN" in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
     files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
