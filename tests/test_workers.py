@@ -21,7 +21,9 @@ from blackbox.workers import PostgresExperiment, experiment_name, schema_for
 from tests.conftest import REPO
 from tests.services import postgres_url
 
-IMAGES = ["astronaut", "chelsea", "coffee", "rocket"]
+# Not astronaut or hubble_deep_field: at 160 px every clean crop of theirs shows the goal, so they are
+# skipped (exit 3), and this test is about workers, not skips.
+IMAGES = ["chelsea", "coffee", "rocket"]
 BUDGET = 10
 
 
