@@ -24,7 +24,6 @@ from their journal. ``report.md`` and the figures are rebuilt from ``results.csv
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ from tqdm.auto import tqdm
 
 from blackbox.attacks import Attack, AttackFailedError, AttackProblem, WhiteBoxAttack
 from blackbox.config_checks import ConfigError, check_eps, check_run_config
+from blackbox.csv_results import CsvResults
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
-from blackbox.jsonl import repair_torn_tail
 from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.report import write_report
 from blackbox.run import (
@@ -157,40 +156,16 @@ def check_compare_config(cfg: DictConfig) -> None:
         raise ConfigError(f"smallest_eps.bisection_steps must be a whole number >= 0, got {steps!r}")
 
 
-def _check_row(path: Path, line: int, row: dict) -> None:
-    """A row of ``results.csv`` as this module writes it; else :class:`ConfigError` naming the line."""
-    problem = None
-    missing = [k for k in ("image", "method", "eps", "bisection", "success") if not row.get(k)]
-    if missing or None in row or any(v is None for v in row.values()):
-        problem = f"missing {', '.join(missing)}" if missing else "a different number of columns"
-    elif row["bisection"] not in ("True", "False"):
-        problem = f"bisection is {row['bisection']!r}, not True or False"
-    else:
-        try:
-            float(row["eps"])
-        except ValueError:
-            problem = f"eps is {row['eps']!r}, not a number"
-    if problem:
-        raise ConfigError(
-            f"{path}, line {line} is not a whole results row ({problem}): the file was damaged or "
-            "edited. Fix or delete that line and re-run the same command (a deleted row is attacked "
-            "again), or re-run in a new folder (hydra.run.dir=...)"
-        )
-
-
-class ResultsTable:
+class ResultsTable(CsvResults):
     """``results.csv``: rows appended and flushed one by one, so an interruption loses none."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict] = []
-        if path.exists():
-            repair_torn_tail(path)  # a row cut off by a crash is set aside, not read as a result
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                for row in reader:
-                    _check_row(path, reader.line_num, row)
-                    self.rows.append(row)
+        super().__init__(
+            path,
+            columns=COLUMNS,
+            required=("image", "method", "eps", "bisection", "success"),
+            flags=("bisection",),
+        )
         self._done = {
             self.key(r["image"], r["method"], float(r["eps"]), r["bisection"] == "True") for r in self.rows
         }
@@ -203,13 +178,7 @@ class ResultsTable:
         return self.key(image, method, eps, bisection) in self._done
 
     def append(self, row: dict) -> None:
-        new_file = not self.path.exists()
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: row.get(k) for k in COLUMNS})
-        self.rows.append({k: str(row.get(k)) for k in COLUMNS})
+        super().append(row)
         self._done.add(self.key(row["image"], row["method"], float(row["eps"]), bool(row["bisection"])))
 
     def for_image(self, image: str, method: str) -> list[dict]:

@@ -19,7 +19,6 @@ from ``results.csv`` at the end (:mod:`blackbox.robustness_report`).
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import sys
 from pathlib import Path
@@ -34,9 +33,9 @@ from tqdm.auto import tqdm
 from blackbox.attacks import AttackFailedError, AttackProblem
 from blackbox.compare import _eps_list
 from blackbox.config_checks import ConfigError, check_run_config
+from blackbox.csv_results import CsvResults
 from blackbox.datasets import iterate, sources_from_config
 from blackbox.images import ImageLoadError, LoadedImage, save_png
-from blackbox.jsonl import repair_torn_tail
 from blackbox.preflight import expand_home, preflight, wants_preflight
 from blackbox.robustness_report import write_robustness_report
 from blackbox.run import (
@@ -146,43 +145,16 @@ def target_config(cfg: DictConfig, name: str) -> DictConfig:
     return config
 
 
-def _check_row(path: Path, line: int, row: dict) -> None:
-    """A row of ``results.csv`` as this module writes it; else :class:`ConfigError` naming the line."""
-    missing = [k for k in ("target", "image", "eps", "success") if not row.get(k)]
-    problem = None
-    if missing or None in row or any(v is None for v in row.values()):
-        problem = f"missing {', '.join(missing)}" if missing else "a different number of columns"
-    elif row["success"] not in ("True", "False"):
-        problem = f"success is {row['success']!r}, not True or False"
-    else:
-        try:
-            float(row["eps"])
-        except ValueError:
-            problem = f"eps is {row['eps']!r}, not a number"
-    if problem:
-        raise ConfigError(
-            f"{path}, line {line} is not a whole results row ({problem}): the file was damaged or "
-            "edited. Fix or delete that line and re-run the same command (a deleted row is attacked "
-            "again), or re-run in a new folder (hydra.run.dir=...)"
-        )
-
-
-class RobustnessTable:
+class RobustnessTable(CsvResults):
     """``results.csv``: rows appended and flushed one by one, so an interruption loses none.
 
     Raises :class:`ConfigError` when an existing file holds a row this module did not write.
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict] = []
-        if path.exists():
-            repair_torn_tail(path)  # a row cut off by a crash is set aside, not read as a result
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                for row in reader:
-                    _check_row(path, reader.line_num, row)
-                    self.rows.append(row)
+        super().__init__(
+            path, columns=COLUMNS, required=("target", "image", "eps", "success"), flags=("success",)
+        )
 
     def done(self, target: str, image: str) -> dict[float, bool]:
         """``{eps: success}`` of the attacks finished on ``image`` against ``target``."""
@@ -191,15 +163,6 @@ class RobustnessTable:
             for r in self.rows
             if r["target"] == target and r["image"] == image
         }
-
-    def append(self, row: dict) -> None:
-        new_file = not self.path.exists()
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: row.get(k) for k in COLUMNS})
-        self.rows.append({k: str(row.get(k)) for k in COLUMNS})
 
 
 def row_from_record(record: dict, *, sampler: str, budget: int) -> dict:
