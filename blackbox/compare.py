@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import optuna
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -54,7 +52,7 @@ from blackbox.run import (
     make_attack,
     make_goal,
 )
-from blackbox.run_folder import claim_run_folder, discard_if_unused
+from blackbox.run_folder import discard_if_unused, working_in
 from blackbox.selection import SelectionReport, SelectionRules, rejection
 from blackbox.zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
@@ -360,17 +358,12 @@ def compare(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target 
     """Run a comparison in ``run_dir`` and return its exit code.
 
     The same checks as ``python -m blackbox`` come first; one process at a time works in the folder
-    (:func:`blackbox.run_folder.claim_run_folder`), and ``torch_threads`` is honoured.
+    (:func:`blackbox.run_folder.working_in`), and ``torch_threads`` is honoured.
     """
     settings = OmegaConf.to_container(cfg, resolve=True)
     check_run_config(settings)  # type: ignore[arg-type]
     check_compare_config(cfg)
-    # One line per in-memory study ("A new study created in memory") would drown the progress bar.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
-    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
-    with claim_run_folder(run_dir, journal):
+    with working_in(run_dir, cfg):
         return Comparison(cfg, run_dir, target_name=target_name, target=target).run()
 
 

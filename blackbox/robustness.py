@@ -24,8 +24,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import optuna
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -48,7 +46,7 @@ from blackbox.run import (
     make_attack,
     make_goal,
 )
-from blackbox.run_folder import claim_run_folder, discard_if_unused
+from blackbox.run_folder import discard_if_unused, working_in
 from blackbox.zoo import group_config, group_names, instantiate_target
 from targets import Target, TargetQueryError
 
@@ -272,17 +270,12 @@ def robustness(cfg: DictConfig, run_dir: Path, *, targets: dict[str, Target] | N
     """Run the robustness report in ``run_dir`` and return its exit code.
 
     The same checks as ``python -m blackbox`` come first (:class:`ConfigError` for a bad setting);
-    one process at a time works in the folder (:func:`blackbox.run_folder.claim_run_folder`).
+    one process at a time works in the folder (:func:`blackbox.run_folder.working_in`).
     """
     settings = OmegaConf.to_container(cfg, resolve=True)
     check_run_config(settings)  # type: ignore[arg-type]
     check_robustness_config(cfg)
-    # One line per in-memory study ("A new study created in memory") would drown the progress bar.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
-    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
-    with claim_run_folder(run_dir, journal):
+    with working_in(run_dir, cfg):
         return Robustness(cfg, run_dir, targets=targets).run()
 
 

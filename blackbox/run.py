@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import optuna
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -35,7 +33,7 @@ from blackbox.images import ImageLoadError, LoadedImage, save_png
 from blackbox.jsonl import JsonlError, append_record, read_records
 from blackbox.metrics import ssim
 from blackbox.objective import SUCCESS_RULES, score, succeeded, success_rule
-from blackbox.run_folder import check_resume_settings, claim_run_folder
+from blackbox.run_folder import check_resume_settings, working_in
 from blackbox.search_space import SearchSpaceError
 from blackbox.storage import make_storage
 from blackbox.visualize import side_by_side
@@ -184,8 +182,7 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
     """
     settings = OmegaConf.to_container(cfg, resolve=True)
     check_run_config(settings)  # type: ignore[arg-type]
-    journal = run_dir / "optuna.journal" if cfg.storage.kind == "journal" else None
-    with claim_run_folder(run_dir, journal):
+    with working_in(run_dir, cfg):
         resume_settings = {
             **settings,  # type: ignore[dict-item]
             "target": target_name,
@@ -199,10 +196,6 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
 
 
 def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None) -> RunSummary:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study would break the progress bar
-    if cfg.get("torch_threads"):
-        # On a small machine, one thread fewer for torch leaves a core to the sampler (ask_ahead).
-        torch.set_num_threads(int(cfg.torch_threads))
     sources = sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target if target is not None else instantiate_target(cfg.target)
