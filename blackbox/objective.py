@@ -84,9 +84,14 @@ def goal_coverage(crop: CropBox, goal: Goal) -> float:
     return ix * iy / area if area > 0 else 0.0
 
 
+def salient_point(output: TargetOutput, width: int, height: int, *, has_point: bool) -> tuple[float, float]:
+    """The target's salient point, or (``has_point=False``: a crop-only target) the one its crops imply."""
+    return output.salient_point if has_point else estimate_point(output.crops, width, height)
+
+
 def crop_score(output: TargetOutput, goal: Goal, width: int, height: int, *, has_point: bool) -> float:
     """Mean goal coverage of the crops minus the point's distance to the goal (fraction of the width)."""
-    point = output.salient_point if has_point else estimate_point(output.crops, width, height)
+    point = salient_point(output, width, height, has_point=has_point)
     dx = max(goal.x0 - point[0], 0.0, point[0] - goal.x1)
     dy = max(goal.y0 - point[1], 0.0, point[1] - goal.y1)
     distance = float(np.hypot(dx, dy)) / width
@@ -192,7 +197,7 @@ def success_by_rule(
     output: TargetOutput, goal: Goal, width: int, height: int, *, has_point: bool = True
 ) -> dict[str, bool | None]:
     """Every rule's verdict, ``{"point": ..., "crops": ..., "any_crop": ...}`` (``None``: does not apply)."""
-    point = output.salient_point if has_point else estimate_point(output.crops, width, height)
+    point = salient_point(output, width, height, has_point=has_point)
     return {
         "point": goal.contains(point),
         "crops": crops_rule(output.crops, goal, width, height, every=True),
@@ -211,6 +216,6 @@ def succeeded(
 ) -> bool:
     """Success under ``rule`` (module doc); a rule that does not apply is no success."""
     if rule == "point":
-        point = output.salient_point if has_point else estimate_point(output.crops, width, height)
+        point = salient_point(output, width, height, has_point=has_point)
         return goal.contains(point)
     return bool(crops_rule(output.crops, goal, width, height, every=rule == "crops"))
