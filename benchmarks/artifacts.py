@@ -5,7 +5,7 @@
 Part by part, on the bundled photos at the working width (640 px): one target query (per image, in
 batches of ``batch_size``), the callback's per-trial attributes, and one upload (adversarial PNG and
 overlay encoded, copied into the artifact store, linked to the trial in the journal). Then the real
-pipeline (``blackbox.run.run``, journal storage) once per mode: wall ms per trial and trials uploaded.
+pipeline (``experiment.run.run``, journal storage) once per mode: wall ms per trial and trials uploaded.
 The table is printed and written as JSON under ``runs/benchmarks/``.
 """
 
@@ -25,12 +25,12 @@ import optuna
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.artifacts import TrialArtifacts, artifact_store
 from blackbox.attacks import AttackProblem
-from blackbox.attacks.patch_search import TrialRecord
-from blackbox.datasets import bundled_sources, iterate
-from blackbox.goal import default_goal
-from blackbox.run import run
+from blackbox.core.datasets import bundled_sources, iterate
+from blackbox.core.goal import default_goal
+from blackbox.experiment.artifacts import TrialArtifacts, artifact_store
+from blackbox.experiment.run import run
+from blackbox.search.patch_search import TrialRecord
 
 
 def _median_ms(fn, repeats: int) -> float:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from blackbox.images import load_bundled
-from blackbox.zoo import load_target
+from blackbox.core.images import load_bundled
+from blackbox.settings.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS, Target
 from targets._protocol import encode_png
 from targets.http import HttpTarget

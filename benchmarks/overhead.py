@@ -3,7 +3,7 @@
     python -m benchmarks.overhead --targets classic twitter --samplers tpe random --budget 200
 
 **Overhead ratio**, per (target, sampler): the wall time of one image's budget-200 attack
-(``blackbox.run.run`` on the composed config, early stop off so all 200 queries are spent, the
+(``blackbox.experiment.run.run`` on the composed config, early stop off so all 200 queries are spent, the
 default journal storage) divided by 200 x the target's single-query latency (p50 at batch 1, same
 image). 1.0 is the physical limit: nothing but target queries. Below 1.0 is possible because the
 attack sends ``batch_size`` images per call. The time spent inside target calls is also reported,
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._compose import compose_run
-from blackbox.images import load_bundled
-from blackbox.run import run
-from blackbox.zoo import load_target
+from blackbox.core.images import load_bundled
+from blackbox.experiment.run import run
+from blackbox.settings.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS, Output, Target, TargetOutput, crop_boxes
 
 PHOTO = "chelsea"

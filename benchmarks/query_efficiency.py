@@ -5,7 +5,7 @@
 
 Each ``--variant NAME=OVERRIDE[,OVERRIDE...]`` is a black-box search design given as Hydra overrides
 (``search.region=image``, ``warm_start=surrogate``, ...). Every (variant, eps, seed) runs the real
-pipeline (``blackbox.run.run``) on the dataset with early stop, so an image's first success is its
+pipeline (``blackbox.experiment.run.run``) on the dataset with early stop, so an image's first success is its
 ``queries_to_success``; success at ``k`` queries is the share of images whose first success came
 within ``k``. White-box methods (``--whitebox``) craft with gradients of the same target at the same
 eps; they spend one query. Images whose clean salient point already lies in the goal are left out.
@@ -25,7 +25,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.run import run
+from blackbox.experiment.run import run
 
 CHECKPOINTS = (20, 50, 100, 200, 500)
 

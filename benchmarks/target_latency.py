@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks._memory import PeakSampler, rss_mb
-from blackbox.zoo import load_target
+from blackbox.settings.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
 
 

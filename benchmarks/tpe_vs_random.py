@@ -2,7 +2,7 @@
 
     python -m benchmarks.tpe_vs_random --target classic --eps 10 20 30 --budgets 20 200 --seeds 0 1
 
-Every cell runs the real pipeline (``blackbox.run.run`` on the composed Hydra config) with in-memory
+Every cell runs the real pipeline (``experiment.run.run`` on the composed Hydra config) with in-memory
 storage, and the table is printed and written as JSON under ``runs/benchmarks/``.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.run import run, success_rate
+from blackbox.experiment.run import run, success_rate
 
 
 def main() -> None:

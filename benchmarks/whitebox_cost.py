@@ -21,9 +21,9 @@ import torch
 
 from benchmarks._compose import compose_run
 from blackbox.attacks import AttackProblem
-from blackbox.images import load_bundled
-from blackbox.run import make_attack, make_goal
-from blackbox.zoo import group_names, load_target
+from blackbox.core.images import load_bundled
+from blackbox.experiment.run import make_attack, make_goal
+from blackbox.settings.zoo import group_names, load_target
 from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
 
 PHOTO = "chelsea"

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from blackbox.images import BUNDLED_PHOTOS
+from blackbox.core.images import BUNDLED_PHOTOS
 
 REPO = Path(__file__).resolve().parents[1]
 

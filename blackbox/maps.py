@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from blackbox.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
-from blackbox.visualize import fitting_columns, grid, saliency_view, with_legend
-from blackbox.zoo import UnknownChoiceError, load_target
+from blackbox.core.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
+from blackbox.core.visualize import fitting_columns, grid, saliency_view, with_legend
+from blackbox.settings.zoo import UnknownChoiceError, load_target
 from targets import DEFAULT_ASPECT_RATIOS, Target
 from targets.weights import MissingModelFileError
 

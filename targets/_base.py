@@ -6,7 +6,7 @@ that, so an attack can check up front whether it can run (a crop-only service gi
 
 A :class:`DifferentiableTarget` also gives its log-density as a torch tensor with gradients, which
 is what the white-box attacks need. Query counting is the framework's job
-(:class:`blackbox.budget.QueryBudget`), not the target's.
+(:class:`blackbox.search.budget.QueryBudget`), not the target's.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Files (resolved by :mod:`targets.weights`; README "Model files"):
 * the readout checkpoint (``target.weights``; default name ``deepgaze2_readout.pth``) in
   deepgaze_pytorch's DeepGaze II layout (:mod:`targets._deepgaze_checkpoint`). No DeepGaze II
   readout is published as PyTorch weights: ``python -m blackbox.distill student=deepgaze`` trains
-  one on this frozen backbone (:mod:`blackbox.distill_deepgaze`; from a zoo teacher's maps or from
+  one on this frozen backbone (:mod:`blackbox.training.distill_deepgaze`; from a zoo teacher's maps or from
   pysaliency's fixation datasets, as the authors trained theirs on MIT1003) and writes
   ``runs/distill/<source>-deepgaze-seed<seed>/deepgaze2_readout.pth``; converting the authors'
   TensorFlow release is the other way;
@@ -121,7 +121,7 @@ class DeepGazeIINetwork(nn.Module):
         )
         self.readout_network.load_state_dict(checkpoint.readout_state, strict=True)
         self.readout_network.requires_grad_(False).eval()
-        # Parameters (frozen here) rather than numbers, so blackbox.distill_deepgaze can train them.
+        # Parameters (frozen here) rather than numbers, so blackbox.training.distill_deepgaze can train them.
         self.blur_sigma = nn.Parameter(torch.tensor(float(checkpoint.blur_sigma)), requires_grad=False)
         self.centre_bias_weight = nn.Parameter(
             torch.tensor([float(checkpoint.centre_bias_weight)]), requires_grad=False
@@ -238,7 +238,7 @@ class DeepGazeII(DifferentiableTarget):
             explicit = None if centre_bias == "mit1003" else centre_bias
             centre_bias_requests.append(FileRequest(CENTRE_BIAS_FILE, explicit, "target.centre_bias"))
         if isinstance(weights, Mapping):
-            # A readout state dict in memory (blackbox.distill_deepgaze starts training from one).
+            # A readout state dict in memory (blackbox.training.distill_deepgaze starts training from one).
             source = "the given readout state dict"
             checkpoint = parse_deepgaze2(weights, source=source)
         else:
@@ -280,7 +280,7 @@ class DeepGazeII(DifferentiableTarget):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got shape {tuple(images.shape)}")
         parameter = next(self.network.parameters())
-        # On the network's device and dtype (a GPU after .to("cuda"), as blackbox.distill trains it).
+        # On the network's device and dtype (a GPU after .to("cuda"), as blackbox.training.distill trains it).
         return self.network(images.to(device=parameter.device, dtype=parameter.dtype))
 
 

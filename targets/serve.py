@@ -323,7 +323,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def decode_image(data: bytes, max_pixels: int, *, where: str = "the body") -> np.ndarray:
     """Bytes to ``(H, W, 3)`` uint8 RGB; bombs are refused from the header, before decoding."""
-    from blackbox.images import to_rgb  # the framework's own mode handling (alpha, 16-bit, CMYK)
+    from blackbox.core.images import to_rgb  # the framework's own mode handling (alpha, 16-bit, CMYK)
 
     try:
         with warnings.catch_warnings():
@@ -393,8 +393,8 @@ class ServeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from blackbox.run import USER_ERRORS
-    from blackbox.zoo import load_target
+    from blackbox.experiment.run import USER_ERRORS
+    from blackbox.settings.zoo import load_target
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):

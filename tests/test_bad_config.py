@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from blackbox.__main__ import sweep_exit_code
-from blackbox.config_checks import ConfigError
-from blackbox.preflight import preflight, wants_preflight
-from blackbox.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED, USER_ERRORS
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED, USER_ERRORS
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.preflight import preflight, wants_preflight
 from tests.conftest import REPO
 
 
@@ -159,7 +159,7 @@ def test_goal_and_peak_region_is_accepted() -> None:
 def test_a_home_folder_tilde_in_any_path_setting_is_expanded(monkeypatch, tmp_path) -> None:
     from pathlib import Path
 
-    from blackbox.preflight import expand_home
+    from blackbox.settings.preflight import expand_home
 
     monkeypatch.setenv("HOME", str(tmp_path))
     argv = ["dataset.path=~/photos", "hydra.run.dir=~", "image=a~b.png", "-m", "eps=~x"]

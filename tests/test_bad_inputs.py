@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blackbox.images import MAX_PIXELS
-from blackbox.run import EXIT_SKIPPED
+from blackbox.core.images import MAX_PIXELS
+from blackbox.experiment.run import EXIT_SKIPPED
 from tests.conftest import REPO
 
 

@@ -159,7 +159,7 @@ def test_adversarial_png_is_what_the_target_saw(tmp_path) -> None:
 
 
 def test_success_rate_leaves_out_images_already_in_the_goal() -> None:
-    from blackbox.run import success_rate, summary_table
+    from blackbox.experiment.run import success_rate, summary_table
 
     base = {
         "goal": {"source": "protocol"},
@@ -192,10 +192,10 @@ def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
 
     import optuna
 
-    from blackbox.attacks import render_trial
-    from blackbox.images import load_bundled
-    from blackbox.storage import make_storage
-    from blackbox.zoo import group_names
+    from blackbox.core.images import load_bundled
+    from blackbox.experiment.storage import make_storage
+    from blackbox.search import render_trial
+    from blackbox.settings.zoo import group_names
 
     assert search in group_names("search")
     done = blackbox(tmp_path, *FAST, "dataset.names=[rocket]", f"search={search}", "early_stop=false")
@@ -211,7 +211,7 @@ def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
 
 
 def test_the_verdict_line_counts_attacked_images_whose_crop_moved() -> None:
-    from blackbox.run import verdict
+    from blackbox.experiment.run import verdict
 
     records = [
         {"clean_in_goal": False, "success": True},

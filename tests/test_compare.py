@@ -1,4 +1,4 @@
-"""``blackbox.compare``: every method on the same images, resumable, with its report."""
+"""``blackbox.evaluate.compare``: every method on the same images, resumable, with its report."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from blackbox.compare import Comparison, compare
-from blackbox.report import main as report_main
-from blackbox.run import EXIT_BAD_CONFIG
-from blackbox.run_folder import RUN_LOCK, RunFolderBusyError
+from blackbox.evaluate.compare import Comparison, compare
+from blackbox.evaluate.report import main as report_main
+from blackbox.experiment.run import EXIT_BAD_CONFIG
+from blackbox.experiment.run_folder import RUN_LOCK, RunFolderBusyError
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from tests.conftest import REPO
@@ -224,8 +224,8 @@ def test_an_input_left_out_of_a_comparison_is_exit_3(tmp_path: Path) -> None:
 
 
 def test_the_report_says_what_the_bisection_floor_is_and_counts_its_queries(tmp_path: Path) -> None:
-    from blackbox.compare import COLUMNS
-    from blackbox.report import write_report
+    from blackbox.evaluate.compare import COLUMNS
+    from blackbox.evaluate.report import write_report
 
     def row(eps: float, success: bool, bisection: bool, method: str = "iterative_fgm") -> dict:
         family = "black-box" if method == "random" else "white-box"

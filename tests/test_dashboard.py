@@ -18,11 +18,11 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from PIL import Image
 
-from blackbox.artifacts import TrialArtifacts, artifact_store
-from blackbox.attacks import render_trial
-from blackbox.dashboard import DashboardError, latest_run, main, resolve_run
-from blackbox.experiment import LocalExperiment
-from blackbox.metrics import perturbation_norms
+from blackbox.core.metrics import perturbation_norms
+from blackbox.experiment.artifacts import TrialArtifacts, artifact_store
+from blackbox.experiment.dashboard import DashboardError, latest_run, main, resolve_run
+from blackbox.experiment.study import LocalExperiment
+from blackbox.search import render_trial
 from targets.classic import ClassicSaliency
 from tests.browser import headless_chromium, loaded_images
 from tests.conftest import REPO
@@ -144,13 +144,13 @@ def test_a_run_that_never_started_leaves_no_folder(tmp_path) -> None:
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("the user's")  # a folder holding anything else is left whole
-    from blackbox.run_folder import discard_if_unused
+    from blackbox.experiment.run_folder import discard_if_unused
 
     assert not discard_if_unused(kept) and (kept / "notes.txt").exists()
     # A folder another run holds (it may just be starting, with nothing written yet) is left alone.
     from filelock import FileLock
 
-    from blackbox.run_folder import RUN_LOCK
+    from blackbox.experiment.run_folder import RUN_LOCK
 
     busy = tmp_path / "busy"
     (busy / ".hydra").mkdir(parents=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blackbox.datasets import sources_from_config
-from blackbox.images import ImageLoadError
+from blackbox.core.datasets import sources_from_config
+from blackbox.core.images import ImageLoadError
 
 
 def _image(path: Path, seed: int) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from blackbox.preflight import compose_overrides
-from blackbox.run import EXIT_OK, run
-from blackbox.storage import make_storage
+from blackbox.experiment.run import EXIT_OK, run
+from blackbox.experiment.storage import make_storage
+from blackbox.settings.preflight import compose_overrides
 
 IMAGES = ("chelsea",)
 SMALL = ["working_width=96", "budget=9", "batch_size=3", "early_stop=false", "progress=false"]

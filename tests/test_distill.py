@@ -13,11 +13,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-import blackbox.distill as distill_module
-from blackbox.config_checks import ConfigError
-from blackbox.distill import DistillImage, augment_batch, cell_targets, distill, kl_loss, split
-from blackbox.fidelity import crop_iou, fidelity
-from blackbox.zoo import load_target
+import blackbox.training.distill as distill_module
+from blackbox.evaluate.fidelity import crop_iou, fidelity
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.zoo import load_target
+from blackbox.training.distill import DistillImage, augment_batch, cell_targets, distill, kl_loss, split
 from targets import CropBox, Output, Target
 from targets.classic import ClassicSaliency
 from targets.surrogate import SurrogateSaliency, load_checkpoint

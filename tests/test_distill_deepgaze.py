@@ -18,11 +18,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-import blackbox.distill as distill_module
-import blackbox.distill_deepgaze as deepgaze_module
-from blackbox.config_checks import ConfigError
-from blackbox.distill import distill
-from blackbox.distill_deepgaze import (
+import blackbox.training.distill as distill_module
+import blackbox.training.distill_deepgaze as deepgaze_module
+from blackbox.core.images import ImageLoadError
+from blackbox.evaluate.fidelity import fidelity
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.zoo import load_target
+from blackbox.training.distill import distill
+from blackbox.training.distill_deepgaze import (
     CHECKPOINT_FORMAT,
     fixation_metrics,
     fixation_nll,
@@ -32,9 +35,6 @@ from blackbox.distill_deepgaze import (
     split_fixation_data,
     teacher_loss,
 )
-from blackbox.fidelity import fidelity
-from blackbox.images import ImageLoadError
-from blackbox.zoo import load_target
 from targets._deepgaze_checkpoint import SIGMA_KEY, load_state_dict_file
 from targets._functional import gaussian_blur
 from targets.classic import ClassicSaliency

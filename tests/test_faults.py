@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from blackbox.attacks import PGD, AttackFailedError, AttackProblem, GaussianNoise, IterativeFGM
-from blackbox.goal import default_goal
-from blackbox.images import LoadedImage
-from blackbox.preflight import compose_overrides
-from blackbox.run import EXIT_NOTHING_DONE, run
+from blackbox.core.goal import default_goal
+from blackbox.core.images import LoadedImage
+from blackbox.experiment.run import EXIT_NOTHING_DONE, run
+from blackbox.settings.preflight import compose_overrides
 from targets import DifferentiableTarget, NonFiniteOutputError, Target, TargetOutput
 from targets._functional import centre_bias_log_prior, log_softmax_2d, upsample_log_density
 from targets.classic import ClassicSaliency
@@ -66,7 +66,7 @@ def test_classic_gives_a_finite_map_on_flat_images(pixels) -> None:
 
 @pytest.mark.parametrize("name", ["classic", "twitter", "surrogate", "deepgaze"])
 def test_every_local_target_gives_a_finite_map_on_flat_images(name) -> None:
-    from blackbox.zoo import load_target
+    from blackbox.settings.zoo import load_target
     from targets.weights import MissingModelFileError
 
     try:
@@ -154,7 +154,7 @@ def test_a_white_box_attack_that_changes_nothing_says_so_and_spends_no_query(pho
     not (CASES / "flat_black_320x240.png").exists(), reason="../shared/cases not beside the clone"
 )
 def test_shared_case_flat_black_gives_a_finite_classic_map() -> None:
-    from blackbox.images import load_image
+    from blackbox.core.images import load_image
 
     image = load_image(CASES / "flat_black_320x240.png")
     output = ClassicSaliency().query([image.as_float])[0]
@@ -173,7 +173,7 @@ def test_no_query_is_spent_on_a_candidate_that_rounds_to_the_clean_image(photo) 
 
 
 def test_a_run_refuses_an_eps_below_one_level(tmp_path) -> None:
-    from blackbox.config_checks import ConfigError
+    from blackbox.settings.checks import ConfigError
 
     for norm, eps in (("l2", "0.001"), ("linf", "0.003")):
         with pytest.raises(ConfigError, match=r"below one 8-bit level.*eps >= 0.0039"):
@@ -196,7 +196,7 @@ def _tear_line(path: Path, number: int) -> None:
 
 
 def test_a_journal_torn_mid_file_is_named_with_its_line(tmp_path) -> None:
-    from blackbox.jsonl import JsonlError
+    from blackbox.experiment.jsonl import JsonlError
 
     _finished_run(tmp_path)
     journal = tmp_path / "optuna.journal"
@@ -235,7 +235,7 @@ def test_shared_case_torn_journal_is_exit_2_naming_the_line(tmp_path) -> None:
 
 
 def test_a_damaged_resume_json_is_named(tmp_path) -> None:
-    from blackbox.config_checks import ConfigError
+    from blackbox.settings.checks import ConfigError
 
     _finished_run(tmp_path)
     (tmp_path / "resume.json").write_text('{"budget": 3, "eps"')
@@ -246,8 +246,8 @@ def test_a_damaged_resume_json_is_named(tmp_path) -> None:
 def test_a_damaged_results_line_is_named(tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from blackbox.jsonl import JsonlError
-    from blackbox.replay import main as replay_main
+    from blackbox.experiment.jsonl import JsonlError
+    from blackbox.experiment.replay import main as replay_main
 
     overrides = ("dataset.names=[chelsea,coffee]", "budget=3")
     summary, _ = quiet_run(tmp_path, *overrides)
@@ -263,8 +263,8 @@ def test_a_damaged_results_line_is_named(tmp_path) -> None:
 
 
 def test_a_damaged_compare_results_row_is_named(tmp_path) -> None:
-    from blackbox.compare import COLUMNS, ResultsTable
-    from blackbox.config_checks import ConfigError
+    from blackbox.evaluate.compare import COLUMNS, ResultsTable
+    from blackbox.settings.checks import ConfigError
 
     path = tmp_path / "results.csv"
     header = ",".join(COLUMNS)
@@ -292,7 +292,7 @@ def _two_spots(height: int, width: int, rows: tuple[int, int], cols: tuple[int, 
 
 
 def test_on_a_tall_image_the_goal_works_along_rows() -> None:
-    from blackbox.goal import goal_axis
+    from blackbox.core.goal import goal_axis
     from targets import crop_boxes
 
     width, height = 64, 320
@@ -310,8 +310,8 @@ def test_on_a_tall_image_the_goal_works_along_rows() -> None:
 
 
 def test_a_goal_every_clean_crop_shows_is_refused_not_counted_a_success() -> None:
-    from blackbox.goal import GoalError
-    from blackbox.run import make_goal
+    from blackbox.core.goal import GoalError
+    from blackbox.experiment.run import make_goal
     from targets import crop_boxes
 
     width, height = 64, 320
@@ -349,7 +349,7 @@ def test_shared_case_tall_image_gets_a_row_goal_no_clean_crop_shows(tmp_path) ->
 def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from blackbox.replay import main as replay_main
+    from blackbox.experiment.replay import main as replay_main
 
     overrides = ("dataset.names=[chelsea]", "budget=3", "early_stop=false")
     quiet_run(tmp_path, *overrides)
@@ -369,7 +369,7 @@ def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
 def test_a_comparison_skips_an_image_whose_map_is_not_finite(tmp_path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from blackbox.compare import Comparison
+    from blackbox.evaluate.compare import Comparison
     from tests.conftest import REPO
 
     overrides = ["working_width=96", "dataset.names=[chelsea]", "methods=[random]", "eps_list=[20]"]

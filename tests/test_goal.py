@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.goal import Goal, GoalError, column_profile, default_goal, local_maxima, user_goal
+from blackbox.core.goal import Goal, GoalError, column_profile, default_goal, local_maxima, user_goal
 from targets import CropBox
 
 
@@ -47,9 +47,12 @@ def test_crop_only_goal_lies_just_beyond_the_narrowest_crop() -> None:
     assert narrow_room.source == "fallback"
     # A map always runs the protocol or its fallback, crops or not.
     log_density = log_density_with_columns(640, 427, [(300, 1.0)])
-    assert default_goal(
-        width=640, height=427, log_density=log_density, salient_point=(300, 200), crops=crops
-    ).source == "fallback"
+    assert (
+        default_goal(
+            width=640, height=427, log_density=log_density, salient_point=(300, 200), crops=crops
+        ).source
+        == "fallback"
+    )
 
 
 def test_band_is_kept_inside_the_image() -> None:
@@ -104,7 +107,7 @@ def test_a_box_must_be_wholly_inside_the_crop() -> None:
 def test_band_edges_are_inside_decided_once_for_points_and_maps() -> None:
     """A goal box is closed: a salient point exactly on either edge is a success, and the margin the
     search maximises says so too (the map's argmax on the edge column gives a margin > 0)."""
-    from blackbox.objective import saliency_margin, succeeded
+    from blackbox.core.objective import saliency_margin, succeeded
     from targets import TargetOutput
 
     band = Goal(288.0, 0.0, 352.0, 400.0, "protocol", peak_x=100.0, target_x=320.0)

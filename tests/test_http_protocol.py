@@ -62,7 +62,7 @@ def test_crop_only_answer_derives_the_point_from_the_crops(output) -> None:
     assert parsed.log_density is None and parsed.crops == output.crops
     x, y = parsed.salient_point
     assert 0 <= x < W and 0 <= y < H
-    # The estimate is what the attack's objective uses (blackbox.objective): inside every crop's cut side.
+    # The estimate is what the attack's objective uses (core.objective): inside every crop's cut side.
     assert parsed.salient_point == estimate_point(output.crops, W, H)
     assert all(c.left <= x <= c.right for c in output.crops if c.width < W)
 

@@ -12,8 +12,8 @@ import sys
 import optuna
 
 from benchmarks._compose import compose_run
-from blackbox.run import EXIT_NOTHING_DONE, EXIT_OK, run
-from blackbox.storage import make_storage
+from blackbox.experiment.run import EXIT_NOTHING_DONE, EXIT_OK, run
+from blackbox.experiment.storage import make_storage
 from targets.classic import ClassicSaliency
 from targets.serve import create_app, running_server
 from tests.conftest import REPO
@@ -90,7 +90,7 @@ def test_cli_run_through_http_never_stores_the_secret(tmp_path) -> None:
         )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "run" / "results.jsonl").read_text())
-    # Crop-only: the default goal is the band beyond the narrowest clean crop (blackbox/goal.py).
+    # Crop-only: the default goal is the band beyond the narrowest clean crop (blackbox/core/goal.py).
     assert record["target"] == "http" and record["goal"]["source"] == "beyond_crop"
     assert record["target_counters"]["answered"] == 1 + 4 and record["target_counters"]["rejected"] == 0
     assert "auth_env: BLACKBOX_TEST_TOKEN" in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blackbox.datasets import folder_sources, iterate
-from blackbox.images import ImageLoadError, load_image
+from blackbox.core.datasets import folder_sources, iterate
+from blackbox.core.images import ImageLoadError, load_image
 
 
 def save(image: Image.Image, path, **kwargs):
@@ -190,7 +190,7 @@ def test_deep_data_is_scaled_by_the_declared_depth_not_the_brightest_pixel(tmp_p
     wide = np.full((40, 40), 2**31 - 1, dtype=np.int32)  # a 32-bit TIFF at full scale is white
     loaded = load_image(save(Image.fromarray(wide, "I"), tmp_path / "wide.tif"), working_width=None)
     assert loaded.pixels.min() == 255
-    from blackbox.images import to_rgb
+    from blackbox.core.images import to_rgb
 
     with Image.open(tmp_path / "wide.tif") as opened:  # as the HTTP server decodes a request body
         assert np.asarray(to_rgb(opened)).min() == 255
@@ -200,7 +200,7 @@ def test_deep_data_is_scaled_by_the_declared_depth_not_the_brightest_pixel(tmp_p
 
 
 def test_premultiplied_and_converted_modes(tmp_path) -> None:
-    from blackbox.images import to_rgb
+    from blackbox.core.images import to_rgb
 
     premultiplied = Image.fromarray(
         np.dstack([np.full((4, 4), 50, np.uint8), np.full((4, 4), 100, np.uint8)]), "LA"

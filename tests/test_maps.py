@@ -19,7 +19,7 @@ def test_maps_picture_of_an_image(tmp_path: Path, photo: np.ndarray) -> None:
         # The map is drawn over the photo: the picture differs from the photo itself.
         assert np.abs(pixels[:106] - photo).mean() > 5
         # The legend: one swatch per crop aspect ratio, each in its own colour.
-        from blackbox.visualize import CROP_COLOURS
+        from blackbox.core.visualize import CROP_COLOURS
 
         legend = np.asarray(picture)[106:].reshape(-1, 3)
         for colour in CROP_COLOURS:
@@ -40,7 +40,7 @@ def test_unreadable_image_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 def test_goal_crop_and_point_colours_are_far_apart() -> None:
     """The old goal (pure green) and the 2.0 crop (lime) looked alike: every pair differs a lot now."""
-    from blackbox.visualize import CROP_COLOURS, GOAL_COLOUR, POINT_COLOUR
+    from blackbox.core.visualize import CROP_COLOURS, GOAL_COLOUR, POINT_COLOUR
 
     colours = [*CROP_COLOURS, GOAL_COLOUR, POINT_COLOUR]
     for i, a in enumerate(colours):
@@ -50,14 +50,14 @@ def test_goal_crop_and_point_colours_are_far_apart() -> None:
 
 def test_the_point_stands_out_on_every_heat_map_colour() -> None:
     """The point was red, the heat map's own colour at half the maximum density."""
-    from blackbox.visualize import POINT_COLOUR, heat_colours
+    from blackbox.core.visualize import POINT_COLOUR, heat_colours
 
     for colour in 255 * heat_colours(np.linspace(0, 1, 101)):
         assert np.abs(colour - POINT_COLOUR).sum() >= 150, colour
 
 
 def test_a_grid_fits_the_count() -> None:
-    from blackbox.visualize import fitting_columns
+    from blackbox.core.visualize import fitting_columns
 
     # Five photos: one row, not 3 over 2 with a blank cell; every count leaves the fewest blanks.
     assert [fitting_columns(n) for n in (1, 3, 5, 6, 7, 8, 9)] == [1, 3, 5, 3, 4, 4, 3]

@@ -72,13 +72,13 @@ def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None
         }
         assert len(workers) == 2
     finally:
-        from blackbox.workers import schema_for
+        from blackbox.experiment.workers import schema_for
 
         drop_schema(url, schema_for(experiment))
 
 
 def test_the_sweep_table_reads_every_job_folder_in_job_order(tmp_path) -> None:
-    from blackbox.sweep import sweep_jobs
+    from blackbox.experiment.sweep import sweep_jobs
 
     for number in (0, 2, 10, 1):
         (tmp_path / str(number) / ".hydra").mkdir(parents=True)

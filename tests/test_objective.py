@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from blackbox.goal import Goal
-from blackbox.objective import crop_score, estimate_point, saliency_margin, score, succeeded
+from blackbox.core.goal import Goal
+from blackbox.core.objective import crop_score, estimate_point, saliency_margin, score, succeeded
 from targets import TargetOutput, crop_boxes
 
 GOAL = Goal(100, 0, 120, 50, "user_box", peak_x=30, target_x=110)

@@ -6,11 +6,12 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from blackbox.attacks import AttackProblem, PatchSearch, render_trial
-from blackbox.budget import BudgetExhaustedError, QueryBudget
-from blackbox.goal import default_goal
-from blackbox.images import LoadedImage
-from blackbox.zoo import group_config
+from blackbox.attacks import AttackProblem
+from blackbox.core.goal import default_goal
+from blackbox.core.images import LoadedImage
+from blackbox.search import PatchSearch, render_trial
+from blackbox.search.budget import BudgetExhaustedError, QueryBudget
+from blackbox.settings.zoo import group_config
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 
@@ -143,7 +144,7 @@ def test_same_seed_same_trials(photo) -> None:
 
 
 def test_resume_keeps_completed_trials(photo, tmp_path) -> None:
-    from blackbox.storage import make_storage
+    from blackbox.experiment.storage import make_storage
 
     target = CountingTarget(ClassicSaliency())
     problem = problem_for(photo, target)
@@ -217,13 +218,13 @@ def test_trial_callbacks_see_every_trial(photo) -> None:
 
 
 def _stored_trials(tmp_path, study_name: str) -> list[optuna.trial.FrozenTrial]:
-    from blackbox.storage import make_storage
+    from blackbox.experiment.storage import make_storage
 
     return optuna.load_study(study_name=study_name, storage=make_storage("journal", tmp_path)).trials
 
 
 def test_write_behind_stores_what_direct_writes_store(photo, tmp_path) -> None:
-    from blackbox.storage import make_storage
+    from blackbox.experiment.storage import make_storage
 
     target = ClassicSaliency()
     problem = problem_for(photo, target)
@@ -240,7 +241,7 @@ def test_write_behind_stores_what_direct_writes_store(photo, tmp_path) -> None:
 
 
 def search_name(problem: AttackProblem) -> str:
-    from blackbox.attacks import study_name
+    from blackbox.search import study_name
 
     return study_name(problem, "tpe")
 
@@ -260,7 +261,7 @@ class InterruptedTarget(CountingTarget):
 
 
 def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -> None:
-    from blackbox.storage import make_storage
+    from blackbox.experiment.storage import make_storage
 
     inner = ClassicSaliency()
     problem = problem_for(photo, inner)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.perturbation import Patch, apply, norm_of, perturb, render, scale_to_budget
+from blackbox.core.perturbation import Patch, apply, norm_of, perturb, render, scale_to_budget
 
 
 def random_patches(rng: np.random.Generator, n: int, width: int, height: int) -> list[Patch]:

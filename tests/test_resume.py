@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from blackbox.storage import make_storage
+from blackbox.experiment.storage import make_storage
 from tests.conftest import REPO
 
 BUDGET = 30

@@ -1,4 +1,4 @@
-"""``blackbox.robustness``: several croppers over one eps sweep, its table and plot, resume, bad settings."""
+"""``blackbox.evaluate.robustness``: croppers over one eps sweep, its table and plot, resume, bad settings."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from blackbox.config_checks import ConfigError
-from blackbox.preflight import preflight
-from blackbox.robustness import Robustness, robustness
-from blackbox.run import EXIT_BAD_CONFIG, EXIT_OK
+from blackbox.evaluate.robustness import Robustness, robustness
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_OK
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.preflight import preflight
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from targets.serve import create_app, running_server

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.goal import Goal
-from blackbox.search_space import (
+from blackbox.core.goal import Goal
+from blackbox.search.search_space import (
     Region,
     SearchSpaceError,
     distributions,
@@ -12,7 +12,7 @@ from blackbox.search_space import (
     pixel,
     trial_config,
 )
-from blackbox.warm_start import fit_patches
+from blackbox.search.warm_start import fit_patches
 
 SPACE = {
     "n_patches": 4,

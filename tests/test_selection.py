@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.selection import SelectionReport, SelectionRules, rejection
+from blackbox.evaluate.selection import SelectionReport, SelectionRules, rejection
 
 
 def profile_map(width: int, height: int, peaks: list[tuple[int, float]]) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from blackbox.sparse_rs import SparseRSSampler
+from blackbox.search.sparse_rs import SparseRSSampler
 
 
 def space() -> dict[str, optuna.distributions.BaseDistribution]:

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from blackbox.config_checks import ConfigError
-from blackbox.goal import Goal
-from blackbox.objective import (
+from blackbox.core.goal import Goal
+from blackbox.core.objective import (
     crop_shows_goal,
     crops_rule,
     crops_score,
@@ -21,8 +20,9 @@ from blackbox.objective import (
     success_by_rule,
     success_rule,
 )
-from blackbox.preflight import preflight
-from blackbox.run import EXIT_BAD_CONFIG, rule_success_rate, success_rate, summary_table
+from blackbox.experiment.run import EXIT_BAD_CONFIG, rule_success_rate, success_rate, summary_table
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.preflight import preflight
 from targets import CropBox, TargetOutput, crop_boxes
 from targets.classic import ClassicSaliency
 from targets.crop import is_cut, uncut
@@ -193,9 +193,10 @@ def test_each_rule_searches_in_its_own_study(photo) -> None:
     # Trials scored by one rule must never seed a search for another: one study each.
     import optuna
 
-    from blackbox.attacks import AttackProblem, PatchSearch, study_name
-    from blackbox.goal import default_goal
-    from blackbox.images import LoadedImage
+    from blackbox.attacks import AttackProblem
+    from blackbox.core.goal import default_goal
+    from blackbox.core.images import LoadedImage
+    from blackbox.search import PatchSearch, study_name
 
     target = VipsSmartcrop(interesting="entropy")
     image = LoadedImage("chelsea", "test", photo, photo.shape[1::-1])
@@ -245,7 +246,7 @@ def test_a_crop_only_run_reports_every_rule(tmp_path) -> None:
             "dataset.names=[chelsea,coffee]",
             "working_width=160",
             # The default fallback goal lies inside every clean crop of these two (such an image is
-            # skipped, blackbox/run.py): one farther from the point gives the crops something to do.
+            # skipped, experiment/run.py): one farther from the point gives the crops something to do.
             "goal.fallback_distance=0.35",
             "budget=4",
             "batch_size=2",

@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 
 from blackbox.attacks import AttackFailedError
-from blackbox.storage import make_storage
+from blackbox.experiment.storage import make_storage
 from targets import Output, Target, TargetOutput, TargetQueryError, estimate_point
 from targets.classic import ClassicSaliency
 from targets.http import HttpTarget, MalformedAnswerError, RequestRejectedError, ServiceUnavailableError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from blackbox.zoo import load_target
+from blackbox.settings.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS
 from targets.surrogate import SurrogateCheckpointError, SurrogateSaliency, load_checkpoint, save_checkpoint
 from targets.testing import DifferentiableTargetConformance

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import pyvips  # a core dependency: missing is a failure, not a skip
 
-from blackbox.config_checks import ConfigError
-from blackbox.zoo import load_target
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.zoo import load_target
 from targets import DEFAULT_ASPECT_RATIOS, Output
 from targets.crop import crop_size
 from targets.testing import TargetConformance

@@ -14,9 +14,9 @@ from blackbox.attacks import (
     IterativeFGM,
 )
 from blackbox.attacks._gradients import goal_mask, grad_cam, loss_and_gradient, smooth_margin, to_tensor
-from blackbox.goal import Goal, default_goal
-from blackbox.images import LoadedImage
-from blackbox.perturbation import norm_of
+from blackbox.core.goal import Goal, default_goal
+from blackbox.core.images import LoadedImage
+from blackbox.core.perturbation import norm_of
 from targets import DifferentiableTarget
 from targets._functional import log_softmax_2d, upsample_log_density
 from targets.classic import ClassicSaliency
@@ -74,7 +74,7 @@ def test_attack_loss_gradient_matches_finite_differences() -> None:
 
 
 def test_smooth_margin_approaches_the_hard_margin() -> None:
-    from blackbox.objective import saliency_margin
+    from blackbox.core.objective import saliency_margin
 
     with torch.no_grad():
         log_density = TinyTarget().log_density(torch.rand(1, 3, 48, 64))
@@ -176,7 +176,7 @@ def test_transfer_reports_both_targets(tmp_path) -> None:
     import io
 
     from benchmarks._compose import compose_run
-    from blackbox.run import run
+    from blackbox.experiment.run import run
 
     cfg = compose_run(
         ["attack=iterative_fgm", "measure=classic", "eps=3", "working_width=160", "dataset.names=[chelsea]"]
@@ -209,8 +209,8 @@ def test_warm_start_enqueues_fitted_patches_first(photo) -> None:
 
 
 def test_fit_patches_finds_the_energy() -> None:
-    from blackbox.search_space import Region
-    from blackbox.warm_start import fit_patches
+    from blackbox.search.search_space import Region
+    from blackbox.search.warm_start import fit_patches
     from tests.test_patch_search import SEARCH
 
     delta = np.zeros((60, 80, 3))
@@ -221,7 +221,7 @@ def test_fit_patches_finds_the_energy() -> None:
 
 
 def test_a_successful_white_box_attack_succeeded_at_its_one_query(photo) -> None:
-    from blackbox.run import summary_table
+    from blackbox.experiment.run import summary_table
 
     target = ClassicSaliency()
     problem = problem_on(photo, target, 20.0)
@@ -238,7 +238,7 @@ def test_a_successful_white_box_attack_succeeded_at_its_one_query(photo) -> None
 def test_to_success_follows_the_measured_verdict(photo) -> None:
     from dataclasses import replace
 
-    from blackbox.run import measured
+    from blackbox.experiment.run import measured
 
     target = ClassicSaliency()
     problem = problem_on(photo, target, 20.0)

@@ -15,9 +15,9 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from blackbox.config_checks import ConfigError
-from blackbox.experiment import open_for_reading
-from blackbox.workers import PostgresExperiment, experiment_name, schema_for
+from blackbox.experiment.study import open_for_reading
+from blackbox.experiment.workers import PostgresExperiment, experiment_name, schema_for
+from blackbox.settings.checks import ConfigError
 from tests.conftest import REPO
 from tests.services import postgres_url
 
@@ -224,7 +224,7 @@ def test_a_worker_that_lost_its_lease_stops_and_fails_its_running_trials(
 ) -> None:
     from types import SimpleNamespace
 
-    from blackbox.workers import LeaseLostError
+    from blackbox.experiment.workers import LeaseLostError
 
     first = PostgresExperiment(
         url=url, name=experiment_id, run_dir=tmp_path, heartbeat_interval=0.2, grace_period=0.4

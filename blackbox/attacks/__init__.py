@@ -1,4 +1,5 @@
-"""Attacks: one interface (:class:`Attack`) and one result type (:class:`AttackResult`)."""
+"""Attacks: one interface (:class:`Attack`), one result type (:class:`AttackResult`), and the white-box
+reference attacks. The black-box search lives one layer up, in :mod:`blackbox.search`."""
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.attacks._whitebox import WhiteBoxAttack
@@ -6,7 +7,6 @@ from blackbox.attacks.gaussian_noise import GaussianNoise
 from blackbox.attacks.gradcam_fgm import GradCamFGM
 from blackbox.attacks.gradcam_noise import GradCamNoise
 from blackbox.attacks.iterative_fgm import IterativeFGM
-from blackbox.attacks.patch_search import PatchSearch, TrialRecord, render_trial, study_name
 from blackbox.attacks.pgd import PGD
 
 __all__ = [
@@ -19,9 +19,5 @@ __all__ = [
     "GradCamFGM",
     "GradCamNoise",
     "IterativeFGM",
-    "PatchSearch",
-    "TrialRecord",
     "WhiteBoxAttack",
-    "render_trial",
-    "study_name",
 ]

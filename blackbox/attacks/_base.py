@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from blackbox.goal import Goal, peak_along
-from blackbox.images import LoadedImage
-from blackbox.metrics import peak_shift, perturbation_norms
-from blackbox.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
+from blackbox.core.goal import Goal, peak_along
+from blackbox.core.images import LoadedImage
+from blackbox.core.metrics import peak_shift, perturbation_norms
+from blackbox.core.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
 from targets import Output, Target, TargetOutput
 
 
@@ -29,7 +29,7 @@ class AttackProblem:
     eps: float
     norm: str
     target_name: str
-    success: str = "auto"  # the success setting: auto | point | crops | any_crop (blackbox.objective)
+    success: str = "auto"  # the success setting: auto | point | crops | any_crop (blackbox.core.objective)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class AttackResult:
     perturbation: dict | None = None  # the trial config that replays the adversarial image
     failed_queries: int = 0
     extra: dict = field(default_factory=dict)
-    success_rule: SuccessRule = "point"  # the rule ``success`` was judged by (blackbox.objective)
+    success_rule: SuccessRule = "point"  # the rule ``success`` was judged by (blackbox.core.objective)
 
     def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
         """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from blackbox.attacks._base import AttackFailedError
-from blackbox.goal import Goal, goal_slices
+from blackbox.core.goal import Goal, goal_slices
 from targets import DifferentiableTarget
 
 

@@ -14,8 +14,8 @@ import torch
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.attacks._gradients import goal_mask, to_delta_array, to_tensor
-from blackbox.objective import score, succeeded
-from blackbox.perturbation import apply
+from blackbox.core.objective import score, succeeded
+from blackbox.core.perturbation import apply
 from targets import DifferentiableTarget, Target
 
 

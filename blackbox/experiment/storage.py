@@ -13,13 +13,13 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from blackbox.jsonl import check_lines
+from blackbox.experiment.jsonl import check_lines
 
 STORAGE_KINDS = ("journal", "sqlite", "memory", "url")
 
 
 def check_journal(path: Path) -> None:
-    """Raise :class:`~blackbox.jsonl.JsonlError` (exit 2) naming a damaged line of an Optuna journal.
+    """Raise :class:`~.jsonl.JsonlError` (exit 2) naming a damaged line of an Optuna journal.
 
     Optuna replays the whole journal when it opens it, so one damaged record in the middle would
     end any command on that folder with a JSONDecodeError traceback, even for a finished run.
@@ -51,8 +51,8 @@ def make_storage(
         if not url:
             raise ValueError("storage=url needs storage.url=<an RDB URL, e.g. postgresql://...>")
         return url
-    if kind == "postgres":  # shared by many workers: see blackbox/workers.py
+    if kind == "postgres":  # shared by many workers: see blackbox/experiment/workers.py
         raise ValueError(
-            "storage=postgres is for python -m blackbox workers (blackbox.workers), not this command"
+            "storage=postgres is for python -m blackbox workers (experiment.workers), not this command"
         )
     raise ValueError(f"unknown storage kind {kind!r}; choose from {', '.join(STORAGE_KINDS)}, postgres")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from blackbox.search_space import CHANNELS, Region
+from blackbox.search.search_space import CHANNELS, Region
 
 
 def fit_patches(

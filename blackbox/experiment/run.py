@@ -22,22 +22,22 @@ from blackbox.attacks import (
     AttackProblem,
     AttackResult,
     IterativeFGM,
-    PatchSearch,
     WhiteBoxAttack,
 )
-from blackbox.config_checks import ConfigError, check_run_config
-from blackbox.datasets import sources_from_config
-from blackbox.experiment import open_experiment
-from blackbox.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
-from blackbox.images import ImageLoadError, LoadedImage, save_png
-from blackbox.jsonl import JsonlError, append_record, read_records
-from blackbox.metrics import ssim
-from blackbox.objective import SUCCESS_RULES, score, succeeded, success_rule
-from blackbox.run_folder import check_resume_settings, working_in
-from blackbox.search_space import SearchSpaceError
-from blackbox.storage import make_storage
-from blackbox.visualize import side_by_side
-from blackbox.zoo import UnknownChoiceError, instantiate_target, load_target
+from blackbox.core.datasets import sources_from_config
+from blackbox.core.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
+from blackbox.core.images import ImageLoadError, LoadedImage, save_png
+from blackbox.core.metrics import ssim
+from blackbox.core.objective import SUCCESS_RULES, score, succeeded, success_rule
+from blackbox.core.visualize import side_by_side
+from blackbox.experiment.jsonl import JsonlError, append_record, read_records
+from blackbox.experiment.run_folder import check_resume_settings, working_in
+from blackbox.experiment.storage import make_storage
+from blackbox.experiment.study import open_experiment
+from blackbox.search import PatchSearch
+from blackbox.search.search_space import SearchSpaceError
+from blackbox.settings.checks import ConfigError, check_run_config
+from blackbox.settings.zoo import UnknownChoiceError, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
 from targets.vxm import VxmFormatError
 from targets.weights import BadModelFileError, MissingModelFileError
@@ -177,7 +177,7 @@ def make_warm_start(cfg: DictConfig):
 def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
     """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``.
 
-    One process at a time works in ``run_dir`` (see :mod:`blackbox.run_folder`); a folder left by a
+    One process at a time works in ``run_dir`` (see :mod:`blackbox.experiment.run_folder`); a folder left by a
     killed run resumes: finished images are kept, an image's finished trials are not redone.
     """
     settings = OmegaConf.to_container(cfg, resolve=True)

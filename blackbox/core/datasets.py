@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from blackbox.images import (
+from blackbox.core.images import (
     BUNDLED_PHOTOS,
     IMAGE_SUFFIXES,
     ImageLoadError,

@@ -38,6 +38,7 @@ from targets.crop import is_cut, uncut
 GoalSource = Literal["protocol", "fallback", "user_box", "user_point"]
 Axis = Literal["x", "y"]
 
+
 class GoalError(ValueError):
     """The requested goal cannot be used on this image."""
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from blackbox.objective import estimate_point
+from blackbox.core.objective import estimate_point
 from targets import CropBox, Output, Target, TargetOutput
 
 AGREEMENT_RADIUS = 0.1  # salient points this close (fraction of the diagonal) count as agreeing

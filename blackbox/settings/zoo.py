@@ -13,12 +13,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.config_checks import ConfigError
+from blackbox.settings.checks import ConfigError
 from targets import Target
 from targets.vxm import VxmFormatError
 from targets.weights import BadModelFileError, MissingModelFileError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 class UnknownChoiceError(ValueError):

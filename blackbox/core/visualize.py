@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from blackbox.goal import Goal
+from blackbox.core.goal import Goal
 from targets import TargetOutput
 
 # One colour per crop aspect ratio, in the configured order: orange, cyan, magenta, blue.

@@ -49,11 +49,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from blackbox.attacks import AttackFailedError
-from blackbox.attacks.patch_search import TrialRecord
-from blackbox.config_checks import ConfigError
-from blackbox.datasets import ImageSource, iterate
-from blackbox.experiment import Experiment, Scheduled
-from blackbox.jsonl import read_records
+from blackbox.core.datasets import ImageSource, iterate
+from blackbox.experiment.jsonl import read_records
+from blackbox.experiment.study import Experiment, Scheduled
+from blackbox.search.patch_search import TrialRecord
+from blackbox.settings.checks import ConfigError
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
 NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
@@ -486,7 +486,7 @@ def _redacted(url: str) -> str:
 
 def progress(run_dir: Path) -> str:
     """One line per image of a postgres run's experiment: its state, worker and attempts."""
-    from blackbox.experiment import run_config
+    from blackbox.experiment.study import run_config
 
     experiment = PostgresExperiment.from_config(run_config(run_dir), run_dir, reading=True)
     rows = experiment._execute("SELECT image, state, worker, attempts FROM blackbox_claims ORDER BY image")[1]

@@ -2,9 +2,9 @@
 
 :class:`LocalExperiment` (``storage=journal|sqlite|memory|url``): one process, results appended to
 the run folder's ``results.jsonl`` as each image ends, images taken in dataset order, artifacts in
-``<run>/artifacts``. :class:`blackbox.workers.PostgresExperiment` (``storage=postgres``): any number
-of worker processes share one experiment in PostgreSQL; each image is claimed by one worker at a
-time and results are kept in the database.
+``<run>/artifacts``. :class:`~blackbox.experiment.workers.PostgresExperiment`
+(``storage=postgres``): any number of worker processes share one experiment in PostgreSQL; each
+image is claimed by one worker at a time and results are kept in the database.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.artifacts import TrialArtifacts, artifact_store
-from blackbox.datasets import ImageSource, iterate
-from blackbox.images import ImageLoadError, LoadedImage
-from blackbox.jsonl import append_record, read_records
-from blackbox.storage import make_storage
+from blackbox.core.datasets import ImageSource, iterate
+from blackbox.core.images import ImageLoadError, LoadedImage
+from blackbox.experiment.artifacts import TrialArtifacts, artifact_store
+from blackbox.experiment.jsonl import append_record, read_records
+from blackbox.experiment.storage import make_storage
 
 Scheduled = tuple[ImageSource, LoadedImage | ImageLoadError | None]
 
@@ -90,7 +90,7 @@ class LocalExperiment(Experiment):
 def open_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     kind = str(cfg.storage.kind)
     if kind == "postgres":
-        from blackbox.workers import PostgresExperiment
+        from blackbox.experiment.workers import PostgresExperiment
 
         return PostgresExperiment.from_config(cfg, run_dir)
     return LocalExperiment(storage=make_storage(kind, run_dir, url=cfg.storage.get("url")), run_dir=run_dir)
@@ -108,7 +108,7 @@ def open_for_reading(run_dir: Path) -> tuple[optuna.storages.BaseStorage | str |
     cfg = run_config(run_dir)
     kind = str(cfg.storage.kind)
     if kind == "postgres":
-        from blackbox.workers import PostgresExperiment
+        from blackbox.experiment.workers import PostgresExperiment
 
         experiment = PostgresExperiment.from_config(cfg, run_dir, reading=True)
         return experiment.storage, _store_if_present(experiment.artifact_dir), experiment.describe()

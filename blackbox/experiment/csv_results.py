@@ -1,8 +1,9 @@
 """``results.csv``: an append-only table of finished attacks, written row by row and read back checked.
 
-Used by ``blackbox.compare`` (one row per image, method and eps) and ``blackbox.robustness`` (one row
-per target, image and eps). Each row is appended and flushed as its attack ends, so an interrupted
-run loses none and a re-run of the same folder resumes from the rows there.
+Used by ``blackbox.evaluate.compare`` (one row per image, method and eps) and
+``blackbox.evaluate.robustness`` (one row per target, image and eps). Each row is appended and
+flushed as its attack ends, so an interrupted run loses none and a re-run of the same folder
+resumes from the rows there.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from blackbox.config_checks import ConfigError
-from blackbox.jsonl import repair_torn_tail
+from blackbox.experiment.jsonl import repair_torn_tail
+from blackbox.settings.checks import ConfigError
 
 
 class CsvResults:

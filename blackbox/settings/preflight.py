@@ -1,7 +1,7 @@
 """Check a command line's settings before Hydra makes a run folder, loads a target or reads an image.
 
 ``python -m blackbox key=value ...`` composes the config the way Hydra will and runs the same checks
-the run makes (:func:`blackbox.config_checks.check_run_config`), plus the sampler's and attack's
+the run makes (:func:`blackbox.settings.checks.check_run_config`), plus the sampler's and attack's
 constructors and the image list, so a bad setting ends the command at once with exit code 2 and a
 message that names the key, instead of a Hydra traceback (exit 1) or a half-made run folder. A
 multirun (``-m``) sweep is left to Hydra: each job still checks its own settings on start.
@@ -20,9 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from blackbox.config_checks import ConfigError, check_run_config
-from blackbox.datasets import sources_from_config
-from blackbox.zoo import CONF, group_names
+from blackbox.core.datasets import sources_from_config
+from blackbox.settings.checks import ConfigError, check_run_config
+from blackbox.settings.zoo import CONF, group_names
 
 _GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
 _KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")
@@ -93,11 +93,11 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
             choices = ", ".join(group_names("target"))
             raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
     if config_name == "compare":
-        from blackbox.compare import check_compare_config  # compare imports the run, which is heavy
+        from blackbox.evaluate.compare import check_compare_config  # compare imports the run, which is heavy
 
         check_compare_config(cfg)
     elif config_name == "robustness":
-        from blackbox.robustness import check_robustness_config  # imports the run, which is heavy
+        from blackbox.evaluate.robustness import check_robustness_config  # imports the run, which is heavy
 
         check_robustness_config(cfg)
         _check_constructors(cfg)

@@ -8,10 +8,10 @@ centre-bias weight of 1 (deepgaze_pytorch's ``Finalizer`` defaults), or from ``s
 Two sources of supervision:
 
 * a zoo teacher's maps (``teacher=twitter``; FastGaze was itself distilled from DeepGaze II): as for
-  the surrogate (:mod:`blackbox.distill`), augmented crops of the training images, the student's
+  the surrogate (:mod:`blackbox.training.distill`), augmented crops of the training images, the student's
   density pooled onto 16 px cells and pulled towards the teacher's (KL divergence, nats), or towards
   the salient point a map-less teacher gives; fidelity on the held-out images by
-  :func:`blackbox.fidelity.fidelity` (pysaliency's CC, KL-div, NSS, AUC; point distance; crop IoU);
+  :func:`blackbox.evaluate.fidelity.fidelity` (pysaliency's CC, KL-div, NSS, AUC; point distance; crop IoU);
 * real fixations (``fixation_data=mit1003|cat2000|DIR``): pysaliency's stimuli and fixations, the
   negative log-likelihood of the training fixations (in nats per fixation, relative to a uniform
   density: the loss DeepGaze II is trained with), each stimulus scaled to ``image_size`` on its long
@@ -48,8 +48,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
-from blackbox.config_checks import ConfigError
-from blackbox.images import ImageLoadError
+from blackbox.core.images import ImageLoadError
+from blackbox.settings.checks import ConfigError
 from targets import Target
 from targets._deepgaze_checkpoint import CENTRE_BIAS_WEIGHT_KEY, READOUT_PREFIX, SIGMA_KEY
 from targets._functional import upsample_log_density
@@ -57,8 +57,8 @@ from targets._readout import build_readout
 from targets.deepgaze import PUBLISHED_READOUT, READOUT_FILE, DeepGazeII
 from targets.weights import BadModelFileError, MissingModelFileError
 
-if TYPE_CHECKING:  # blackbox.distill imports this module when student=deepgaze
-    from blackbox.distill import DistillSummary
+if TYPE_CHECKING:  # blackbox.training.distill imports this module when student=deepgaze
+    from blackbox.training.distill import DistillSummary
 
 CHECKPOINT_FORMAT = "blackbox-deepgaze2-readout/1"
 INITIAL_BLUR_SIGMA = 8.0  # px of the half-size image: deepgaze_pytorch's Finalizer default
@@ -275,8 +275,9 @@ def teacher_loss(
 ) -> torch.Tensor:
     """KL(teacher || student) in nats, mean over ``(B, H, W, 3)`` float32 ``crops`` in [0, 1], both
     densities on cells of :data:`TEACHER_CELL` px (a map-less teacher: a Gaussian of ``point_sigma``
-    cells around its salient point; :func:`blackbox.distill.cell_targets`). Gradients reach the readout."""
-    from blackbox.distill import cell_targets, kl_loss
+    cells around its salient point;
+    :func:`blackbox.training.distill.cell_targets`). Gradients reach the readout."""
+    from blackbox.training.distill import cell_targets, kl_loss
 
     outputs = teacher.query(list(crops))
     tensor = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
@@ -320,9 +321,9 @@ def load_training_state(path: Path) -> dict:
 
 def distill_deepgaze(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) -> DistillSummary:
     """Train (or resume training) the DeepGaze II readout (see module doc); returns the
-    :class:`blackbox.distill.DistillSummary`. Raises :class:`ConfigError` on bad settings,
+    :class:`blackbox.training.distill.DistillSummary`. Raises :class:`ConfigError` on bad settings,
     ``ImageLoadError`` on missing data, model-file errors on missing or bad VGG-19/readout files."""
-    from blackbox import distill as base  # the surrogate's trainer: its data, loss and fidelity code
+    from blackbox.training import distill as base  # the surrogate's trainer: its data, loss and fidelity code
 
     run_dir.mkdir(parents=True, exist_ok=True)
     steps, batch, size = int(cfg.steps), int(cfg.batch_size), int(cfg.image_size)
@@ -574,7 +575,7 @@ def fixation_table(data: str, summary: DistillSummary) -> str:
 
 def target_command(readout_path: Path, settings: Mapping) -> str:
     """The ``python -m blackbox target=deepgaze ...`` line that runs the trained readout as trained."""
-    defaults = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "target" / "deepgaze.yaml")
+    defaults = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "target" / "deepgaze.yaml")
     differing = [
         f"target.{key}={json.dumps(settings[key]) if not isinstance(settings[key], str) else settings[key]}"
         for key in ("centre_bias", "centre_bias_sigma", "activation", "final_activation", "downsample")

@@ -4,7 +4,7 @@
 drops it when the process dies, even by SIGKILL), so two runs never write the same folder. Holding
 it also proves any Optuna journal lock file there is stale: Optuna would wait 30 s for its dead
 holder, so it is removed. Torn last lines of the journal and JSON-lines files are set aside
-(:mod:`blackbox.jsonl`). A folder resumes only the run that made it: the settings that decide the
+(:mod:`blackbox.experiment.jsonl`). A folder resumes only the run that made it: the settings that decide the
 results are kept in ``resume.json`` and a re-run with other values is refused, not mixed in.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from blackbox.config_checks import ConfigError
-from blackbox.jsonl import repair_torn_tail
+from blackbox.experiment.jsonl import repair_torn_tail
+from blackbox.settings.checks import ConfigError
 
 RUN_LOCK = ".blackbox.lock"
 RESUME_SETTINGS = "resume.json"

@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from blackbox.goal import Goal, goal_slices
+from blackbox.core.goal import Goal, goal_slices
 from targets import CropBox, Output, Target, TargetOutput
 from targets.crop import estimate_point, uncut  # the inverse of the crop policy; re-exported here
 

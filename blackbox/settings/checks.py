@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from blackbox.objective import SUCCESS_SETTINGS
+from blackbox.core.objective import SUCCESS_SETTINGS
 
 
 class ConfigError(ValueError):
@@ -121,7 +121,7 @@ def _check_goal_shape(goal: Mapping) -> None:
 
 def check_search(search: Mapping, *, working_width: int | None) -> None:
     """The declared search space is usable: the same checks a run makes, before any work."""
-    from blackbox.search_space import REGION_KINDS, Region, distributions  # it imports the goal
+    from blackbox.search.search_space import REGION_KINDS, Region, distributions  # it imports the goal
 
     region = search.get("region", "goal")
     if region not in REGION_KINDS:

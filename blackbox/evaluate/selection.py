@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from blackbox.goal import column_profile, local_maxima
+from blackbox.core.goal import column_profile, local_maxima
 
 RULES = ("maxima", "horizontal", "distance", "balance")
 

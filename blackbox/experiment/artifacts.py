@@ -1,11 +1,11 @@
 """What optuna-dashboard shows of a trial: user attributes, and images through Optuna's artifact store.
 
-:class:`TrialArtifacts` is a :class:`~blackbox.attacks.PatchSearch` trial callback. On every trial
+:class:`TrialArtifacts` is a :class:`~blackbox.search.PatchSearch` trial callback. On every trial
 it sets the attributes a reader sorts and filters by, ``l2`` and the paper's peak shift
 ``shift_pct_distance`` (the search itself sets ``queries``, ``success`` and ``salient_point``).
 On the trials ``mode`` keeps it uploads two PNGs with :func:`optuna.artifacts.upload_artifact`:
 the adversarial image exactly as the target saw it, and an overlay (the target's saliency map,
-salient point, crop boxes and the goal box, drawn by :mod:`blackbox.visualize`).
+salient point, crop boxes and the goal box, drawn by :mod:`blackbox.core.visualize`).
 
 ``mode``: ``best`` (default) uploads only trials that improve on the study's best so far (success
 first, then score), a handful per image; ``all`` every trial; ``none`` no images. Encoding and
@@ -24,10 +24,10 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts._protocol import ArtifactStore
 from PIL import Image, ImageDraw
 
-from blackbox.attacks.patch_search import TrialRecord
-from blackbox.goal import Goal, peak_along
-from blackbox.metrics import peak_shift
-from blackbox.visualize import draw_goal, saliency_view, with_legend
+from blackbox.core.goal import Goal, peak_along
+from blackbox.core.metrics import peak_shift
+from blackbox.core.visualize import draw_goal, saliency_view, with_legend
+from blackbox.search.patch_search import TrialRecord
 from targets import TargetOutput
 
 ARTIFACT_MODES = ("best", "all", "none")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.goal import Goal
-from blackbox.perturbation import Patch
+from blackbox.core.goal import Goal
+from blackbox.core.perturbation import Patch
 
 CHANNELS = ("r", "g", "b")
 PATTERN_KEYS = ("size", "frequency", "angle")

@@ -1,13 +1,13 @@
 """The black-box attack: an Optuna search over patch coordinates and patterns.
 
-Every trial renders ``n_patches`` patches (see :mod:`blackbox.perturbation`), fills the budget,
+Every trial renders ``n_patches`` patches (see :mod:`blackbox.core.perturbation`), fills the budget,
 quantises to 8 bits, and asks the target. It sees only the target's outputs and scores them with
-:mod:`blackbox.objective`. Trials are asked in batches of ``batch_size`` and sent to the target as
+:mod:`blackbox.core.objective`. Trials are asked in batches of ``batch_size`` and sent to the target as
 one call (constant liar keeps TPE from proposing the same point for every member of a batch). The
 budget is counted in target queries; the search stops early on success if ``early_stop``.
 
 One Optuna study per (image, target, goal, eps) keeps every trial, with its full perturbation
-config as a user attribute: a trial replays to the byte-identical image (``blackbox.replay``). A
+config as a user attribute: a trial replays to the byte-identical image (``blackbox.experiment.replay``). A
 study found in the storage is resumed: its completed trials count against the budget and are not
 redone.
 
@@ -36,11 +36,11 @@ import optuna
 from tqdm.auto import tqdm
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
-from blackbox.budget import QueryBudget
-from blackbox.objective import score, succeeded
-from blackbox.perturbation import Norm, perturb
-from blackbox.search_space import distributions, patch_regions, patches_from_config, trial_config
-from blackbox.warm_start import fit_patches
+from blackbox.core.objective import score, succeeded
+from blackbox.core.perturbation import Norm, perturb
+from blackbox.search.budget import QueryBudget
+from blackbox.search.search_space import distributions, patch_regions, patches_from_config, trial_config
+from blackbox.search.warm_start import fit_patches
 from targets import Target, TargetOutput
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]

@@ -1,0 +1,200 @@
+"""``python -m blackbox.replay RUN_DIR --image ID [--trial N] [--out FILE]``.
+
+Re-renders a stored trial to its adversarial PNG from the trial's perturbation config alone (and the
+run's image settings): the result is byte-identical to what the target was shown. Without
+``--trial`` the study's best trial is replayed (the one saved under ``adversarial/``).
+
+A compare folder (``python -m blackbox.compare``) holds one study per image, black-box method and
+eps; where an image has several, ``--study NAME`` picks one (the error lists them). White-box
+attacks keep no trials: their adversarial PNG is already in the run folder, and replay says where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+
+from blackbox.core.datasets import sources_from_config
+from blackbox.core.images import save_png
+from blackbox.core.perturbation import perturb
+from blackbox.experiment.jsonl import JsonlError, read_records
+from blackbox.experiment.storage import make_storage
+from blackbox.search.search_space import patches_from_config
+
+
+class ReplayError(ValueError):
+    pass
+
+
+def replay(
+    run_dir: Path, image_id: str, trial_number: int | None, out: Path, *, study_name: str | None = None
+) -> Path:
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.exists():
+        raise ReplayError(f"{run_dir} is not a run folder: {config_path} is missing")
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as error:  # YAML or OmegaConf errors: a damaged file, whatever the parser says
+        raise ReplayError(
+            f"{config_path} is damaged ({str(error).splitlines()[0]}): it holds the run's settings; "
+            "restore it from a copy, or re-run the same command in a new folder"
+        ) from None
+    if cfg.storage.kind == "postgres":  # the experiment's schema in the shared database
+        from blackbox.experiment.study import open_for_reading
+
+        storage = open_for_reading(run_dir)[0]
+    else:
+        storage = make_storage(str(cfg.storage.kind), run_dir, url=cfg.storage.get("url"))
+    if storage is None:
+        raise ReplayError("that run used storage=memory: its trials were not kept, nothing to replay")
+    summaries = [s for s in optuna.get_all_study_summaries(storage) if s.user_attrs.get("image") == image_id]
+    if not summaries:
+        raise ReplayError(_no_study(run_dir, image_id, storage))
+    # Study names hold '|' and spaces: quoted, so a line can be pasted into the shell as it is.
+    names = "\n".join(f"  --study {shlex.quote(s.study_name)}    ({_label(s.user_attrs)})" for s in summaries)
+    if study_name is not None:
+        summaries = [s for s in summaries if s.study_name == study_name]
+        if not summaries:
+            raise ReplayError(
+                f"no study named {study_name!r} for image {image_id!r} in {run_dir}; its studies:\n{names}"
+            )
+    elif len(summaries) > 1:  # a compare run: one study per sampler and eps
+        raise ReplayError(
+            f"{image_id!r} has {len(summaries)} studies in {run_dir} (one per black-box method and eps); "
+            f"pick one by adding one of these flags:\n{names}"
+        )
+    summary = summaries[0]
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    if trial_number is None:
+        record = _result_record(run_dir, image_id, summary.user_attrs)
+        if record is None or record.get("best_trial") is None:
+            raise ReplayError(
+                f"no finished result for {image_id!r} in study {summary.study_name!r} (its search was "
+                "interrupted before it saved one); pass --trial N to replay one of its trials"
+            )
+        trial_number = int(record["best_trial"])
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if trial_number not in trials:
+        numbers = f"0 to {max(trials)}" if trials else "none"
+        raise ReplayError(
+            f"trial {trial_number} does not exist for {image_id!r}: its study has {len(trials)} trials "
+            f"(numbers {numbers})"
+        )
+    if "perturbation" not in trials[trial_number].user_attrs:
+        state = trials[trial_number].state.name.lower()
+        raise ReplayError(
+            f"trial {trial_number} of {image_id!r} has no stored perturbation config (it is {state}: "
+            "never answered by the target); pick a completed trial"
+        )
+    config = trials[trial_number].user_attrs["perturbation"]
+    source = next(
+        (
+            s
+            for s in sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
+            if s.image_id == image_id
+        ),
+        None,
+    )
+    if source is None:
+        raise ReplayError(f"image {image_id!r} is not in the run's dataset any more")
+    clean = source.load(cfg.get("working_width"))
+    adversarial = perturb(
+        clean.pixels, patches_from_config(config), eps=float(config["eps"]), norm=config["norm"]
+    )
+    save_png(adversarial, out)
+    return out
+
+
+def _label(attrs: dict) -> str:
+    return f"{attrs.get('sampler', '?')}, eps {attrs.get('eps', '?'):g}" if "eps" in attrs else "?"
+
+
+def _is_compare(run_dir: Path) -> bool:
+    return (run_dir / "results.csv").exists() and not (run_dir / "results.jsonl").exists()
+
+
+def _compare_records(run_dir: Path, image_id: str) -> list[tuple[Path, dict]]:
+    """A compare folder's saved records of an image: ``adversarial/<method>/eps<E>/<image>.json``."""
+    found = []
+    for path in sorted(run_dir.glob(f"adversarial/*/eps*/{glob.escape(image_id)}.json")):
+        try:
+            found.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError):  # a damaged record is no result: the caller says so
+            continue
+    return found
+
+
+def _result_record(run_dir: Path, image_id: str, attrs: dict) -> dict | None:
+    """The finished result of the study with user attributes ``attrs`` (its ``best_trial``)."""
+    if _is_compare(run_dir):  # one record per method and eps; the study's sampler and eps pick it
+        return next(
+            (
+                r
+                for _, r in _compare_records(run_dir, image_id)
+                if r.get("method") == attrs.get("sampler")
+                and abs(float(r.get("eps", -1)) - float(attrs.get("eps", -2))) < 1e-9
+            ),
+            None,
+        )
+    # read_records names a damaged line (exit 2), where json.loads would end in a traceback.
+    return next((r for r in read_records(run_dir / "results.jsonl") if r.get("image") == image_id), None)
+
+
+def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage) -> str:
+    """Why an image has no study: a white-box attack (which keeps no trials), or an unknown image."""
+    if _is_compare(run_dir):
+        pngs = [path.with_suffix(".png") for path, _ in _compare_records(run_dir, image_id)]
+    else:
+        attacked = (run_dir / "results.jsonl").exists() and any(
+            r.get("image") == image_id for r in read_records(run_dir / "results.jsonl")
+        )
+        pngs = [run_dir / "adversarial" / f"{image_id}.png"] if attacked else []
+    pngs = [p for p in pngs if p.exists()]
+    if pngs:
+        listed = "\n".join(f"  {p}" for p in pngs)
+        return (
+            f"{image_id!r} was attacked white-box in {run_dir}: a white-box attack crafts its image from "
+            "the target's gradients in one go and keeps no trials, so there is nothing to replay. "
+            f"Its adversarial PNG is already saved:\n{listed}"
+        )
+    known = sorted({str(s.user_attrs.get("image")) for s in optuna.get_all_study_summaries(storage)})
+    if not known:
+        return f"no study for image {image_id!r} in {run_dir}: it holds no black-box trials at all"
+    return f"no study for image {image_id!r} in {run_dir}; images there: {known}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blackbox.replay", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--image", required=True, help="image id (as in results.jsonl)")
+    parser.add_argument(
+        "--trial", type=int, default=None, help="trial number (default: the best, saved under adversarial/)"
+    )
+    parser.add_argument(
+        "--study",
+        default=None,
+        help="study name, where an image has several (a compare folder: one per black-box method and eps; "
+        "the error lists them)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output PNG (default: RUN_DIR/replay/...)")
+    args = parser.parse_args(argv)
+    suffix = "best" if args.trial is None else f"trial{args.trial}"
+    if args.study:  # one file per study: a compare folder's studies of one image would overwrite
+        # The name after the image id (target, goal, size, sampler), made safe for a file name.
+        suffix = re.sub(r"[^\w.=-]+", "_", args.study.split("|", 1)[-1]) + "." + suffix
+    out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
+    try:
+        path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)
+    except (ReplayError, JsonlError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

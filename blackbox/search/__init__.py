@@ -1,0 +1,6 @@
+"""The black-box search: :class:`PatchSearch` (an Optuna study over perturbation parameters),
+its search spaces, samplers, query budget and warm start."""
+
+from blackbox.search.patch_search import PatchSearch, TrialRecord, render_trial, study_name
+
+__all__ = ["PatchSearch", "TrialRecord", "render_trial", "study_name"]
