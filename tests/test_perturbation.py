@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackbox.core.perturbation import Patch, apply, norm_of, perturb, render, scale_to_budget
+from blackbox.core.perturbation import Patch, PerturbationBudget, perturb, render
 
 
 def random_patches(rng: np.random.Generator, n: int, width: int, height: int) -> list[Patch]:
@@ -25,23 +25,25 @@ def test_quantised_perturbation_never_exceeds_the_budget(photo, norm, eps) -> No
     rng = np.random.default_rng(0)
     height, width = photo.shape[:2]
     for _ in range(20):
-        adversarial = perturb(photo, random_patches(rng, 4, width, height), eps=eps, norm=norm)
+        budget = PerturbationBudget(eps=eps, norm=norm)
+        adversarial = perturb(photo, random_patches(rng, 4, width, height), budget)
         assert adversarial.dtype == np.uint8 and adversarial.shape == photo.shape
         delta = (adversarial.astype(np.float64) - photo) / 255.0
-        assert norm_of(delta, norm) <= eps + 1e-12
+        assert budget.size(delta) <= eps + 1e-12
         assert np.abs(delta).sum() > 0
 
 
 def test_l2_budget_is_mostly_used(photo) -> None:
     patches = random_patches(np.random.default_rng(1), 4, photo.shape[1], photo.shape[0])
-    adversarial = perturb(photo, patches, eps=10.0, norm="l2")
-    assert norm_of((adversarial.astype(np.float64) - photo) / 255.0, "l2") > 8.0
+    budget = PerturbationBudget(eps=10.0, norm="l2")
+    adversarial = perturb(photo, patches, budget)
+    assert budget.size((adversarial.astype(np.float64) - photo) / 255.0) > 8.0
 
 
 def test_rendering_is_deterministic(photo) -> None:
     patches = random_patches(np.random.default_rng(2), 3, photo.shape[1], photo.shape[0])
-    first = perturb(photo, patches, eps=5.0, norm="l2")
-    second = perturb(photo.copy(), list(patches), eps=5.0, norm="l2")
+    first = perturb(photo, patches, PerturbationBudget(eps=5.0, norm="l2"))
+    second = perturb(photo.copy(), list(patches), PerturbationBudget(eps=5.0, norm="l2"))
     assert first.tobytes() == second.tobytes()
 
 
@@ -58,15 +60,72 @@ def test_patch_outside_the_image_adds_nothing() -> None:
 
 def test_zero_perturbation_stays_zero(photo) -> None:
     zero = np.zeros(photo.shape)
-    assert np.array_equal(apply(photo, scale_to_budget(zero, 5.0, "l2"), 5.0, "l2"), photo)
+    budget = PerturbationBudget(eps=5.0, norm="l2")
+    assert np.array_equal(budget.apply(photo, budget.rescale(zero)), photo)
 
 
 def test_clipping_keeps_pixels_in_range() -> None:
     white = np.full((40, 40, 3), 255, dtype=np.uint8)
-    out = perturb(white, [Patch(x=20, y=20, size=5.0, amplitude=(1, 1, 1))], eps=30.0, norm="l2")
+    out = perturb(white, [Patch(x=20, y=20, size=5.0, amplitude=(1, 1, 1))], PerturbationBudget(eps=30.0))
     assert np.array_equal(out, white)  # nothing can brighten white
 
 
 def test_unknown_norm() -> None:
     with pytest.raises(ValueError, match="norm"):
-        norm_of(np.ones(3), "l1")  # type: ignore[arg-type]
+        PerturbationBudget(eps=1.0, norm="l1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_budget_arithmetic_is_the_same_in_numpy_and_torch(norm) -> None:
+    import torch
+
+    budget = PerturbationBudget(eps=0.7 if norm == "l2" else 0.05, norm=norm)
+    delta = np.random.default_rng(0).normal(size=(12, 10, 3)) * 0.1
+    tensor = torch.from_numpy(delta)
+    assert budget.size(tensor) == pytest.approx(budget.size(delta))
+    for method in (budget.rescale, budget.project, budget.direction):
+        np.testing.assert_allclose(method(tensor).numpy(), method(delta), rtol=1e-12)
+    image = np.random.default_rng(1).random((12, 10, 3))
+    clipped = budget.rescale_clipped(delta, image)
+    np.testing.assert_allclose(budget.rescale_clipped(tensor, torch.from_numpy(image)).numpy(), clipped)
+    assert budget.size(clipped) == pytest.approx(budget.eps, rel=1e-5)
+    assert np.all((image + clipped >= -1e-12) & (image + clipped <= 1 + 1e-12))
+
+
+def test_budget_rescale_project_and_direction() -> None:
+    budget = PerturbationBudget(eps=2.0)
+    assert budget.size(budget.rescale(np.full(4, 3.0))) == pytest.approx(2.0)
+    assert budget.size(budget.project(np.full(4, 3.0))) == pytest.approx(2.0)
+    small = np.full(4, 0.1)
+    assert np.array_equal(budget.project(small), small)  # already inside the ball
+    assert budget.size(budget.direction(np.full(4, 3.0))) == pytest.approx(1.0)
+    assert not budget.rescale(np.zeros(4)).any() and not budget.direction(np.zeros(4)).any()
+    linf = PerturbationBudget(eps=0.1, norm="linf")
+    assert np.array_equal(linf.project(np.array([-1.0, 0.05, 1.0])), [-0.1, 0.05, 0.1])
+    assert np.array_equal(linf.direction(np.array([-3.0, 0.0, 2.0])), [-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, float("nan"), float("inf"), "10", True])
+def test_budget_refuses_an_eps_that_cannot_be_a_size(eps) -> None:
+    from blackbox.core.perturbation import PerturbationBudgetError
+
+    with pytest.raises(PerturbationBudgetError, match="eps"):
+        PerturbationBudget(eps=eps)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_an_eps_below_one_level_is_refused_with_the_smallest_usable_value(norm) -> None:
+    from blackbox.core.perturbation import ONE_LEVEL, UnusableBudgetError
+
+    with pytest.raises(UnusableBudgetError, match=r"below one 8-bit level.*use eps >= 0\.0039"):
+        PerturbationBudget(eps=0.003, norm=norm).check_quantisable()
+    PerturbationBudget(eps=ONE_LEVEL, norm=norm).check_quantisable()  # one level is usable
+
+
+def test_budget_round_trips_through_a_trial_config() -> None:
+    budget = PerturbationBudget(eps=20, norm="linf")
+    assert budget.eps == 20.0 and isinstance(budget.eps, float)
+    assert PerturbationBudget.from_mapping({"patches": [], **budget.as_dict()}) == budget
+    assert str(budget) == "linf=20"
+    with pytest.raises(TypeError):
+        PerturbationBudget(20.0, "l2")  # type: ignore[misc]  # keyword-only

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from blackbox.core.goal import Goal
+from blackbox.core.perturbation import PerturbationBudget
 from blackbox.search.search_space import (
     Region,
     SearchSpaceError,
@@ -66,7 +67,8 @@ def test_coordinates_are_continuous_and_rounded_half_up() -> None:
     assert [pixel(v) for v in (3.49, 3.5, 4.5, 0.0)] == [3, 4, 5, 0]
     params = {f"p{k}_{n}": 1.0 for k in range(4) for n in ("size", "r", "g", "b")}
     params.update({f"p{k}_x": 150.5 for k in range(4)} | {f"p{k}_y": 10.2 for k in range(4)})
-    config = trial_config(SPACE, params=params, region=Region(140, 0, 180, 99), eps=2.0, norm="l2")
+    budget = PerturbationBudget(eps=2.0, norm="l2")
+    config = trial_config(SPACE, params=params, region=Region(140, 0, 180, 99), budget=budget)
     assert config["patches"][0]["x"] == 151 and config["patches"][0]["y"] == 10
     assert config["region_bounds"] == {"x0": 140, "y0": 0, "x1": 180, "y1": 99}
 
@@ -79,3 +81,28 @@ def test_warm_start_patches_stay_in_their_regions() -> None:
     params = fit_patches(delta, n_patches=4, region=regions, space=space)
     for k, region in enumerate(regions):
         assert region.x0 <= params[f"p{k}_x"] <= region.x1 and region.y0 <= params[f"p{k}_y"] <= region.y1
+
+
+def test_parameter_names_are_declared_once_and_read_back() -> None:
+    from blackbox.search.search_space import PARAM_KEYS, PatchParam, SearchSpaceError, param_name
+
+    assert param_name(3, "x") == "p3_x" and param_name(0, "r") == "p0_r"
+    for key in PARAM_KEYS:
+        parsed = PatchParam.parse(param_name(12, key))
+        assert parsed == PatchParam(12, key) and parsed.name == f"p12_{key}"
+        assert parsed.is_location == (key in ("x", "y"))
+    assert PatchParam.parse("x") is None and PatchParam.parse("p0_colour") is None
+    with pytest.raises(SearchSpaceError, match="one of x, y"):
+        param_name(0, "colour")
+    with pytest.raises(SearchSpaceError, match="patch number"):
+        param_name(-1, "x")
+
+
+def test_every_declared_distribution_is_named_by_the_declaration() -> None:
+    from blackbox.search.search_space import PatchParam
+
+    space = {**SPACE, "space": {**SPACE["space"], "frequency": {"low": 0.0, "high": 0.3}}}
+    dims = distributions(space, Region(0, 0, 99, 99))
+    parsed = [PatchParam.parse(name) for name in dims]
+    assert all(p is not None for p in parsed)
+    assert {p.patch for p in parsed} == set(range(space["n_patches"]))

@@ -16,7 +16,7 @@ from blackbox.attacks import (
 from blackbox.attacks._gradients import goal_mask, grad_cam, loss_and_gradient, smooth_margin, to_tensor
 from blackbox.core.goal import Goal, default_goal
 from blackbox.core.images import LoadedImage
-from blackbox.core.perturbation import norm_of
+from blackbox.core.perturbation import PerturbationBudget
 from targets import DifferentiableTarget
 from targets._functional import log_softmax_2d, upsample_log_density
 from targets.classic import ClassicSaliency
@@ -125,7 +125,7 @@ ATTACKS = [
 def test_final_norm_meets_eps_within_quantisation(photo, attack, eps) -> None:
     target = ClassicSaliency()
     result = attack.run(problem_on(photo, target, eps), target)
-    size = norm_of((result.adversarial.astype(np.float64) - photo) / 255.0, "l2")
+    size = PerturbationBudget(eps=eps).size((result.adversarial.astype(np.float64) - photo) / 255.0)
     assert size <= eps + 1e-9
     # Rounding to 8 bits drops elements below half a level; the rest of the budget is kept.
     # PGD may stop inside the ball; every other method fills it.

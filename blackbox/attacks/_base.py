@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from blackbox.core.goal import Goal, peak_along
 from blackbox.core.images import LoadedImage
 from blackbox.core.metrics import peak_shift, perturbation_norms
 from blackbox.core.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
+from blackbox.core.perturbation import PerturbationBudget
 from targets import Output, Target, TargetOutput
 
 
@@ -21,7 +23,15 @@ class AttackFailedError(RuntimeError):
 
 @dataclass(frozen=True)
 class AttackProblem:
-    """One image to attack: the clean 8-bit image, what the target said of it, and the goal."""
+    """One image to attack: the clean 8-bit image, what the target said of it, and the goal.
+
+    ``eps`` and ``norm`` are the perturbation budget's two numbers, kept as fields for the callers
+    that build a problem positionally; attacks use :attr:`budget`, which holds the norm arithmetic.
+
+    Raises:
+        blackbox.core.perturbation.PerturbationBudgetError: ``norm`` is not ``l2``/``linf`` or
+            ``eps`` is not a finite number > 0.
+    """
 
     image: LoadedImage
     clean_output: TargetOutput
@@ -30,6 +40,14 @@ class AttackProblem:
     norm: str
     target_name: str
     success: str = "auto"  # the success setting: auto | point | crops | any_crop (blackbox.core.objective)
+
+    def __post_init__(self) -> None:
+        self.budget  # noqa: B018 - a bad eps or norm is refused here, where the problem is made
+
+    @cached_property
+    def budget(self) -> PerturbationBudget:
+        """The perturbation budget (``eps`` in ``norm``), with its norm, rescale and projection."""
+        return PerturbationBudget(eps=self.eps, norm=self.norm)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -52,6 +70,11 @@ class AttackResult:
     failed_queries: int = 0
     extra: dict = field(default_factory=dict)
     success_rule: SuccessRule = "point"  # the rule ``success`` was judged by (blackbox.core.objective)
+
+    @property
+    def budget(self) -> PerturbationBudget:
+        """The perturbation budget the attack worked within (``eps`` in ``norm``)."""
+        return PerturbationBudget(eps=self.eps, norm=self.norm)  # type: ignore[arg-type]
 
     def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
         """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes.

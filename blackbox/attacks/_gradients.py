@@ -1,11 +1,12 @@
-"""The white-box attacks' functional core: the attack loss, its gradient, Grad-CAM, norm helpers.
+"""The white-box attacks' functional core: the attack loss, its gradient, Grad-CAM.
 
 The attack loss ``J`` is the black-box margin made smooth: a soft maximum of the log-density
 inside the goal minus a soft maximum outside it,
 ``J = τ·logsumexp(ℓ_in / τ) − τ·logsumexp(ℓ_out / τ)``. As ``τ → 0`` it is the margin the black-box
 search maximises (positive exactly when the map's maximum is in the goal); with ``τ > 0`` every
 pixel near either maximum gets a gradient, so the step both raises the goal and lowers the current
-peak. Using one objective for both attack families keeps the comparison fair.
+peak. Using one objective for both attack families keeps the comparison fair. The norm arithmetic
+(steepest direction, rescale, projection) is :class:`blackbox.core.perturbation.PerturbationBudget`'s.
 """
 
 from __future__ import annotations
@@ -109,54 +110,3 @@ def grad_cam(
     peak = cam.amax(dim=(-2, -1), keepdim=True)
     # A CAM that is zero everywhere (no channel helps the goal) masks nothing rather than everything.
     return torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.ones_like(cam))
-
-
-def direction(gradient: torch.Tensor, norm: str) -> torch.Tensor:
-    """The steepest unit step: ``g / ||g||_2`` for L2, ``sign(g)`` for L-inf."""
-    if norm == "linf":
-        return gradient.sign()
-    size = gradient.norm()
-    return gradient / size if size > 0 else gradient
-
-
-def fill_budget(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Rescale ``delta`` so its norm is exactly ``eps`` (what 'the same budget' means here)."""
-    size = delta.abs().max() if norm == "linf" else delta.norm()
-    return delta * (eps / size) if size > 0 else delta
-
-
-def fill_budget_clipped(delta: torch.Tensor, image: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Scale ``delta`` so that what survives clipping to [0, 1] has norm ``eps`` (or as near as it gets).
-
-    A gradient concentrated on a few pixels loses most of its size to the clip at 0 and 1; scaling
-    up the direction until the *clipped* perturbation fills the budget spends it elsewhere instead.
-    The clipped norm grows monotonically with the scale, so bisection finds it.
-    """
-    delta = fill_budget(delta, eps, norm)
-
-    def clipped(scale: float) -> torch.Tensor:
-        return (image + scale * delta).clamp(0, 1) - image
-
-    def size(d: torch.Tensor) -> float:
-        return float(d.abs().max() if norm == "linf" else d.norm())
-
-    if size(clipped(1.0)) >= eps * (1 - 1e-6):
-        return clipped(1.0)
-    low, high = 1.0, 2.0
-    while size(clipped(high)) < eps and high < 1e4:
-        low, high = high, high * 2
-    for _ in range(30):
-        middle = (low + high) / 2
-        if size(clipped(middle)) < eps:
-            low = middle
-        else:
-            high = middle
-    return clipped(low)
-
-
-def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """The nearest perturbation within the ``eps`` ball."""
-    if norm == "linf":
-        return delta.clamp(-eps, eps)
-    size = delta.norm()
-    return delta * (eps / size) if size > eps else delta

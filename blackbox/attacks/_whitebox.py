@@ -15,7 +15,6 @@ import torch
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.attacks._gradients import goal_mask, to_delta_array, to_tensor
 from blackbox.core.objective import score, succeeded
-from blackbox.core.perturbation import apply
 from targets import DifferentiableTarget, Target
 
 
@@ -57,7 +56,7 @@ class WhiteBoxAttack(Attack):
                 f"{self.name} on target {problem.target_name!r}: the perturbation holds NaN or infinite "
                 "values; the image is skipped, not scored"
             )
-        adversarial = apply(image.pixels, delta_array, problem.eps, problem.norm)  # type: ignore[arg-type]
+        adversarial = problem.budget.apply(image.pixels, delta_array)
         if np.array_equal(adversarial, image.pixels):
             # Asking the target about the clean image again would report an attack that did nothing.
             raise AttackFailedError(

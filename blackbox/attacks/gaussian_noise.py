@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from blackbox.attacks._base import AttackProblem
-from blackbox.attacks._gradients import fill_budget_clipped
 from blackbox.attacks._whitebox import WhiteBoxAttack
 from targets import DifferentiableTarget
 
@@ -47,4 +46,4 @@ class GaussianNoise(WhiteBoxAttack):
     ) -> torch.Tensor:
         noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(self.seed))
         banded = noise * band_mask(problem, self.band_px, self.reference_width)
-        return fill_budget_clipped(banded, image, problem.eps, problem.norm)
+        return problem.budget.rescale_clipped(banded, image)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from blackbox.attacks._base import AttackProblem
-from blackbox.attacks._gradients import direction, fill_budget_clipped, grad_cam, loss_and_gradient
+from blackbox.attacks._gradients import grad_cam, loss_and_gradient
 from blackbox.attacks._whitebox import WhiteBoxAttack
 from targets import DifferentiableTarget
 
@@ -22,4 +22,5 @@ class GradCamFGM(WhiteBoxAttack):
         _, gradient = loss_and_gradient(target, image, mask, self.temperature)
         self.gradient_steps += 1
         masked = gradient * grad_cam(target, image, mask, self.temperature)
-        return fill_budget_clipped(direction(masked, problem.norm), image, problem.eps, problem.norm)
+        budget = problem.budget
+        return budget.rescale_clipped(budget.direction(masked), image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from blackbox.attacks._base import AttackProblem
-from blackbox.attacks._gradients import fill_budget_clipped, grad_cam
+from blackbox.attacks._gradients import grad_cam
 from blackbox.attacks._whitebox import WhiteBoxAttack
 from targets import DifferentiableTarget
 
@@ -19,4 +19,4 @@ class GradCamNoise(WhiteBoxAttack):
         noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(self.seed))
         self.gradient_steps += 1
         masked = noise * grad_cam(target, image, mask, self.temperature)
-        return fill_budget_clipped(masked, image, problem.eps, problem.norm)
+        return problem.budget.rescale_clipped(masked, image)

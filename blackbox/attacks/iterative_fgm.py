@@ -15,7 +15,7 @@ import math
 import torch
 
 from blackbox.attacks._base import AttackProblem
-from blackbox.attacks._gradients import direction, fill_budget_clipped, grad_cam, loss_and_gradient
+from blackbox.attacks._gradients import grad_cam, loss_and_gradient
 from blackbox.attacks._whitebox import WhiteBoxAttack
 from targets import DifferentiableTarget
 
@@ -35,12 +35,13 @@ class IterativeFGM(WhiteBoxAttack):
     def perturbation(
         self, problem: AttackProblem, target: DifferentiableTarget, image: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        alpha = problem.eps / math.sqrt(self.steps)
+        budget = problem.budget
+        alpha = budget.eps / math.sqrt(self.steps)
         adversarial = image.clone()
         for _ in range(self.steps):
             _, gradient = loss_and_gradient(target, adversarial, mask, self.temperature)
             if self.gradcam:
                 gradient = gradient * grad_cam(target, adversarial, mask, self.temperature)
             self.gradient_steps += 1
-            adversarial = (adversarial + alpha * direction(gradient, problem.norm)).clamp(0, 1)
-        return fill_budget_clipped(adversarial - image, image, problem.eps, problem.norm)
+            adversarial = (adversarial + alpha * budget.direction(gradient)).clamp(0, 1)
+        return budget.rescale_clipped(adversarial - image, image)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from blackbox.attacks._base import AttackProblem
-from blackbox.attacks._gradients import direction, loss_and_gradient, project
+from blackbox.attacks._gradients import loss_and_gradient
 from blackbox.attacks._whitebox import WhiteBoxAttack
 from targets import DifferentiableTarget
 
@@ -30,6 +30,7 @@ class PGD(WhiteBoxAttack):
     def perturbation(
         self, problem: AttackProblem, target: DifferentiableTarget, image: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        budget = problem.budget
         delta = torch.zeros_like(image)
         best_delta, best_loss = delta, -float("inf")
         for _ in range(self.steps):
@@ -37,11 +38,7 @@ class PGD(WhiteBoxAttack):
             self.gradient_steps += 1
             if loss > best_loss:
                 best_loss, best_delta = loss, delta
-            delta = project(
-                delta + self.step_size * problem.eps * direction(gradient, problem.norm),
-                problem.eps,
-                problem.norm,
-            )
+            delta = budget.project(delta + self.step_size * budget.eps * budget.direction(gradient))
             delta = (image + delta).clamp(0, 1) - image
         loss, _ = loss_and_gradient(target, image + delta, mask, self.temperature)
         return delta if loss > best_loss else best_delta

@@ -37,9 +37,8 @@ from tqdm.auto import tqdm
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.core.objective import score, succeeded
-from blackbox.core.perturbation import Norm, perturb
 from blackbox.search.budget import QueryBudget
-from blackbox.search.search_space import distributions, patch_regions, patches_from_config, trial_config
+from blackbox.search.search_space import distributions, patch_regions, render_config, trial_config
 from blackbox.search.warm_start import fit_patches
 from targets import Target, TargetOutput
 
@@ -74,15 +73,14 @@ def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -
     g = problem.goal
     return (
         f"{problem.image.image_id}|{problem.target_name}|goal={g.source}:"
-        f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.norm}={problem.eps:g}|{sampler_name}"
+        f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.budget}|{sampler_name}"
         + (f"|success={rule}" if rule != "point" else "")
     )
 
 
 def render_trial(problem: AttackProblem, config: Mapping) -> np.ndarray:
     """The 8-bit adversarial image a trial config describes (what replay re-does)."""
-    norm: Norm = config["norm"]
-    return perturb(problem.image.pixels, patches_from_config(config), eps=float(config["eps"]), norm=norm)
+    return render_config(problem.image.pixels, config)
 
 
 class PatchSearch(Attack):
@@ -195,9 +193,7 @@ class PatchSearch(Attack):
                 trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
                 count = len(trials)
                 configs = [
-                    trial_config(
-                        self.search, params=t.params, region=region, eps=problem.eps, norm=problem.norm
-                    )
+                    trial_config(self.search, params=t.params, region=region, budget=problem.budget)
                     for t in trials
                 ]
                 adversarials = [render_trial(problem, c) for c in configs]

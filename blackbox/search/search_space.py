@@ -8,8 +8,13 @@ pulls the salient point there, so searching near the goal spends the budget wher
 ``region: goal_and_peak`` sends some patches near the clean salient point instead, to take
 saliency away there (:func:`patch_regions`).
 
+Parameter names are declared here and only here: patch ``k``'s parameter ``key`` is named
+``p{k}_{key}`` (:func:`param_name`, read back by :meth:`PatchParam.parse`), with ``key`` one of
+:data:`PARAM_KEYS`. Samplers (``sparse_rs``), warm starts and stored studies use these names; a
+sampler that needs to know which parameters move a patch asks :attr:`PatchParam.is_location`.
+
 Each trial's *perturbation config* is the declared space merged (OmegaConf, as Hydra composes) with
-the sampled values; it is stored with the trial and is all :func:`patches_from_config` needs to
+the sampled values; it is stored with the trial and is all :func:`render_config` needs to
 re-render the adversarial image.
 """
 
@@ -17,21 +22,65 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from blackbox.core.goal import Goal
-from blackbox.core.perturbation import Patch
-
-CHANNELS = ("r", "g", "b")
-PATTERN_KEYS = ("size", "frequency", "angle")
+from blackbox.core.perturbation import Patch, PerturbationBudget, perturb
 
 
 class SearchSpaceError(ValueError):
     """The declared search space is unusable."""
+
+
+CHANNELS = ("r", "g", "b")  # one amplitude per RGB channel
+LOCATION_KEYS = ("x", "y")  # the patch's centre, in pixels
+PATTERN_KEYS = ("size", "frequency", "angle")
+#: Every parameter a patch can have, in the order the search declares them.
+PARAM_KEYS = LOCATION_KEYS + PATTERN_KEYS + CHANNELS
+_PARAM_NAME = re.compile(rf"^p(\d+)_({'|'.join(PARAM_KEYS)})$")
+
+
+def param_name(patch: int, key: str) -> str:
+    """The name of patch ``patch``'s parameter ``key`` (``p{patch}_{key}``, e.g. ``p0_x``).
+
+    Raises:
+        SearchSpaceError: ``patch`` is negative or ``key`` is not one of :data:`PARAM_KEYS`.
+    """
+    if key not in PARAM_KEYS or isinstance(patch, bool) or not isinstance(patch, int) or patch < 0:
+        raise SearchSpaceError(
+            f"a patch parameter is a patch number >= 0 and one of {', '.join(PARAM_KEYS)}; "
+            f"got {patch!r}, {key!r}"
+        )
+    return f"p{patch}_{key}"
+
+
+@dataclass(frozen=True)
+class PatchParam:
+    """A search parameter's name read back: which patch (from 0) and which of :data:`PARAM_KEYS`."""
+
+    patch: int
+    key: str
+
+    @classmethod
+    def parse(cls, name: str) -> PatchParam | None:
+        """The patch and key named by ``name``; ``None`` if it is not a patch parameter's name."""
+        match = _PARAM_NAME.match(name)
+        return cls(int(match.group(1)), match.group(2)) if match else None
+
+    @property
+    def name(self) -> str:
+        return param_name(self.patch, self.key)
+
+    @property
+    def is_location(self) -> bool:
+        """Whether the parameter moves the patch (``x``, ``y``) rather than changing its content."""
+        return self.key in LOCATION_KEYS
 
 
 @dataclass(frozen=True)
@@ -135,13 +184,13 @@ def distributions(
     for k in range(n_patches):
         # Continuous pixel coordinates, rounded when rendered: TPE scores integer parameters by
         # the Gaussian mass of every (candidate, kernel) pair, which made each ask 2.5x slower.
-        result[f"p{k}_x"] = optuna.distributions.FloatDistribution(regions[k].x0, regions[k].x1)
-        result[f"p{k}_y"] = optuna.distributions.FloatDistribution(regions[k].y0, regions[k].y1)
+        result[param_name(k, "x")] = optuna.distributions.FloatDistribution(regions[k].x0, regions[k].x1)
+        result[param_name(k, "y")] = optuna.distributions.FloatDistribution(regions[k].y0, regions[k].y1)
         for key in PATTERN_KEYS:
             if key in declared:
-                result[f"p{k}_{key}"] = _float_distribution(key, declared[key])
+                result[param_name(k, key)] = _float_distribution(key, declared[key])
         for channel in CHANNELS:
-            result[f"p{k}_{channel}"] = _float_distribution("amplitude", declared["amplitude"])
+            result[param_name(k, channel)] = _float_distribution("amplitude", declared["amplitude"])
     return result
 
 
@@ -156,21 +205,21 @@ def patches_from_params(params: Mapping[str, float], n_patches: int) -> list[dic
     for k in range(n_patches):
         patches.append(
             {
-                "x": pixel(params[f"p{k}_x"]),
-                "y": pixel(params[f"p{k}_y"]),
-                "size": float(params[f"p{k}_size"]),
-                "amplitude": [float(params[f"p{k}_{c}"]) for c in CHANNELS],
-                "frequency": float(params.get(f"p{k}_frequency", 0.0)),
-                "angle": float(params.get(f"p{k}_angle", 0.0)),
+                "x": pixel(params[param_name(k, "x")]),
+                "y": pixel(params[param_name(k, "y")]),
+                "size": float(params[param_name(k, "size")]),
+                "amplitude": [float(params[param_name(k, c)]) for c in CHANNELS],
+                "frequency": float(params.get(param_name(k, "frequency"), 0.0)),
+                "angle": float(params.get(param_name(k, "angle"), 0.0)),
             }
         )
     return patches
 
 
 def trial_config(
-    space: Mapping, *, params: Mapping[str, float], region: Region | list[Region], eps: float, norm: str
+    space: Mapping, *, params: Mapping[str, float], region: Region | list[Region], budget: PerturbationBudget
 ) -> dict:
-    """The declared space composed with the sampled values: everything a replay needs.
+    """The declared space composed with the sampled values and the budget: everything a replay needs.
 
     A plain dict (JSON-ready for the trial's user attributes): composing it with OmegaConf cost
     about 20 ms a trial, more than a ``classic`` query.
@@ -178,8 +227,7 @@ def trial_config(
     config = copy.deepcopy(_plain(space))
     config.update(
         region_bounds=[r.as_dict() for r in region] if isinstance(region, list) else region.as_dict(),
-        eps=float(eps),
-        norm=norm,
+        **budget.as_dict(),  # eps, norm
         patches=patches_from_params(params, int(space["n_patches"])),
     )
     return config
@@ -193,4 +241,13 @@ def _plain(space: Mapping) -> dict:
 
 
 def patches_from_config(config: Mapping) -> list[Patch]:
+    """The patches of a stored trial config (:func:`trial_config`)."""
     return [Patch.from_mapping(p) for p in config["patches"]]
+
+
+def render_config(clean: np.ndarray, config: Mapping) -> np.ndarray:
+    """The 8-bit adversarial image (``(H, W, 3)`` uint8) a trial config describes on ``clean`` (uint8).
+
+    What the search sent to the target, and what replay re-does byte for byte.
+    """
+    return perturb(clean, patches_from_config(config), PerturbationBudget.from_mapping(config))

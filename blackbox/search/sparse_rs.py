@@ -12,7 +12,6 @@ budget; ``p`` is the fraction of patches changed and scales the size of a locati
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,10 +21,10 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
 
+from blackbox.search.search_space import PatchParam
+
 # Fractions of the budget at which p halves (Sparse-RS's schedule, rescaled to any budget).
 HALVING_POINTS: Sequence[float] = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
-PATCH_PARAM = re.compile(r"^p(\d+)_(\w+)$")
-LOCATION_KEYS = ("x", "y")
 
 
 class SparseRSSampler(BaseSampler):
@@ -55,7 +54,9 @@ class SparseRSSampler(BaseSampler):
             return {}  # the first candidate is uniformly random
         best = max(complete, key=lambda t: t.value if t.value is not None else -np.inf)
         params = {name: best.params[name] for name in search_space if name in best.params}
-        patches = sorted({int(m.group(1)) for name in params if (m := PATCH_PARAM.match(name))})
+        # Which patch each parameter belongs to, by the names the search space declares.
+        named = {name: parsed for name in params if (parsed := PatchParam.parse(name)) is not None}
+        patches = sorted({parsed.patch for parsed in named.values()})
         if not patches:
             return {}
         p = self.schedule(len(complete))
@@ -63,12 +64,11 @@ class SparseRSSampler(BaseSampler):
         move_location = len(complete) % 2 == 0
         for patch in self._rng.choice(patches, size=n_changed, replace=False):
             for name, distribution in search_space.items():
-                match = PATCH_PARAM.match(name)
-                if not match or int(match.group(1)) != patch:
+                parsed = named.get(name)
+                if parsed is None or parsed.patch != patch:
                     continue
-                is_location = match.group(2) in LOCATION_KEYS
-                if is_location == move_location:
-                    params[name] = self._mutate(params[name], distribution, p, is_location)
+                if parsed.is_location == move_location:
+                    params[name] = self._mutate(params[name], distribution, p, parsed.is_location)
         return params
 
     def _mutate(self, value: object, distribution: BaseDistribution, p: float, is_location: bool) -> object:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from blackbox.search.search_space import CHANNELS, Region
+from blackbox.search.search_space import CHANNELS, Region, param_name
 
 
 def fit_patches(
@@ -42,14 +42,14 @@ def fit_patches(
         colour = (delta * window[..., None]).sum(axis=(0, 1)) / window.sum()
         colour = colour / max(float(np.abs(colour).max()), 1e-12)
         # Clipped: when suppression has emptied a region, argmax falls outside it.
-        params[f"p{k}_x"] = float(np.clip(x, bounds.x0, bounds.x1))
-        params[f"p{k}_y"] = float(np.clip(y, bounds.y0, bounds.y1))
-        params[f"p{k}_size"] = size
+        params[param_name(k, "x")] = float(np.clip(x, bounds.x0, bounds.x1))
+        params[param_name(k, "y")] = float(np.clip(y, bounds.y0, bounds.y1))
+        params[param_name(k, "size")] = size
         for channel, value in zip(CHANNELS, colour, strict=True):
-            params[f"p{k}_{channel}"] = float(np.clip(value, amp_low, amp_high))
+            params[param_name(k, channel)] = float(np.clip(value, amp_low, amp_high))
         if "frequency" in declared:
-            params[f"p{k}_frequency"] = float(declared["frequency"]["low"])
+            params[param_name(k, "frequency")] = float(declared["frequency"]["low"])
         if "angle" in declared:
-            params[f"p{k}_angle"] = float(declared["angle"]["low"])
+            params[param_name(k, "angle")] = float(declared["angle"]["low"])
         energy[window > np.exp(-4.5)] = -np.inf  # suppress within 3 sigma
     return params

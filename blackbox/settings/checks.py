@@ -5,26 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from blackbox.core.objective import SUCCESS_SETTINGS
+from blackbox.core.perturbation import PerturbationBudget, PerturbationBudgetError
 
 
 class ConfigError(ValueError):
     """A setting is out of range or of the wrong kind; the message names it and what to use."""
 
 
-# One 8-bit level in [0, 1] units: the smallest change a pixel can take. A perturbation whose norm is
-# below it (L2 or L-inf alike) rounds back to the clean image everywhere, so such an eps can never
-# change a pixel.
-ONE_LEVEL = 1.0 / 255.0
-
-
 def check_eps(eps: float, norm: str, *, key: str = "eps") -> None:
     """``eps`` can change at least one pixel by one 8-bit level; raise :class:`ConfigError` if not."""
-    if eps < ONE_LEVEL:
-        raise ConfigError(
-            f"{key}={eps:g} (norm={norm}) is below one 8-bit level (1/255 = {ONE_LEVEL:.5f}): every "
-            f"perturbation would round back to the clean image; use {key} >= {ONE_LEVEL:.4f} "
-            "(the paper's L2 sizes are 10 to 30)"
-        )
+    try:
+        PerturbationBudget(eps=eps, norm=norm).check_quantisable(key=key)  # type: ignore[arg-type]
+    except PerturbationBudgetError as error:  # below one level; an unknown norm or eps <= 0 too
+        raise ConfigError(str(error)) from None
 
 
 def _number(cfg: Mapping, key: str) -> float:
