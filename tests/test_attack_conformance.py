@@ -31,19 +31,27 @@ def test_every_shipped_search_space_and_sampler_is_covered() -> None:
     assert {"tpe", "random", "cmaes", "gp", "sparse_rs"} <= set(SAMPLERS)
 
 
-class TestGradCamFGM(AttackConformance):
+class GradientAttackConformance(AttackConformance):
+    """Attacks that need gradients: the refusal is checked whatever attribute declares the need."""
+
+    @pytest.fixture
+    def lacking_target(self, target):
+        return counting(target, gradients=False)
+
+
+class TestGradCamFGM(GradientAttackConformance):
     @pytest.fixture
     def attack(self):
         return lambda: GradCamFGM(seed=0)
 
 
-class TestIterativeFGM(AttackConformance):
+class TestIterativeFGM(GradientAttackConformance):
     @pytest.fixture
     def attack(self):
         return lambda: IterativeFGM(steps=2, seed=0)
 
 
-class TestPGD(AttackConformance):
+class TestPGD(GradientAttackConformance):
     @pytest.fixture
     def attack(self):
         return lambda: PGD(steps=3, seed=0)
@@ -55,7 +63,7 @@ class TestGaussianNoise(AttackConformance):
         return lambda: GaussianNoise(seed=0)
 
 
-class TestGradCamNoise(AttackConformance):
+class TestGradCamNoise(GradientAttackConformance):
     @pytest.fixture
     def attack(self):
         return lambda: GradCamNoise(seed=0)

@@ -2,5 +2,6 @@
 its search spaces, samplers, query budget and warm start."""
 
 from blackbox.search.patch_search import PatchSearch, TrialRecord, render_trial, study_name
+from blackbox.search.search_space import PatchParam, param_name
 
-__all__ = ["PatchSearch", "TrialRecord", "render_trial", "study_name"]
+__all__ = ["PatchParam", "PatchSearch", "TrialRecord", "param_name", "render_trial", "study_name"]

@@ -132,6 +132,12 @@ class PatchSearch(Attack):
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
+        """Search ``problem`` on ``target`` within the query budget, resuming its stored study.
+
+        Raises:
+            AttackFailedError: no trial completed (the target failed, or every candidate rounded to
+                the clean image), or the target failed too often with budget left (re-run to resume).
+        """
         rule = self.success_rule(problem, target)
         regions = patch_regions(
             self.search,
