@@ -49,14 +49,8 @@ from blackbox.experiment.run import (
 )
 from blackbox.experiment.run_folder import working_in
 from blackbox.settings.checks import ConfigError, check_eps, check_run_config
-from blackbox.settings.zoo import (
-    UnknownChoiceError,
-    group_config,
-    group_names,
-    instantiate_target,
-    load_target,
-)
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
+from targets._zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load
 
 #: The columns of ``results.csv``, one row per (image, method, eps) attack.
 COLUMNS = (
@@ -211,9 +205,7 @@ class Comparison:
         self.target_name = target_name
         self.target = target if target is not None else instantiate_target(cfg.target)
         self.measure_name = str(cfg.measure) if cfg.get("measure") else None
-        self.measure = (
-            load_target(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
-        )
+        self.measure = load(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
         self.methods = methods_from_config(cfg)
         self.eps_list = _eps_list(cfg)
         self.bisection_steps = int(cfg.smallest_eps.bisection_steps)

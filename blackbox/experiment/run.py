@@ -35,28 +35,12 @@ from blackbox.experiment.run_folder import check_resume_settings, working_in
 from blackbox.experiment.storage import make_storage
 from blackbox.experiment.study import open_experiment
 from blackbox.search import PatchSearch
-from blackbox.search.search_space import SearchSpaceError
 from blackbox.settings.checks import ConfigError, check_run_config
-from blackbox.settings.zoo import UnknownChoiceError, instantiate_target, load_target
 from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
-from targets.vxm import VxmFormatError
-from targets.weights import BadModelFileError, MissingModelFileError
+from targets._zoo import instantiate_target, load
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
-
-# Errors a user fixes by changing a setting or an input: the CLIs print them and exit EXIT_BAD_CONFIG.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    GoalError,
-    ImageLoadError,
-    SearchSpaceError,
-    MissingModelFileError,
-    BadModelFileError,
-    UnknownChoiceError,
-    VxmFormatError,
-    JsonlError,
-)
 
 
 @dataclass
@@ -150,7 +134,7 @@ def make_attack(
 
 def load_stand_in(setting: str, name: str, aspect_ratios) -> DifferentiableTarget:
     """The zoo target ``name`` as a differentiable stand-in (for ``warm_start=``, ``whitebox_target=``)."""
-    stand_in = load_target(name, aspect_ratios=aspect_ratios)
+    stand_in = load(name, aspect_ratios=aspect_ratios)
     if not isinstance(stand_in, DifferentiableTarget):
         raise ConfigError(
             f"{setting}={name} gives no gradients; name a differentiable zoo target "
@@ -201,7 +185,7 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
     target = target if target is not None else instantiate_target(cfg.target)
     # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
     measure_name = cfg.get("measure")
-    measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
+    measure = load(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
     experiment = open_experiment(cfg, run_dir)  # storage, artifacts, which images are done
     callbacks = experiment.trial_callbacks(str(cfg.get("artifacts", "best")))
     attack = make_attack(cfg, run_dir, storage=experiment.storage, trial_callbacks=callbacks)

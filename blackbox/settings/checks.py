@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from blackbox.core.objective import SUCCESS_SETTINGS
+from targets import ConfigError  # defined with the zoo, which raises it too; re-exported here
 
-
-class ConfigError(ValueError):
-    """A setting is out of range or of the wrong kind; the message names it and what to use."""
-
+__all__ = ["ONE_LEVEL", "ConfigError", "check_eps", "check_run_config", "check_search"]
 
 # One 8-bit level in [0, 1] units: the smallest change a pixel can take. A perturbation whose norm is
 # below it (L2 or L-inf alike) rounds back to the clean image everywhere, so such an eps can never
