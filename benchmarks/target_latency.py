@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks._memory import PeakSampler, rss_mb
-from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget, load
+from targets import DEFAULT_ASPECT_RATIOS, Capability, load
 
 
 def _timings(call, repeats: int) -> tuple[np.ndarray, float]:
@@ -65,7 +65,7 @@ def measure(
     for batch in batches:
         images = rng.random((batch, height, width, 3), dtype=np.float32)
         rows.append(_row(name, "query", batch, _timings(lambda images=images: target.query(images), repeats)))
-        if isinstance(target, DifferentiableTarget):
+        if Capability.GRADIENTS in target.capabilities:
             tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
             def forward_backward(tensor: torch.Tensor = tensor) -> None:

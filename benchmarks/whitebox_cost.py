@@ -23,7 +23,7 @@ from benchmarks._compose import compose_run
 from blackbox.attacks import AttackProblem
 from blackbox.core.images import load_bundled
 from blackbox.experiment.run import make_attack, make_goal
-from targets import DifferentiableTarget, load
+from targets import Capability, MissingCapabilityError, load, require
 from targets._zoo import group_names
 
 PHOTO = "chelsea"
@@ -43,8 +43,10 @@ def measure(name: str, attacks: list[str], eps: float, repeats: int) -> list[dic
     """One row per attack on the target ``name``."""
     image = load_bundled(PHOTO)
     target = load(name)
-    if not isinstance(target, DifferentiableTarget):
-        raise SystemExit(f"{name} gives no gradients: white-box attacks cannot run on it")
+    try:
+        require(target, {Capability.GRADIENTS}, by="a white-box attack", name=name, advice="leave it out")
+    except MissingCapabilityError as error:
+        raise SystemExit(str(error)) from None
     pixels = torch.from_numpy(image.as_float).permute(2, 0, 1)[None].contiguous()
 
     def forward_backward() -> None:

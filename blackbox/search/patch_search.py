@@ -41,7 +41,7 @@ from blackbox.core.perturbation import Norm, perturb
 from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import distributions, patch_regions, patches_from_config, trial_config
 from blackbox.search.warm_start import fit_patches
-from targets import Target, TargetOutput
+from targets import Target, TargetOutput, require
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
 
@@ -131,9 +131,10 @@ class PatchSearch(Attack):
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
+        require(target, self.requires, by=self.name, name=problem.target_name)
         image = problem.image
         width, height = image.width, image.height
-        has_point = self.has_point(target)
+        has_point = target.gives_point
         rule = self.success_rule(problem, target)
         regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
         region = regions if len(set(regions)) > 1 else regions[0]

@@ -41,7 +41,7 @@ from blackbox.core.datasets import folder_sources
 from blackbox.core.images import ImageLoadError, prepare
 from blackbox.evaluate.fidelity import fidelity, teacher_point
 from blackbox.settings.checks import ConfigError
-from targets import Output, Target, TargetOutput
+from targets import Target, TargetOutput
 from targets._zoo import instantiate_target, load
 from targets.surrogate import SurrogateSaliency, load_checkpoint, save_checkpoint
 
@@ -210,8 +210,8 @@ def cell_targets(
             cells = F.adaptive_avg_pool2d(density, grid)[0, 0]
         else:
             x, y = teacher_point(teacher, output, width, height)
-            knows_x = Output.POINT in teacher.outputs or any(c.width < width for c in output.crops)
-            knows_y = Output.POINT in teacher.outputs or any(c.height < height for c in output.crops)
+            knows_x = teacher.gives_point or any(c.width < width for c in output.crops)
+            knows_y = teacher.gives_point or any(c.height < height for c in output.crops)
             cx, cy = x / width * columns - 0.5, y / height * rows - 0.5  # in cell units, cell centres at k
             column_weights = torch.exp(-0.5 * ((torch.arange(columns) - cx) / point_sigma) ** 2)
             row_weights = torch.exp(-0.5 * ((torch.arange(rows) - cy) / point_sigma) ** 2)
