@@ -44,7 +44,7 @@ def measure(name: str, attacks: list[str], eps: float, repeats: int) -> list[dic
     image = load_bundled(PHOTO)
     target = load(name)
     try:
-        require(target, {Capability.GRADIENTS}, by="a white-box attack", name=name, advice="leave it out")
+        require(target, {Capability.GRADIENTS}, by="a white-box attack", name=name, advice="leave it out of --targets")
     except MissingCapabilityError as error:
         raise SystemExit(str(error)) from None
     pixels = torch.from_numpy(image.as_float).permute(2, 0, 1)[None].contiguous()

@@ -63,7 +63,7 @@ class Target(abc.ABC):
 
         Declared by each target: a target that gives less overrides this (a crop-only cropper gives
         ``{Output.CROPS}``; ``http`` reads it from its ``expect`` setting). A map implies the point
-        (its argmax) and a point the crops (Twitter's policy), so every target gives crops.
+        (its argmax) and a point the crops (Twitter's policy), so every answer holds crops.
         """
         return ALL_OUTPUTS
 
