@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+import targets as zoo
 from blackbox.core.images import load_bundled
-from blackbox.settings.zoo import load_target
-from targets import DEFAULT_ASPECT_RATIOS, Target
+from targets import Target
 from targets._protocol import encode_png
 from targets.http import HttpTarget
 
@@ -132,7 +132,7 @@ def main() -> None:
         (np.clip(photo.pixels + rng.integers(-2, 3, photo.pixels.shape), 0, 255) / 255.0).astype(np.float32)
         for _ in range(args.batch)
     ]
-    local = load_target(args.target, aspect_ratios=DEFAULT_ASPECT_RATIOS)
+    local = zoo.load(args.target)
     rows = []
     in_process = per_image_ms(local, images, args.repeats)
     rows.append({"mode": "in-process", "response": "-", "ms_per_image": in_process})

@@ -31,8 +31,7 @@ import numpy as np
 from benchmarks._compose import compose_run
 from blackbox.core.images import load_bundled
 from blackbox.experiment.run import run
-from blackbox.settings.zoo import load_target
-from targets import DEFAULT_ASPECT_RATIOS, Output, Target, TargetOutput, crop_boxes
+from targets import DEFAULT_ASPECT_RATIOS, Output, Target, TargetOutput, crop_boxes, load
 
 PHOTO = "chelsea"
 
@@ -141,7 +140,7 @@ def main() -> None:
     print("| target | sampler | query ms | wall s | in target s | ratio | framework ms/trial | CPU ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.targets:
-        inner = load_target(name, aspect_ratios=DEFAULT_ASPECT_RATIOS)
+        inner = load(name)
         for sampler in args.samplers:
             row = overhead_row(name, inner, sampler, args.budget, args.repeats, args.extra)
             rows.append(row)

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks._memory import PeakSampler, rss_mb
-from blackbox.settings.zoo import load_target
-from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
+from targets import DEFAULT_ASPECT_RATIOS, Capability, load
 
 
 def _timings(call, repeats: int) -> tuple[np.ndarray, float]:
@@ -60,13 +59,13 @@ def _row(target: str, mode: str, batch: int, timed: tuple[np.ndarray, float]) ->
 def measure(
     name: str, batches: list[int], repeats: int, width: int, height: int, overrides: dict
 ) -> list[dict]:
-    target = load_target(name, aspect_ratios=DEFAULT_ASPECT_RATIOS, overrides=overrides)
+    target = load(name, aspect_ratios=DEFAULT_ASPECT_RATIOS, **overrides)
     rng = np.random.default_rng(0)
     rows = []
     for batch in batches:
         images = rng.random((batch, height, width, 3), dtype=np.float32)
         rows.append(_row(name, "query", batch, _timings(lambda images=images: target.query(images), repeats)))
-        if isinstance(target, DifferentiableTarget):
+        if Capability.GRADIENTS in target.capabilities:
             tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
             def forward_backward(tensor: torch.Tensor = tensor) -> None:

@@ -23,8 +23,8 @@ from benchmarks._compose import compose_run
 from blackbox.attacks import AttackProblem
 from blackbox.core.images import load_bundled
 from blackbox.experiment.run import make_attack, make_goal
-from blackbox.settings.zoo import group_names, load_target
-from targets import DEFAULT_ASPECT_RATIOS, DifferentiableTarget
+from targets import Capability, MissingCapabilityError, load, require
+from targets._zoo import group_names
 
 PHOTO = "chelsea"
 
@@ -42,9 +42,17 @@ def p50_seconds(call, repeats: int) -> float:
 def measure(name: str, attacks: list[str], eps: float, repeats: int) -> list[dict]:
     """One row per attack on the target ``name``."""
     image = load_bundled(PHOTO)
-    target = load_target(name, aspect_ratios=DEFAULT_ASPECT_RATIOS)
-    if not isinstance(target, DifferentiableTarget):
-        raise SystemExit(f"{name} gives no gradients: white-box attacks cannot run on it")
+    target = load(name)
+    try:
+        require(
+            target,
+            {Capability.GRADIENTS},
+            by="a white-box attack",
+            name=name,
+            advice="leave it out of --targets",
+        )
+    except MissingCapabilityError as error:
+        raise SystemExit(str(error)) from None
     pixels = torch.from_numpy(image.as_float).permute(2, 0, 1)[None].contiguous()
 
     def forward_backward() -> None:

@@ -10,9 +10,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, run
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from targets import UserError
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
 _SEVERITY = (EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED)
@@ -25,7 +26,7 @@ def main(cfg: DictConfig) -> int:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         code = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).exit_code
-    except USER_ERRORS as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG
         # Nothing attacked: leave no empty run folder behind (the dashboard would pick it).
@@ -49,7 +50,7 @@ if __name__ == "__main__":
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:])
-        except USER_ERRORS as error:
+        except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)
     main()

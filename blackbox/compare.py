@@ -12,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from blackbox.evaluate.compare import compare
-from blackbox.experiment.run import EXIT_BAD_CONFIG, USER_ERRORS
+from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from targets import UserError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
         code = compare(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
-    except USER_ERRORS as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         discard_if_unused(Path(hydra_cfg.runtime.output_dir))  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
@@ -37,7 +38,7 @@ if __name__ == "__main__":
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:], config_name="compare")
-        except USER_ERRORS as error:
+        except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)
     main()

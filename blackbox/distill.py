@@ -11,14 +11,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from blackbox.training.distill import EXIT_INTERRUPTED, USER_ERRORS, distill
+from blackbox.training.distill import EXIT_INTERRUPTED, distill
+from targets import UserError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="distill")
 def main(cfg: DictConfig) -> None:
     try:
         summary = distill(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except USER_ERRORS as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(EXIT_INTERRUPTED if summary.interrupted else 0)

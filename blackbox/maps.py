@@ -13,8 +13,7 @@ from pathlib import Path
 
 from blackbox.core.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
 from blackbox.core.visualize import fitting_columns, grid, saliency_view, with_legend
-from blackbox.settings.zoo import UnknownChoiceError, load_target
-from targets import DEFAULT_ASPECT_RATIOS, Target
+from targets import DEFAULT_ASPECT_RATIOS, Target, UnknownChoiceError, load
 from targets.weights import MissingModelFileError
 
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     try:
-        target = load_target(args.target, aspect_ratios=DEFAULT_ASPECT_RATIOS, overrides=overrides)
+        target = load(args.target, aspect_ratios=DEFAULT_ASPECT_RATIOS, **overrides)
         if args.images:
             images = [load_image(path, working_width=args.working_width) for path in args.images]
         else:

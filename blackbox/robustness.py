@@ -12,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from blackbox.evaluate.robustness import robustness
-from blackbox.experiment.run import EXIT_BAD_CONFIG, USER_ERRORS
+from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from targets import UserError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
@@ -22,7 +23,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         code = robustness(cfg, run_dir)
-    except USER_ERRORS as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         discard_if_unused(run_dir)  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
@@ -36,7 +37,7 @@ if __name__ == "__main__":
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:], config_name="robustness")
-        except USER_ERRORS as error:
+        except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)
     main()

@@ -5,34 +5,27 @@ what the cropper exposes: a saliency map, a salient point, crops. :attr:`Target.
 that, so an attack can check up front whether it can run (a crop-only service gives no map).
 
 A :class:`DifferentiableTarget` also gives its log-density as a torch tensor with gradients, which
-is what the white-box attacks need. Query counting is the framework's job
+is what the white-box attacks need; it declares so with :attr:`Target.differentiable`.
+:attr:`Target.capabilities` is both declarations in one set, which
+:func:`targets.require` checks against what an attack needs. Query counting is the framework's job
 (:class:`blackbox.search.budget.QueryBudget`), not the target's.
 """
 
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from targets._capabilities import ALL_OUTPUTS, Capability, Output, capabilities_of
 from targets._errors import NonFiniteOutputError
 from targets._output import TargetOutput
 from targets._validation import validate_images
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_boxes
 
-
-class Output(str, enum.Enum):
-    """What a target can give back for an image."""
-
-    SALIENCY = "saliency"
-    POINT = "point"
-    CROPS = "crops"
-
-
-ALL_OUTPUTS = frozenset(Output)
+__all__ = ["ALL_OUTPUTS", "DifferentiableTarget", "Output", "Target", "check_finite"]
 
 
 def check_finite(output: TargetOutput, where: str) -> None:
@@ -66,12 +59,35 @@ class Target(abc.ABC):
 
     @property
     def outputs(self) -> frozenset[Output]:
-        """The outputs this target gives. Saliency-map targets give all three."""
+        """The outputs this target gives. Saliency-map targets give all three.
+
+        Declared by each target: a target that gives less overrides this (a crop-only cropper gives
+        ``{Output.CROPS}``; ``http`` reads it from its ``expect`` setting). A map implies the point
+        (its argmax) and a point the crops (Twitter's policy), so every answer holds crops.
+        """
         return ALL_OUTPUTS
 
     @property
     def differentiable(self) -> bool:
+        """Whether :meth:`DifferentiableTarget.log_density` gives gradients: ``True`` exactly for those."""
         return False
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this target can do for an attack: its :attr:`outputs`, and gradients if differentiable.
+
+        Derived from the two declarations above; :func:`targets.require` checks it.
+        """
+        return capabilities_of(self.outputs, gradients=self.differentiable)
+
+    @property
+    def gives_point(self) -> bool:
+        """Whether the answer's salient point is the target's own (given, or its map's argmax).
+
+        ``False`` for a crop-only target: its point is a placeholder, and the point that counts is the
+        one its crops imply (:func:`targets.estimate_point`).
+        """
+        return bool(self.outputs & {Output.POINT, Output.SALIENCY})
 
     def query(self, images: Sequence[np.ndarray] | np.ndarray) -> list[TargetOutput]:
         """Answer a batch of ``(H, W, 3)`` float RGB images in [0, 1]; one output per image."""

@@ -49,7 +49,10 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from targets._base import Target
+from targets._errors import UserError
+from targets._image_modes import to_rgb
 from targets._protocol import MAP_DTYPES, MAP_KINDS, RESPONSES, build_answer
+from targets._zoo import load
 
 LOG = logging.getLogger("targets.serve")
 MAX_ASPECT_RATIOS = 16
@@ -323,8 +326,6 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def decode_image(data: bytes, max_pixels: int, *, where: str = "the body") -> np.ndarray:
     """Bytes to ``(H, W, 3)`` uint8 RGB; bombs are refused from the header, before decoding."""
-    from blackbox.core.images import to_rgb  # the framework's own mode handling (alpha, 16-bit, CMYK)
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -393,8 +394,6 @@ class ServeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from blackbox.experiment.run import USER_ERRORS
-    from blackbox.settings.zoo import load_target
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -417,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
     try:
-        target = load_target(
-            target_name, aspect_ratios=list(cfg.aspect_ratios), overrides=OmegaConf.to_container(cfg.params)
+        target = load(
+            target_name, aspect_ratios=list(cfg.aspect_ratios), **OmegaConf.to_container(cfg.params)
         )
         app = create_app(
             target,
@@ -431,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_header=cfg.auth_header,
             auth_token=token,
         )
-    except (*USER_ERRORS, ValueError) as error:
+    except (UserError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

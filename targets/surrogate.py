@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from targets._errors import UserError
 from targets._fastgaze import FastGazeNet, FastGazeTarget, GridInput
 from targets.crop import DEFAULT_ASPECT_RATIOS
 from targets.twitter import FASTGAZE, IMAGENET_MEAN_RGB
@@ -53,7 +54,7 @@ FASTGAZE_READOUT: tuple[int, ...] = (7, 7, 2, 1)
 INITS = ("fastgaze", "random")
 
 
-class SurrogateCheckpointError(ValueError):
+class SurrogateCheckpointError(UserError, ValueError):
     """A file is not a usable surrogate checkpoint."""
 
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from targets._base import DifferentiableTarget, Output, Target
+from targets._capabilities import Capability
 from targets._output import TargetOutput
 from targets.crop import is_cut
 
@@ -50,6 +51,15 @@ class TargetConformance:
         assert target.outputs, "a target must give at least one output"
         assert target.outputs <= set(Output)
         assert Output.CROPS in target.outputs or Output.POINT in target.outputs
+
+    def test_declares_capabilities(self, target: Target) -> None:
+        # Gradients exactly when the target is a DifferentiableTarget (it has log_density); the rest
+        # are its outputs, so require() decides from the target's own declarations alone.
+        gives = target.capabilities
+        differentiable = isinstance(target, DifferentiableTarget)
+        assert (Capability.GRADIENTS in gives) == differentiable == target.differentiable
+        assert {Output(c.value) for c in gives - {Capability.GRADIENTS}} == set(target.outputs)
+        assert target.gives_point == bool(target.outputs & {Output.POINT, Output.SALIENCY})
 
     def test_one_output_per_image(self, target: Target, images: list[np.ndarray]) -> None:
         outputs = target.query(images)
@@ -149,6 +159,7 @@ class DifferentiableTargetConformance(TargetConformance):
     def test_is_differentiable(self, target: DifferentiableTarget) -> None:
         assert target.differentiable
         assert Output.SALIENCY in target.outputs
+        assert Capability.GRADIENTS in target.capabilities
 
     def test_log_density_tensor(self, target: DifferentiableTarget, images) -> None:
         tensor = torch.from_numpy(np.stack(images[:2])).permute(0, 3, 1, 2)

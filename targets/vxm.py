@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from targets._errors import UserError
+
 MAGIC = b"\x01tPM"
 _HEADER = struct.Struct("<4sI")
 _U32 = struct.Struct("<I")
@@ -51,7 +53,7 @@ _DTYPES = {"float32": np.dtype("<f4")}
 _MAX_RECORDS = 100_000  # far above any real model: a corrupt count must not drive a huge loop
 
 
-class VxmFormatError(ValueError):
+class VxmFormatError(UserError, ValueError):
     """A file is not a valid ``.vxm`` model: truncated, corrupt, or of a kind this reader does not know."""
 
 

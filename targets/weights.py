@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from targets._errors import UserError
+
 MODELS_ENV = "BLACKBOX_MODELS"
 OFFLINE_ENV = "BLACKBOX_OFFLINE"
 
@@ -56,11 +58,11 @@ class FileRequest:
         return Path(given).expanduser() if given is not None and str(given) != "" else None
 
 
-class MissingModelFileError(FileNotFoundError):
+class MissingModelFileError(UserError, FileNotFoundError):
     """A model file was found nowhere and could not be downloaded."""
 
 
-class BadModelFileError(ValueError):
+class BadModelFileError(UserError, ValueError):
     """A model file was found but does not hold the layout its model needs (the message says why)."""
 
 

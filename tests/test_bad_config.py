@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from blackbox.__main__ import sweep_exit_code
-from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED, USER_ERRORS
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED
 from blackbox.settings.checks import ConfigError
 from blackbox.settings.preflight import preflight, wants_preflight
+from targets import UserError
 from tests.conftest import REPO
 
 
@@ -76,7 +77,7 @@ from tests.conftest import REPO
     ],
 )
 def test_bad_settings_are_refused_before_any_work(overrides, says) -> None:
-    with pytest.raises(USER_ERRORS) as caught:
+    with pytest.raises(UserError) as caught:
         preflight(overrides)
     for words in says:
         assert words in str(caught.value)
@@ -141,7 +142,7 @@ def test_sweep_exit_code_order() -> None:
     assert sweep_exit_code([EXIT_OK, EXIT_SKIPPED]) == EXIT_SKIPPED
     assert sweep_exit_code([EXIT_SKIPPED, EXIT_NOTHING_DONE]) == EXIT_NOTHING_DONE
     assert sweep_exit_code([EXIT_NOTHING_DONE, EXIT_BAD_CONFIG, EXIT_OK]) == EXIT_BAD_CONFIG
-    assert issubclass(ConfigError, USER_ERRORS)
+    assert issubclass(ConfigError, UserError)
 
 
 def test_a_value_with_equals_gets_a_hint_to_quote_it() -> None:
@@ -172,7 +173,7 @@ def test_a_home_folder_tilde_in_any_path_setting_is_expanded(monkeypatch, tmp_pa
     ]
     (tmp_path / "photos").mkdir()
     with pytest.raises(
-        USER_ERRORS, match=f"no image files .* found in {tmp_path / 'photos'}"
+        UserError, match=f"no image files .* found in {tmp_path / 'photos'}"
     ):  # read, not refused
         preflight(expand_home(["dataset=folder", "dataset.path=~/photos"]))
 

@@ -195,7 +195,7 @@ def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
     from blackbox.core.images import load_bundled
     from blackbox.experiment.storage import make_storage
     from blackbox.search import render_trial
-    from blackbox.settings.zoo import group_names
+    from targets._zoo import group_names
 
     assert search in group_names("search")
     done = blackbox(tmp_path, *FAST, "dataset.names=[rocket]", f"search={search}", "early_stop=false")

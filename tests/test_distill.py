@@ -16,9 +16,8 @@ from PIL import Image
 import blackbox.training.distill as distill_module
 from blackbox.evaluate.fidelity import crop_iou, fidelity
 from blackbox.settings.checks import ConfigError
-from blackbox.settings.zoo import load_target
 from blackbox.training.distill import DistillImage, augment_batch, cell_targets, distill, kl_loss, split
-from targets import CropBox, Output, Target
+from targets import CropBox, Output, Target, load
 from targets.classic import ClassicSaliency
 from targets.surrogate import SurrogateSaliency, load_checkpoint
 from tests.conftest import REPO
@@ -74,9 +73,7 @@ def test_tiny_run_writes_checkpoint_log_and_fidelity(tmp_path, folder: Path) -> 
     assert json.loads((tmp_path / "fidelity_initial.json").read_text())["step"] == 0
     assert "| classic |" in (tmp_path / "summary.md").read_text()
     # The result is a target: `target=surrogate target.checkpoint=...`.
-    student = load_target(
-        "surrogate", aspect_ratios=(1.0,), overrides={"checkpoint": str(tmp_path / "last.pt")}
-    )
+    student = load("surrogate", aspect_ratios=(1.0,), checkpoint=str(tmp_path / "last.pt"))
     assert isinstance(student, SurrogateSaliency) and student.metadata["teacher"] == "classic"
     assert student.metadata["held_out_images"] == summary.held_out_ids
 

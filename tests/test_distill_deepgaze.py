@@ -23,7 +23,6 @@ import blackbox.training.distill_deepgaze as deepgaze_module
 from blackbox.core.images import ImageLoadError
 from blackbox.evaluate.fidelity import fidelity
 from blackbox.settings.checks import ConfigError
-from blackbox.settings.zoo import load_target
 from blackbox.training.distill import distill
 from blackbox.training.distill_deepgaze import (
     CHECKPOINT_FORMAT,
@@ -35,6 +34,7 @@ from blackbox.training.distill_deepgaze import (
     split_fixation_data,
     teacher_loss,
 )
+from targets import load
 from targets._deepgaze_checkpoint import SIGMA_KEY, load_state_dict_file
 from targets._functional import gaussian_blur
 from targets.classic import ClassicSaliency
@@ -155,10 +155,11 @@ def test_teacher_run_lowers_the_loss_and_round_trips_into_target_deepgaze(tmp_pa
     assert not torch.equal(saved["readout_network.conv0.weight"], untrained["readout_network.conv0.weight"])
     assert float(saved[SIGMA_KEY]) != float(untrained[SIGMA_KEY])  # σ is learned too
     # The file loads as target=deepgaze (by path, and last.pt too), and gives what was measured in training.
-    target = load_target(
+    target = load(
         "deepgaze",
         aspect_ratios=(0.56, 1.0, 1.14, 2.0),
-        overrides={"weights": str(tmp_path / READOUT_FILE.filename), "vgg_weights": str(vgg)},
+        weights=str(tmp_path / READOUT_FILE.filename),
+        vgg_weights=str(vgg),
     )
     assert isinstance(target, DeepGazeII)
     for key, tensor in target.network.readout_state_dict().items():

@@ -66,11 +66,11 @@ def test_classic_gives_a_finite_map_on_flat_images(pixels) -> None:
 
 @pytest.mark.parametrize("name", ["classic", "twitter", "surrogate", "deepgaze"])
 def test_every_local_target_gives_a_finite_map_on_flat_images(name) -> None:
-    from blackbox.settings.zoo import load_target
+    from targets import load
     from targets.weights import MissingModelFileError
 
     try:
-        target = load_target(name, aspect_ratios=(0.56, 1.0))
+        target = load(name, aspect_ratios=(0.56, 1.0))
     except MissingModelFileError:
         pytest.skip(f"{name}: model files not in ../shared/models")
     for pixels in FLAT:

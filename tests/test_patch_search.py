@@ -11,8 +11,8 @@ from blackbox.core.goal import default_goal
 from blackbox.core.images import LoadedImage
 from blackbox.search import PatchSearch, render_trial
 from blackbox.search.budget import BudgetExhaustedError, QueryBudget
-from blackbox.settings.zoo import group_config
 from targets import Output, Target, TargetOutput
+from targets._zoo import group_config
 from targets.classic import ClassicSaliency
 
 SEARCH = {

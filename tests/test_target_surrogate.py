@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from blackbox.settings.zoo import load_target
-from targets import DEFAULT_ASPECT_RATIOS
+from targets import DEFAULT_ASPECT_RATIOS, load
 from targets.surrogate import SurrogateCheckpointError, SurrogateSaliency, load_checkpoint, save_checkpoint
 from targets.testing import DifferentiableTargetConformance
 from targets.weights import MissingModelFileError
@@ -19,7 +18,7 @@ SMALL = {"init": "random", "trunk": [6, "pool", 8, "pool", 8], "readout": [4, 1]
 @pytest.fixture(scope="module")
 def zoo_surrogate() -> SurrogateSaliency:
     # Through the zoo, as `target=surrogate target.init=random` builds it.
-    return load_target("surrogate", aspect_ratios=DEFAULT_ASPECT_RATIOS, overrides={"init": "random"})
+    return load("surrogate", aspect_ratios=DEFAULT_ASPECT_RATIOS, init="random")
 
 
 class TestSurrogateConformance(DifferentiableTargetConformance):
@@ -62,7 +61,7 @@ def test_checkpoint_round_trip_through_the_zoo(tmp_path, image: torch.Tensor) ->
         trained.net.centre_bias.weight.fill_(3.0)  # a visible change from any fresh model
     path = save_checkpoint(trained, tmp_path / "ckpt" / "last.pt", metadata={"teacher": "classic"}, step=7)
     # The checkpoint's architecture wins over the config's (the zoo config describes FastGaze's).
-    loaded = load_target("surrogate", aspect_ratios=(1.0,), overrides={"checkpoint": str(path)})
+    loaded = load("surrogate", aspect_ratios=(1.0,), checkpoint=str(path))
     assert isinstance(loaded, SurrogateSaliency) and loaded.architecture() == trained.architecture()
     assert loaded.metadata == {"teacher": "classic"} and load_checkpoint(path)["step"] == 7
     torch.testing.assert_close(log_density(loaded, image), log_density(trained, image))

@@ -8,8 +8,7 @@ import pytest
 import pyvips  # a core dependency: missing is a failure, not a skip
 
 from blackbox.settings.checks import ConfigError
-from blackbox.settings.zoo import load_target
-from targets import DEFAULT_ASPECT_RATIOS, Output
+from targets import DEFAULT_ASPECT_RATIOS, Output, load
 from targets.crop import crop_size
 from targets.testing import TargetConformance
 from targets.vips import VipsSmartcrop, libvips_version
@@ -107,12 +106,12 @@ def test_unknown_strategy_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="attention, entropy"):
         VipsSmartcrop(interesting="centre")
     with pytest.raises(ConfigError, match="interesting must be one of attention, entropy"):
-        load_target("vips_attention", aspect_ratios=DEFAULT_ASPECT_RATIOS, overrides={"interesting": "x"})
+        load("vips_attention", interesting="x")
 
 
 @pytest.mark.parametrize("name", ["vips_attention", "vips_entropy"])
 def test_in_the_zoo(name: str) -> None:
-    target = load_target(name, aspect_ratios=(0.56, 2.0))
+    target = load(name, aspect_ratios=(0.56, 2.0))
     assert isinstance(target, VipsSmartcrop)
     assert target.name == name
     assert target.aspect_ratios == (0.56, 2.0)

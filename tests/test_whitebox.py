@@ -17,7 +17,7 @@ from blackbox.attacks._gradients import goal_mask, grad_cam, loss_and_gradient, 
 from blackbox.core.goal import Goal, default_goal
 from blackbox.core.images import LoadedImage
 from blackbox.core.perturbation import PerturbationBudget
-from targets import DifferentiableTarget
+from targets import DifferentiableTarget, MissingCapabilityError
 from targets._functional import log_softmax_2d, upsample_log_density
 from targets.classic import ClassicSaliency
 from targets.testing import DifferentiableTargetConformance
@@ -156,7 +156,7 @@ def test_gradient_attack_refuses_a_black_box_target(photo) -> None:
     from tests.test_patch_search import CountingTarget
 
     target = CountingTarget(ClassicSaliency())
-    with pytest.raises(TypeError, match="needs gradients"):
+    with pytest.raises(MissingCapabilityError, match="needs gradients"):
         IterativeFGM().run(problem_on(photo, target, 2.0), target)
 
 

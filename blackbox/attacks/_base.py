@@ -6,6 +6,7 @@ import abc
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from blackbox.core.images import LoadedImage
 from blackbox.core.metrics import peak_shift, perturbation_norms
 from blackbox.core.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
 from blackbox.core.perturbation import PerturbationBudget
-from targets import Output, Target, TargetOutput
+from targets import Capability, Target, TargetOutput
 
 
 class AttackFailedError(RuntimeError):
@@ -146,13 +147,17 @@ class Attack(abc.ABC):
 
     name: str = "attack"
 
+    #: What the attack needs of a target beyond answering queries (``{Capability.GRADIENTS}`` for the
+    #: gradient attacks). :meth:`run` starts with :func:`targets.require` on it, and the entry points
+    #: check it before any image is loaded, so a target that lacks it fails at once, with one message.
+    requires: ClassVar[frozenset[Capability]] = frozenset()
+
     @abc.abstractmethod
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
-        """Attack one image."""
+        """Attack one image.
 
-    @staticmethod
-    def has_point(target: Target) -> bool:
-        return Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+        Raises :class:`targets.MissingCapabilityError` if ``target`` lacks what :attr:`requires` names.
+        """
 
     @staticmethod
     def success_rule(problem: AttackProblem, target: Target) -> SuccessRule:

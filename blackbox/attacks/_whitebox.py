@@ -8,6 +8,7 @@ asks the target once for the result, and builds the shared :class:`AttackResult`
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -15,14 +16,14 @@ import torch
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.attacks._gradients import goal_mask, to_delta_array, to_tensor
 from blackbox.core.objective import score, succeeded
-from targets import DifferentiableTarget, Target
+from targets import Capability, DifferentiableTarget, Target, require
 
 
 class WhiteBoxAttack(Attack):
     """Base of the gradient attacks and the paper's baselines."""
 
-    #: False for baselines that only add noise: those run on any target.
-    needs_gradients = True
+    #: Gradients of the target's log-density; baselines that only add noise need nothing (``frozenset()``).
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.GRADIENTS})
 
     def __init__(self, *, temperature: float = 0.05, seed: int = 0) -> None:
         if not temperature > 0:
@@ -38,12 +39,7 @@ class WhiteBoxAttack(Attack):
         """The ``(1, 3, H, W)`` perturbation in [0, 1] units, of norm ``problem.eps``."""
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
-        if self.needs_gradients and not isinstance(target, DifferentiableTarget):
-            raise TypeError(
-                f"{self.name} needs gradients, and target {problem.target_name!r} gives none; "
-                "use a differentiable target (classic, twitter, surrogate, deepgaze) and measure= "
-                "to score on this one (a transfer attack), or a black-box sampler"
-            )
+        require(target, self.requires, by=self.name, name=problem.target_name)
         image = problem.image
         self.gradient_steps = 0
         torch.manual_seed(self.seed)
@@ -70,7 +66,7 @@ class WhiteBoxAttack(Attack):
         """Ask ``target`` once about the final image and build the result."""
         width, height = problem.image.width, problem.image.height
         output = target.query([adversarial.astype(np.float32) / 255.0])[0]
-        has_point = self.has_point(target)
+        has_point = target.gives_point
         rule = self.success_rule(problem, target)
         success = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
         return AttackResult(

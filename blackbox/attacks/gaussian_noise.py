@@ -30,7 +30,7 @@ def band_mask(problem: AttackProblem, band_px: float, reference_width: int) -> t
 
 class GaussianNoise(WhiteBoxAttack):
     name = "gaussian_noise"
-    needs_gradients = False
+    requires = frozenset()  # noise only: runs on any target
 
     def __init__(
         self, *, band_px: float = 100.0, reference_width: int = 640, temperature: float = 0.05, seed: int = 0

@@ -32,14 +32,14 @@ from typing import Literal
 import numpy as np
 from scipy.signal import find_peaks
 
-from targets import CropBox
+from targets import CropBox, UserError
 from targets.crop import is_cut, uncut
 
 GoalSource = Literal["protocol", "fallback", "user_box", "user_point"]
 Axis = Literal["x", "y"]
 
 
-class GoalError(ValueError):
+class GoalError(UserError, ValueError):
     """The requested goal cannot be used on this image."""
 
 

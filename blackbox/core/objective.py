@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 
 from blackbox.core.goal import Goal, goal_slices
-from targets import CropBox, Output, Target, TargetOutput
+from targets import CropBox, Target, TargetOutput
 from targets.crop import estimate_point, uncut  # the inverse of the crop policy; re-exported here
 
 SuccessRule = Literal["point", "crops", "any_crop"]
@@ -60,7 +60,7 @@ def success_rule(setting: str, target: Target) -> SuccessRule:
         raise ValueError(f"success must be one of {', '.join(SUCCESS_SETTINGS)}, got {setting!r}")
     if setting != "auto":
         return setting  # type: ignore[return-value]
-    return "point" if target.outputs & {Output.POINT, Output.SALIENCY} else "crops"
+    return "point" if target.gives_point else "crops"
 
 
 def saliency_margin(log_density: np.ndarray, goal: Goal) -> float:

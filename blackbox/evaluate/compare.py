@@ -28,11 +28,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from blackbox.attacks import Attack, AttackFailedError, AttackProblem, WhiteBoxAttack
+from blackbox.attacks import Attack, AttackFailedError, AttackProblem
 from blackbox.core.datasets import iterate, sources_from_config
 from blackbox.core.images import ImageLoadError, LoadedImage, save_png
 from blackbox.evaluate.report import write_report
@@ -49,14 +50,22 @@ from blackbox.experiment.run import (
 )
 from blackbox.experiment.run_folder import working_in
 from blackbox.settings.checks import ConfigError, check_eps, check_run_config
-from blackbox.settings.zoo import (
-    UnknownChoiceError,
-    group_config,
-    group_names,
-    instantiate_target,
-    load_target,
+from targets import (
+    Capability,
+    DifferentiableTarget,
+    MissingCapabilityError,
+    Target,
+    TargetOutput,
+    TargetQueryError,
+    require,
 )
-from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
+from targets._zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load
+
+# What to do when a method needs what the target lacks (compare's own setting for it).
+STAND_IN = (
+    "set whitebox_target=<a zoo target that gives gradients, e.g. classic> to craft there and score on "
+    "this one (a transfer attack)"
+)
 
 #: The columns of ``results.csv``, one row per (image, method, eps) attack.
 COLUMNS = (
@@ -211,9 +220,7 @@ class Comparison:
         self.target_name = target_name
         self.target = target if target is not None else instantiate_target(cfg.target)
         self.measure_name = str(cfg.measure) if cfg.get("measure") else None
-        self.measure = (
-            load_target(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
-        )
+        self.measure = load(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
         self.methods = methods_from_config(cfg)
         self.eps_list = _eps_list(cfg)
         self.bisection_steps = int(cfg.smallest_eps.bisection_steps)
@@ -223,8 +230,8 @@ class Comparison:
 
     def _white_box_target(self) -> tuple[DifferentiableTarget | None, str]:
         """What white-box methods take gradients of: the target, else ``whitebox_target``."""
-        if isinstance(self.target, DifferentiableTarget):
-            return self.target, self.target_name
+        if Capability.GRADIENTS in self.target.capabilities:
+            return cast(DifferentiableTarget, self.target), self.target_name
         name = self.cfg.get("whitebox_target")
         if not name:
             return None, ""
@@ -301,12 +308,11 @@ class Comparison:
         attack = method.attack(eps, self.run_dir)
         target, target_name, crafted_on = self.target, self.target_name, self.target_name
         measure, measure_name = self.measure, self.measure_name
-        if isinstance(attack, WhiteBoxAttack) and attack.needs_gradients and self.target is not self.crafter:
+        try:
+            require(self.target, attack.requires, by=method.name, name=self.target_name, advice=STAND_IN)
+        except MissingCapabilityError as error:
             if self.crafter is None:
-                skipped[f"{loaded.image_id}/{method.name}"] = (
-                    f"{method.name} needs gradients and target={self.target_name} gives none: "
-                    "set whitebox_target=<a differentiable zoo target> to craft there (a transfer attack)"
-                )
+                skipped[f"{loaded.image_id}/{method.name}"] = str(error)
                 return None
             # Craft on the stand-in, measure on what was asked (the target unless measure= says otherwise).
             target, crafted_on = self.crafter, self.crafter_name

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from blackbox.core.objective import estimate_point
-from targets import CropBox, Output, Target, TargetOutput
+from targets import CropBox, Target, TargetOutput
 
 AGREEMENT_RADIUS = 0.1  # salient points this close (fraction of the diagonal) count as agreeing
 
@@ -49,7 +49,7 @@ def sample_fixations(log_density: np.ndarray, count: int, rng: np.random.Generat
 
 
 def teacher_point(target: Target, output: TargetOutput, width: int, height: int) -> tuple[float, float]:
-    if Output.POINT in target.outputs or Output.SALIENCY in target.outputs:
+    if target.gives_point:
         return output.salient_point
     return estimate_point(output.crops, width, height)
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from blackbox.evaluate.selection import SelectionReport
+from targets import UserError
 
 FloatRow = dict[str, object]
 
@@ -396,7 +397,7 @@ def write_report(
 PART_SETTINGS = ("image", "dataset", "progress", "torch_threads", "worker")
 
 
-class MergeError(ValueError):
+class MergeError(UserError, ValueError):
     """Parts that cannot make one comparison; the message says which and why."""
 
 

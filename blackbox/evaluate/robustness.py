@@ -43,8 +43,8 @@ from blackbox.experiment.run import (
 )
 from blackbox.experiment.run_folder import working_in
 from blackbox.settings.checks import ConfigError, check_run_config
-from blackbox.settings.zoo import group_config, group_names, instantiate_target
 from targets import Target, TargetQueryError
+from targets._zoo import group_config, group_names, instantiate_target
 
 #: The columns of ``results.csv``, one row per (target, image, eps) attack.
 COLUMNS = (

@@ -16,11 +16,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from omegaconf import DictConfig, OmegaConf
 
 from blackbox.experiment.study import open_for_reading
+from targets import UserError
 
 DEFAULT_PORT = 8080
 
 
-class DashboardError(ValueError):
+class DashboardError(UserError, ValueError):
     """No run to open, or one whose trials were not kept; the message says what to do."""
 
 

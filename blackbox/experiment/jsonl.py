@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from targets import UserError
 
-class JsonlError(ValueError):
+
+class JsonlError(UserError, ValueError):
     """A line in the middle of a JSON-lines file is not JSON: the file was edited or damaged."""
 
 

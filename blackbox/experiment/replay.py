@@ -24,13 +24,14 @@ from omegaconf import OmegaConf
 
 from blackbox.core.datasets import sources_from_config
 from blackbox.core.images import save_png
-from blackbox.experiment.jsonl import JsonlError, read_records
+from blackbox.experiment.jsonl import read_records
 from blackbox.experiment.storage import make_storage
 from blackbox.search.search_space import render_config
+from targets import UserError
 
 
-class ReplayError(ValueError):
-    pass
+class ReplayError(UserError, ValueError):
+    """A folder, image or trial that cannot be replayed; the message says which and what to do."""
 
 
 def replay(
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
     try:
         path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)
-    except (ReplayError, JsonlError) as error:
+    except UserError as error:  # ReplayError, JsonlError, a missing or damaged input
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(path)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from hydra.utils import instantiate
@@ -22,7 +23,6 @@ from blackbox.attacks import (
     AttackProblem,
     AttackResult,
     IterativeFGM,
-    WhiteBoxAttack,
 )
 from blackbox.core.datasets import sources_from_config
 from blackbox.core.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
@@ -35,28 +35,12 @@ from blackbox.experiment.run_folder import check_resume_settings, working_in
 from blackbox.experiment.storage import make_storage
 from blackbox.experiment.study import open_experiment
 from blackbox.search import PatchSearch
-from blackbox.search.search_space import SearchSpaceError
-from blackbox.settings.checks import ConfigError, check_run_config
-from blackbox.settings.zoo import UnknownChoiceError, instantiate_target, load_target
-from targets import DifferentiableTarget, Target, TargetOutput, TargetQueryError
-from targets.vxm import VxmFormatError
-from targets.weights import BadModelFileError, MissingModelFileError
+from blackbox.settings.checks import check_run_config
+from targets import Capability, DifferentiableTarget, Target, TargetOutput, TargetQueryError, require
+from targets._zoo import instantiate_target, load
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
-
-# Errors a user fixes by changing a setting or an input: the CLIs print them and exit EXIT_BAD_CONFIG.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    GoalError,
-    ImageLoadError,
-    SearchSpaceError,
-    MissingModelFileError,
-    BadModelFileError,
-    UnknownChoiceError,
-    VxmFormatError,
-    JsonlError,
-)
 
 
 @dataclass
@@ -150,13 +134,10 @@ def make_attack(
 
 def load_stand_in(setting: str, name: str, aspect_ratios) -> DifferentiableTarget:
     """The zoo target ``name`` as a differentiable stand-in (for ``warm_start=``, ``whitebox_target=``)."""
-    stand_in = load_target(name, aspect_ratios=aspect_ratios)
-    if not isinstance(stand_in, DifferentiableTarget):
-        raise ConfigError(
-            f"{setting}={name} gives no gradients; name a differentiable zoo target "
-            "(classic, twitter, surrogate, deepgaze)"
-        )
-    return stand_in
+    stand_in = load(name, aspect_ratios=aspect_ratios)
+    advice = f"name a zoo target that gives gradients (a local saliency model, e.g. {setting}=classic)"
+    require(stand_in, {Capability.GRADIENTS}, by=setting, name=name, advice=advice)
+    return cast(DifferentiableTarget, stand_in)  # the targets that give gradients are these
 
 
 def make_warm_start(cfg: DictConfig):
@@ -201,15 +182,11 @@ def _run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | N
     target = target if target is not None else instantiate_target(cfg.target)
     # measure=<zoo name>: score on another model than the one attacked (transfer; the paper's DeepGaze II).
     measure_name = cfg.get("measure")
-    measure = load_target(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
+    measure = load(str(measure_name), aspect_ratios=cfg.aspect_ratios) if measure_name else None
     experiment = open_experiment(cfg, run_dir)  # storage, artifacts, which images are done
     callbacks = experiment.trial_callbacks(str(cfg.get("artifacts", "best")))
     attack = make_attack(cfg, run_dir, storage=experiment.storage, trial_callbacks=callbacks)
-    if isinstance(attack, WhiteBoxAttack) and attack.needs_gradients and not target.differentiable:
-        raise ConfigError(
-            f"attack={attack.name} needs gradients and target={target_name} gives none: craft on a "
-            f"differentiable target and score on this one with measure={target_name} (a transfer attack)"
-        )
+    require(target, attack.requires, by=f"attack={attack.name}", name=target_name)  # before any image
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
     # The whole job's progress (image k of N, time left); each image's search has its own bar.
@@ -354,12 +331,12 @@ def attack_image(
     model and measured on DeepGaze II) and keeps what the attacked target said under ``on_target``.
     """
     result = attack.run(problem, target)
-    record = result.record(problem.image, problem.clean_output, has_point=Attack.has_point(target))
+    record = result.record(problem.image, problem.clean_output, has_point=target.gives_point)
     record.update(target=problem.target_name, clean_queries=1)
     if measure is not None:
         crafted = record
         result = measured(result, measure, problem.image, success=problem.success)
-        record = result.record(problem.image, measured_clean, has_point=Attack.has_point(measure))
+        record = result.record(problem.image, measured_clean, has_point=measure.gives_point)
         record.update(target=problem.target_name, measure=str(measure_name), clean_queries=1)
         record["on_target"] = {k: crafted[k] for k in ON_TARGET_KEYS}
     record["ssim"] = ssim(problem.image.pixels, result.adversarial)
@@ -377,7 +354,7 @@ def measured(
     ``success`` is the run's setting; ``auto`` means the rule that suits the measuring target.
     """
     output = measure.query([result.adversarial.astype(np.float32) / 255.0])[0]
-    has_point = Attack.has_point(measure)
+    has_point = measure.gives_point
     rule = success_rule(success, measure)
     width, height = image.width, image.height
     success = succeeded(output, result.goal, width, height, has_point=has_point, rule=rule)

@@ -40,7 +40,7 @@ from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import distributions, patch_regions, render_config
 from blackbox.search.warm_start import fit_patches
-from targets import Target
+from targets import Target, require
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
 
@@ -138,6 +138,7 @@ class PatchSearch(Attack):
             AttackFailedError: no trial completed (the target failed, or every candidate rounded to
                 the clean image), or the target failed too often with budget left (re-run to resume).
         """
+        require(target, self.requires, by=self.name, name=problem.target_name)
         rule = self.success_rule(problem, target)
         regions = patch_regions(
             self.search,
@@ -176,7 +177,7 @@ class PatchSearch(Attack):
             space=distributions(self.search, region),
             region=region,
             seed=seed,
-            judge=judge_for(problem, has_point=self.has_point(target), rule=rule),
+            judge=judge_for(problem, has_point=target.gives_point, rule=rule),
             best=best,
         )
         session.run()

@@ -32,9 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from blackbox.core.goal import Goal
 from blackbox.core.perturbation import Patch, PerturbationBudget, perturb
+from targets import UserError
+
+CHANNELS = ("r", "g", "b")
+PATTERN_KEYS = ("size", "frequency", "angle")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UserError, ValueError):
     """The declared search space is unusable."""
 
 

@@ -1,1 +1,2 @@
-"""Settings read at the edge: checks on Hydra configs, the pre-flight check and the zoo loader."""
+"""Settings read at the edge: checks on Hydra configs and the pre-flight check (the zoo loader is
+:func:`targets.load`)."""

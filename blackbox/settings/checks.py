@@ -6,10 +6,9 @@ from collections.abc import Mapping
 
 from blackbox.core.objective import SUCCESS_SETTINGS
 from blackbox.core.perturbation import PerturbationBudget, PerturbationBudgetError
+from targets import ConfigError  # defined with the zoo, which raises it too; re-exported here
 
-
-class ConfigError(ValueError):
-    """A setting is out of range or of the wrong kind; the message names it and what to use."""
+__all__ = ["ConfigError", "check_eps", "check_run_config", "check_search"]
 
 
 def check_eps(eps: float, norm: str, *, key: str = "eps") -> None:

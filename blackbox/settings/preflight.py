@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from blackbox.core.datasets import sources_from_config
 from blackbox.settings.checks import ConfigError, check_run_config
-from blackbox.settings.zoo import CONF, group_names
+from targets._zoo import CONF, group_names
 
 _GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
 _KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")

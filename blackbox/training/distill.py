@@ -40,11 +40,10 @@ from tqdm import tqdm
 from blackbox.core.datasets import folder_sources
 from blackbox.core.images import ImageLoadError, prepare
 from blackbox.evaluate.fidelity import fidelity, teacher_point
-from blackbox.experiment.run import USER_ERRORS as RUN_USER_ERRORS
 from blackbox.settings.checks import ConfigError
-from blackbox.settings.zoo import instantiate_target, load_target
-from targets import Output, Target, TargetOutput
-from targets.surrogate import SurrogateCheckpointError, SurrogateSaliency, load_checkpoint, save_checkpoint
+from targets import Target, TargetOutput
+from targets._zoo import instantiate_target, load
+from targets.surrogate import SurrogateSaliency, load_checkpoint, save_checkpoint
 
 # scikit-image's pictures that need no download: photos, textures, text, microscopy.
 DISTILL_PHOTOS = (
@@ -211,8 +210,8 @@ def cell_targets(
             cells = F.adaptive_avg_pool2d(density, grid)[0, 0]
         else:
             x, y = teacher_point(teacher, output, width, height)
-            knows_x = Output.POINT in teacher.outputs or any(c.width < width for c in output.crops)
-            knows_y = Output.POINT in teacher.outputs or any(c.height < height for c in output.crops)
+            knows_x = teacher.gives_point or any(c.width < width for c in output.crops)
+            knows_y = teacher.gives_point or any(c.height < height for c in output.crops)
             cx, cy = x / width * columns - 0.5, y / height * rows - 0.5  # in cell units, cell centres at k
             column_weights = torch.exp(-0.5 * ((torch.arange(columns) - cx) / point_sigma) ** 2)
             row_weights = torch.exp(-0.5 * ((torch.arange(rows) - cy) / point_sigma) ** 2)
@@ -278,8 +277,8 @@ def distill(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) ->
         )
     if not float(cfg.point_sigma) > 0:
         raise ConfigError(f"point_sigma (grid cells) must be positive, got {cfg.point_sigma}")
-    teacher = teacher or load_target(
-        str(cfg.teacher), aspect_ratios=cfg.aspect_ratios, overrides=cfg.get("teacher_settings") or None
+    teacher = teacher or load(
+        str(cfg.teacher), aspect_ratios=cfg.aspect_ratios, **(cfg.get("teacher_settings") or {})
     )
     images = load_images(cfg.get("images"))
     train, held = split(images, float(cfg.held_out), int(cfg.seed))
@@ -419,6 +418,3 @@ def fidelity_table(cfg: DictConfig, summary: DistillSummary) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\nheld-out images: {', '.join(summary.held_out_ids)}")
     return "\n".join(lines)
-
-
-USER_ERRORS = (*RUN_USER_ERRORS, SurrogateCheckpointError)

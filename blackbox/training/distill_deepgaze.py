@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from blackbox.core.images import ImageLoadError
 from blackbox.settings.checks import ConfigError
-from targets import Target
+from targets import Target, load
 from targets._deepgaze_checkpoint import CENTRE_BIAS_WEIGHT_KEY, READOUT_PREFIX, SIGMA_KEY
 from targets._functional import upsample_log_density
 from targets._readout import build_readout
@@ -366,8 +366,8 @@ def distill_deepgaze(cfg: DictConfig, run_dir: Path, *, teacher: Target | None =
         train_ids = [names[i] for i in range(len(stimuli)) if i not in set(held)]
         held_ids = [names[i] for i in held]
     else:
-        teacher = teacher or base.load_target(
-            str(cfg.teacher), aspect_ratios=cfg.aspect_ratios, overrides=cfg.get("teacher_settings") or None
+        teacher = teacher or load(
+            str(cfg.teacher), aspect_ratios=cfg.aspect_ratios, **(cfg.get("teacher_settings") or {})
         )
         images = base.load_images(cfg.get("images"))
         train, held_images = base.split(images, float(cfg.held_out), int(cfg.seed))
