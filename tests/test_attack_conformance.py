@@ -11,13 +11,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from blackbox.settings.zoo import group_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from blackbox.attacks import PGD, GaussianNoise, GradCamFGM, GradCamNoise, IterativeFGM
 from blackbox.attacks.testing import AttackConformance, counting
 from blackbox.search import PatchSearch
+from targets._zoo import group_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCH_SPACES = sorted(p.stem for p in (CONF / "search").glob("*.yaml"))

@@ -141,7 +141,6 @@ def test_leftovers_of_a_kill_are_repaired_with_a_warning(tmp_path, stale) -> Non
             handle.write(b'{"op_code":4,"worker_id":"x","study_id":0,"datetim')
         with results.open("ab") as handle:
             handle.write(b'{"image": "coffee", "sour')
-    started = time.monotonic()
     again = subprocess.run(
         command(run_dir, *SMALL, "dataset.names=[chelsea,coffee]"),
         cwd=REPO,
@@ -151,10 +150,11 @@ def test_leftovers_of_a_kill_are_repaired_with_a_warning(tmp_path, stale) -> Non
         timeout=120,
     )
     assert again.returncode == 0, again.stderr
-    assert time.monotonic() - started < 25  # Optuna alone would wait 30 s for the dead holder's lock
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["image"] for r in records] == ["chelsea", "coffee"]
     if stale == "journal_lock":
+        # Repaired, not waited out (Optuna alone would wait 30 s for the dead holder's lock): no timed
+        # assertion here, the warning and the removed lock say it.
         assert "stale" in again.stderr and not (run_dir / "optuna.journal.lock").exists()
     else:
         # The torn bytes are set aside, not thrown away, and the warning says where.

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from blackbox.settings.zoo import group_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from blackbox.search.testing import RelativeSamplerConformance, SamplerConformance
+from targets._zoo import group_config
 
 
 def from_conf(name: str, budget: int, **changes):

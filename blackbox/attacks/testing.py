@@ -22,7 +22,7 @@ default, the ``classic`` target (override the ``target`` fixture for another):
 - the same seed gives the same image, queries and perturbation;
 - it leaves the clean image as it was;
 - it refuses a target lacking what it needs (by default: gradients, for an attack whose
-  ``needs_gradients`` is true) before spending any query.
+  :attr:`~blackbox.attacks.Attack.requires` names them) before spending any query.
 
 Third-party attacks run the same suite: it needs pytest, this module and the ``classic`` target.
 """
@@ -41,7 +41,7 @@ from blackbox.attacks._base import Attack, AttackProblem, AttackResult
 from blackbox.core.goal import default_goal
 from blackbox.core.images import LoadedImage
 from blackbox.core.objective import SUCCESS_RULES, succeeded
-from targets import DifferentiableTarget, Output, Target, TargetOutput
+from targets import Capability, DifferentiableTarget, Output, Target, TargetOutput
 
 __all__ = ["AttackConformance", "counting", "sample_image", "sample_problem"]
 
@@ -160,7 +160,7 @@ class AttackConformance:
     @pytest.fixture
     def lacking_target(self, attack: Callable[[], Attack], target: Target) -> Target | None:
         """A target lacking what the attack needs; ``None`` if it needs nothing a target can lack."""
-        if getattr(attack(), "needs_gradients", False):
+        if Capability.GRADIENTS in attack().requires:
             return counting(target, gradients=False)
         return None
 

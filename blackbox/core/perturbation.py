@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from targets import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -38,7 +40,7 @@ ONE_LEVEL = 1.0 / 255.0
 Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
-class PerturbationBudgetError(ValueError):
+class PerturbationBudgetError(UserError, ValueError):
     """A perturbation budget that cannot exist: an unknown norm, or an eps that is not positive."""
 
 
