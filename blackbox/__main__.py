@@ -10,8 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS, run
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, USER_ERRORS
 from blackbox.experiment.run_folder import discard_if_unused
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
