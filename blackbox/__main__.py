@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> int:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
     # by an out-of-process launcher (joblib) report only through their own runs' files.
-    # The sweep's combined table comes from blackbox.experiment.sweep.SweepTable, a Hydra callback.
+    # The sweep's combined table comes from blackbox.settings.sweep_table.SweepTable, a Hydra callback.
     _sweep_codes.append(code)
     return code
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blackbox.core.goal_rule import GoalRule
+from blackbox.core.objective import SUCCESS_SETTINGS
+from targets import DEFAULT_ASPECT_RATIOS
 
 STORAGE_CHOICES = ("journal", "sqlite", "memory", "url", "postgres")
 ARTIFACT_MODES = ("best", "all", "none")
@@ -68,6 +70,9 @@ class RunOptions:
         artifacts: ``best`` | ``all`` | ``none``: trial images for optuna-dashboard.
         torch_threads: torch's intra-op threads, or ``None`` for torch's default.
         measure: a zoo name to score results on instead of the target, or ``None``.
+
+    Raises:
+        ValueError: ``eps`` not positive, or an unknown ``norm``, ``success`` or ``artifacts``.
     """
 
     eps: float
@@ -75,12 +80,20 @@ class RunOptions:
     success: str = "auto"
     goal: GoalRule = field(default_factory=GoalRule)
     working_width: int | None = 640
-    aspect_ratios: Sequence[float] = (0.56, 1.0, 1.14, 2.0)
+    aspect_ratios: Sequence[float] = tuple(DEFAULT_ASPECT_RATIOS)
     progress: bool = True
     artifacts: str = "best"
     torch_threads: int | None = None
     measure: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.eps > 0:
+            raise ValueError(
+                f"eps must be > 0 (the perturbation's size in [0, 1] pixel units), got {self.eps!r}"
+            )
+        if self.norm not in ("l2", "linf"):
+            raise ValueError(f"norm must be l2 or linf, got {self.norm!r}")
+        if self.success not in SUCCESS_SETTINGS:
+            raise ValueError(f"success must be one of {', '.join(SUCCESS_SETTINGS)}, got {self.success!r}")
         if self.artifacts not in ARTIFACT_MODES:
             raise ValueError(f"artifacts must be one of {', '.join(ARTIFACT_MODES)}, got {self.artifacts!r}")
