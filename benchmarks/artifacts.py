@@ -25,12 +25,11 @@ import optuna
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.attacks import AttackProblem
 from blackbox.core.datasets import bundled_sources, iterate
-from blackbox.core.goal import default_goal
 from blackbox.experiment.artifacts import TrialArtifacts, artifact_store
-from blackbox.experiment.run import run
+from blackbox.experiment.pipeline import Pipeline
 from blackbox.search.patch_search import TrialRecord
+from blackbox.settings.commands import run
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -44,14 +43,9 @@ def _median_ms(fn, repeats: int) -> float:
 
 def parts(target, *, batch: int, repeats: int) -> dict[str, float]:
     (_, image), *_ = iterate(bundled_sources(["chelsea"]), 640)
-    clean = target.query([image.as_float])[0]
-    goal = default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-    )
-    problem = AttackProblem(image, clean, goal, 20.0, "l2", "bench")
+    pipeline = Pipeline(target=target, target_name="bench")
+    clean = pipeline.clean(image)
+    problem = pipeline.problem(clean, pipeline.goal(clean), eps=20.0)
     rng = np.random.default_rng(0)
     adversarial = np.clip(image.pixels.astype(int) + rng.integers(-3, 4, image.pixels.shape), 0, 255).astype(
         np.uint8

@@ -30,7 +30,7 @@ import numpy as np
 
 from benchmarks._compose import compose_run
 from blackbox.core.images import load_bundled
-from blackbox.experiment.run import run
+from blackbox.settings.commands import run
 from targets import DEFAULT_ASPECT_RATIOS, Output, Target, TargetOutput, crop_boxes, load
 
 PHOTO = "chelsea"

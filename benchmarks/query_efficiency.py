@@ -25,7 +25,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.experiment.run import run
+from blackbox.settings.commands import run
 
 CHECKPOINTS = (20, 50, 100, 200, 500)
 

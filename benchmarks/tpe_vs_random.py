@@ -19,7 +19,8 @@ import numpy as np
 from hydra.utils import instantiate
 
 from benchmarks._compose import compose_run
-from blackbox.experiment.run import run, success_rate
+from blackbox.experiment.summary import success_rate
+from blackbox.settings.commands import run
 
 
 def main() -> None:

@@ -20,10 +20,15 @@ import numpy as np
 import torch
 
 from benchmarks._compose import compose_run
-from blackbox.attacks import AttackProblem
 from blackbox.core.images import load_bundled
-from blackbox.experiment.run import make_attack, make_goal
-from targets import Capability, MissingCapabilityError, load, require
+from blackbox.experiment.pipeline import Pipeline
+from blackbox.settings.build import attack_spec, goal_rule
+from targets import (
+    Capability,
+    MissingCapabilityError,
+    load,
+    require,
+)
 from targets._zoo import group_names
 
 PHOTO = "chelsea"
@@ -60,12 +65,13 @@ def measure(name: str, attacks: list[str], eps: float, repeats: int) -> list[dic
         target.log_density(x).logsumexp(dim=(1, 2)).sum().backward()
 
     unit = p50_seconds(forward_backward, repeats)
-    clean = target.query([image.as_float])[0]
     rows = []
     for attack_name in attacks:
         cfg = compose_run([f"target={name}", f"attack={attack_name}", f"eps={eps}", "storage=memory"])
-        attack = make_attack(cfg, Path("unused"))
-        problem = AttackProblem(image, clean, make_goal(cfg, image, clean), eps, "l2", name)
+        attack = attack_spec(cfg).build()
+        pipeline = Pipeline(target=target, target_name=name, goal_rule=goal_rule(cfg))
+        clean = pipeline.clean(image)
+        problem = pipeline.problem(clean, pipeline.goal(clean), eps=eps)
         seconds = p50_seconds(lambda attack=attack, problem=problem: attack.run(problem, target), repeats)
         rows.append(
             {

@@ -10,8 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED, run
+from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED
 from blackbox.experiment.run_folder import discard_if_unused
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
 from targets import UserError
 
@@ -35,7 +36,7 @@ def main(cfg: DictConfig) -> int:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
     # by an out-of-process launcher (joblib) report only through their own runs' files.
-    # The sweep's combined table comes from blackbox.experiment.sweep.SweepTable, a Hydra callback.
+    # The sweep's combined table comes from blackbox.settings.sweep_table.SweepTable, a Hydra callback.
     _sweep_codes.append(code)
     return code
 

@@ -1,5 +1,6 @@
 """``python -m blackbox.compare target=<name> methods=[...] eps_list=[...] budget=N``: white-box and
-black-box attacks on one dataset (the code: :mod:`blackbox.evaluate.compare`).
+black-box attacks on one dataset (the code: :mod:`blackbox.evaluate.compare`,
+its settings: :func:`blackbox.settings.commands.compare`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from blackbox.evaluate.compare import compare
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
+from blackbox.settings.commands import compare
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
 from targets import UserError
 

@@ -11,9 +11,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from blackbox.evaluate.robustness import robustness
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
+from blackbox.settings.commands import robustness
 from blackbox.settings.preflight import expand_home, preflight, wants_preflight
 from targets import UserError
 

@@ -159,7 +159,7 @@ def test_adversarial_png_is_what_the_target_saw(tmp_path) -> None:
 
 
 def test_success_rate_leaves_out_images_already_in_the_goal() -> None:
-    from blackbox.experiment.run import success_rate, summary_table
+    from blackbox.experiment.summary import success_rate, summary_table
 
     base = {
         "goal": {"source": "protocol"},
@@ -211,7 +211,7 @@ def test_every_search_space_runs_and_replays(tmp_path, search) -> None:
 
 
 def test_the_verdict_line_counts_attacked_images_whose_crop_moved() -> None:
-    from blackbox.experiment.run import verdict
+    from blackbox.experiment.summary import verdict
 
     records = [
         {"clean_in_goal": False, "success": True},

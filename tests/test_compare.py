@@ -15,10 +15,10 @@ from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from blackbox.evaluate.compare import Comparison, compare
 from blackbox.evaluate.report import main as report_main
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import RUN_LOCK, RunFolderBusyError
+from blackbox.settings.commands import compare, comparison
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from tests.conftest import REPO
@@ -64,7 +64,7 @@ class CropOnly(Target):
 
 def test_every_method_every_eps_then_resume(tmp_path: Path) -> None:
     cfg = compare_config("methods=[gaussian_noise,iterative_fgm,random]")
-    assert Comparison(cfg, tmp_path, target_name="classic").run() == 0
+    assert comparison(cfg, tmp_path, target_name="classic").run() == 0
     first = rows(tmp_path)
     sweep = [r for r in first if r["bisection"] == "False"]
     assert len(sweep) == 2 * 3 * 2  # images x methods x eps
@@ -81,7 +81,7 @@ def test_every_method_every_eps_then_resume(tmp_path: Path) -> None:
     for figure in ("shift_histogram.png", "success_vs_queries.png", "examples.png"):
         assert (tmp_path / "figures" / figure).stat().st_size > 1000
     # The same command again: nothing is attacked twice.
-    assert Comparison(cfg, tmp_path, target_name="classic").run() == 0
+    assert comparison(cfg, tmp_path, target_name="classic").run() == 0
     assert rows(tmp_path) == first
     # The report rebuilds from results.csv alone.
     assert report_main([str(tmp_path)]) == 0
@@ -89,11 +89,11 @@ def test_every_method_every_eps_then_resume(tmp_path: Path) -> None:
 
 def test_white_box_on_a_crop_only_target_needs_a_stand_in(tmp_path: Path) -> None:
     cfg = compare_config("methods=[iterative_fgm]", "eps_list=[20]")
-    assert Comparison(cfg, tmp_path / "a", target_name="crop_only", target=CropOnly()).run() == 4
+    assert comparison(cfg, tmp_path / "a", target_name="crop_only", target=CropOnly()).run() == 4
     assert "whitebox_target" in (tmp_path / "a" / "selection.json").read_text()
 
     cfg = compare_config("methods=[iterative_fgm]", "eps_list=[20]", "whitebox_target=classic")
-    assert Comparison(cfg, tmp_path / "b", target_name="crop_only", target=CropOnly()).run() == 0
+    assert comparison(cfg, tmp_path / "b", target_name="crop_only", target=CropOnly()).run() == 0
     crafted = rows(tmp_path / "b")
     assert {r["crafted_on"] for r in crafted} == {"classic"}
     assert {r["measure"] for r in crafted} == {"crop_only"}
@@ -106,7 +106,7 @@ def test_paper_selection_reports_what_each_rule_dropped(tmp_path: Path) -> None:
         "dataset.names=[astronaut,chelsea]",
         "selection.enabled=true",
     )
-    Comparison(cfg, tmp_path, target_name="classic").run()
+    comparison(cfg, tmp_path, target_name="classic").run()
     report = (tmp_path / "report.md").read_text()
     assert "| horizontal | 1 |" in report  # astronaut is square
     assert "astronaut" not in {r["image"] for r in rows(tmp_path)}
@@ -118,7 +118,7 @@ def test_paper_selection_reports_what_each_rule_dropped(tmp_path: Path) -> None:
 )
 def test_bad_settings_are_clear_errors(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Comparison(compare_config(override), tmp_path, target_name="classic")
+        comparison(compare_config(override), tmp_path, target_name="classic")
 
 
 def test_the_cli_checks_settings_first_and_leaves_no_folder(tmp_path: Path) -> None:
@@ -189,7 +189,7 @@ def test_a_comparison_split_over_processes_merges_into_one_report(tmp_path: Path
     for image in ("chelsea", "coffee"):
         cfg = compare_config("methods=[gaussian_noise]", "eps_list=[20]", f"dataset.names=[{image}]")
         part = tmp_path / image
-        assert Comparison(cfg, part, target_name="classic").run() == 0
+        assert comparison(cfg, part, target_name="classic").run() == 0
         (part / ".hydra").mkdir()  # what Hydra writes beside a CLI run
         OmegaConf.save(cfg, part / ".hydra" / "config.yaml")
         parts.append(part)
@@ -219,7 +219,7 @@ def test_an_input_left_out_of_a_comparison_is_exit_3(tmp_path: Path) -> None:
     overrides += ["methods=[gaussian_noise]", "eps_list=[20]", "dataset=folder", f"dataset.path={folder}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="compare", overrides=overrides)
-    assert Comparison(cfg, tmp_path / "run", target_name="classic").run() == 3
+    assert comparison(cfg, tmp_path / "run", target_name="classic").run() == 3
     assert "clip" in (tmp_path / "run" / "selection.json").read_text()
 
 

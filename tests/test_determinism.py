@@ -9,8 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from blackbox.experiment.run import EXIT_OK, run
+from blackbox.experiment.run import EXIT_OK
 from blackbox.experiment.storage import make_storage
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import compose_overrides
 
 IMAGES = ("chelsea",)

@@ -18,7 +18,9 @@ import torch
 from blackbox.attacks import PGD, AttackFailedError, AttackProblem, GaussianNoise, IterativeFGM
 from blackbox.core.goal import default_goal
 from blackbox.core.images import LoadedImage
-from blackbox.experiment.run import EXIT_NOTHING_DONE, run
+from blackbox.experiment.pipeline import Pipeline
+from blackbox.experiment.run import EXIT_NOTHING_DONE
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import compose_overrides
 from targets import DifferentiableTarget, NonFiniteOutputError, Target, TargetOutput
 from targets._functional import centre_bias_log_prior, log_softmax_2d, upsample_log_density
@@ -37,15 +39,9 @@ def quiet_run(run_dir: Path, *overrides: str, target: Target | None = None, name
 
 
 def problem_on(pixels: np.ndarray, target: Target, eps: float = 3.0) -> AttackProblem:
-    image = LoadedImage("x", "test", pixels, pixels.shape[1::-1])
-    clean = target.query([image.as_float])[0]
-    goal = default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-    )
-    return AttackProblem(image, clean, goal, eps, "l2", target.name)
+    pipeline = Pipeline(target=target, target_name=target.name)
+    clean = pipeline.clean(LoadedImage("x", "test", pixels, pixels.shape[1::-1]))
+    return pipeline.problem(clean, pipeline.goal(clean), eps=eps)
 
 
 # --- Kind 2: non-finite maps and gradients are caught and named, never scored ---
@@ -311,7 +307,7 @@ def test_on_a_tall_image_the_goal_works_along_rows() -> None:
 
 def test_a_goal_every_clean_crop_shows_is_refused_not_counted_a_success() -> None:
     from blackbox.core.goal import GoalError
-    from blackbox.experiment.run import make_goal
+    from blackbox.settings.build import goal_rule
     from targets import crop_boxes
 
     width, height = 64, 320
@@ -320,11 +316,11 @@ def test_a_goal_every_clean_crop_shows_is_refused_not_counted_a_success() -> Non
     clean = TargetOutput((30.0, 160.0), crops, None)
     cfg = compose_overrides(["goal.box=[20,150,40,170]"])  # inside every clean crop
     with pytest.raises(GoalError, match="every clean crop already shows the goal"):
-        make_goal(cfg, image, clean)
+        goal_rule(cfg).goal_for(image, clean)
     # The same situation the old column band made on every tall image: refused, not a "success".
     band = compose_overrides(["goal.box=[20,0,40,320]"])
     with pytest.raises(GoalError, match="cannot be a success"):
-        make_goal(band, image, clean)
+        goal_rule(band).goal_for(image, clean)
 
 
 @pytest.mark.skipif(
@@ -369,12 +365,12 @@ def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
 def test_a_comparison_skips_an_image_whose_map_is_not_finite(tmp_path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from blackbox.evaluate.compare import Comparison
+    from blackbox.settings.commands import comparison
     from tests.conftest import REPO
 
     overrides = ["working_width=96", "dataset.names=[chelsea]", "methods=[random]", "eps_list=[20]"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="compare", overrides=[*overrides, "budget=3", "progress=false"])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert Comparison(cfg, tmp_path, target_name="nan_map", target=NaNMap()).run() == EXIT_NOTHING_DONE
+        assert comparison(cfg, tmp_path, target_name="nan_map", target=NaNMap()).run() == EXIT_NOTHING_DONE
     assert "NaN or infinite" in (tmp_path / "selection.json").read_text()

@@ -12,8 +12,9 @@ import sys
 import optuna
 
 from benchmarks._compose import compose_run
-from blackbox.experiment.run import EXIT_NOTHING_DONE, EXIT_OK, run
+from blackbox.experiment.run import EXIT_NOTHING_DONE, EXIT_OK
 from blackbox.experiment.storage import make_storage
+from blackbox.settings.commands import run
 from targets.classic import ClassicSaliency
 from targets.serve import create_app, running_server
 from tests.conftest import REPO

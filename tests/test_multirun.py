@@ -78,7 +78,7 @@ def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None
 
 
 def test_the_sweep_table_reads_every_job_folder_in_job_order(tmp_path) -> None:
-    from blackbox.experiment.sweep import sweep_jobs
+    from blackbox.settings.sweep_table import sweep_jobs
 
     for number in (0, 2, 10, 1):
         (tmp_path / str(number) / ".hydra").mkdir(parents=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from blackbox.evaluate.compare import Comparison
 from blackbox.experiment.replay import main as replay_main
+from blackbox.settings.commands import comparison
 from tests.conftest import REPO
 from tests.test_faults import SMALL, compose_overrides, quiet_run
 
@@ -32,7 +32,7 @@ def _compare(run_dir: Path, *overrides: str) -> None:
             ],
         )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        Comparison(cfg, run_dir, target_name="classic").run()
+        comparison(cfg, run_dir, target_name="classic").run()
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
 

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from blackbox.evaluate.robustness import Robustness, robustness
 from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_OK
 from blackbox.settings.checks import ConfigError
+from blackbox.settings.commands import robustness, robustness_sweep
 from blackbox.settings.preflight import preflight
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
@@ -200,4 +200,4 @@ def test_the_cli_exits_2_on_bad_settings_and_leaves_no_folder(tmp_path: Path) ->
 def test_robustness_reads_no_rows_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "results.csv").write_text("target,image,eps,success\nclassic,chelsea,five,True\n")
     with pytest.raises(ConfigError, match="line 2 is not a whole results row"):
-        Robustness(robustness_config(), tmp_path)
+        robustness_sweep(robustness_config(), tmp_path)

@@ -20,7 +20,8 @@ from blackbox.core.objective import (
     success_by_rule,
     success_rule,
 )
-from blackbox.experiment.run import EXIT_BAD_CONFIG, rule_success_rate, success_rate, summary_table
+from blackbox.experiment.run import EXIT_BAD_CONFIG
+from blackbox.experiment.summary import rule_success_rate, success_rate, summary_table
 from blackbox.settings.checks import ConfigError
 from blackbox.settings.preflight import preflight
 from targets import CropBox, TargetOutput, crop_boxes

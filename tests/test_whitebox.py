@@ -14,9 +14,10 @@ from blackbox.attacks import (
     IterativeFGM,
 )
 from blackbox.attacks._gradients import goal_mask, grad_cam, loss_and_gradient, smooth_margin, to_tensor
-from blackbox.core.goal import Goal, default_goal
+from blackbox.core.goal import Goal
 from blackbox.core.images import LoadedImage
 from blackbox.core.perturbation import PerturbationBudget
+from blackbox.experiment.pipeline import Pipeline
 from targets import DifferentiableTarget, MissingCapabilityError
 from targets._functional import log_softmax_2d, upsample_log_density
 from targets.classic import ClassicSaliency
@@ -100,15 +101,9 @@ def test_grad_cam_needs_a_feature_layer() -> None:
 
 
 def problem_on(photo: np.ndarray, target, eps: float) -> AttackProblem:
-    image = LoadedImage("chelsea", "test", photo, photo.shape[1::-1])
-    clean = target.query([image.as_float])[0]
-    goal = default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-    )
-    return AttackProblem(image, clean, goal, eps, "l2", target.name)
+    pipeline = Pipeline(target=target, target_name=target.name)
+    clean = pipeline.clean(LoadedImage("chelsea", "test", photo, photo.shape[1::-1]))
+    return pipeline.problem(clean, pipeline.goal(clean), eps=eps)
 
 
 ATTACKS = [
@@ -176,7 +171,7 @@ def test_transfer_reports_both_targets(tmp_path) -> None:
     import io
 
     from benchmarks._compose import compose_run
-    from blackbox.experiment.run import run
+    from blackbox.settings.commands import run
 
     cfg = compose_run(
         ["attack=iterative_fgm", "measure=classic", "eps=3", "working_width=160", "dataset.names=[chelsea]"]
@@ -221,14 +216,15 @@ def test_fit_patches_finds_the_energy() -> None:
 
 
 def test_a_successful_white_box_attack_succeeded_at_its_one_query(photo) -> None:
-    from blackbox.experiment.run import summary_table
+    from blackbox.experiment.record import measurement
+    from blackbox.experiment.summary import summary_table
 
     target = ClassicSaliency()
     problem = problem_on(photo, target, 20.0)
     result = IterativeFGM().run(problem, target)
     assert result.success and result.queries == 1
     assert result.queries_to_success == 1
-    record = result.record(problem.image, problem.clean_output)
+    record = measurement(result, problem.image, problem.clean_output)
     assert record["queries_to_success"] == 1
     row = summary_table([record]).splitlines()[2].split(" | ")
     header = summary_table([]).splitlines()[0].split(" | ")
@@ -238,7 +234,7 @@ def test_a_successful_white_box_attack_succeeded_at_its_one_query(photo) -> None
 def test_to_success_follows_the_measured_verdict(photo) -> None:
     from dataclasses import replace
 
-    from blackbox.experiment.run import measured
+    from blackbox.experiment.pipeline import measured
 
     target = ClassicSaliency()
     problem = problem_on(photo, target, 20.0)

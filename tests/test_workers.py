@@ -16,7 +16,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from blackbox.experiment.study import open_for_reading
-from blackbox.experiment.workers import PostgresExperiment, experiment_name, schema_for
+from blackbox.experiment.workers import PostgresExperiment, schema_for
+from blackbox.settings.build import experiment_name, stored_storage
 from blackbox.settings.checks import ConfigError
 from tests.conftest import REPO
 from tests.services import postgres_url
@@ -158,7 +159,7 @@ def test_two_workers_one_killed_every_image_and_budgeted_trial_done_once(
     assert all(state == "done" for state, _ in claims.values())
 
     # The dashboard opens the survivor's run: the experiment's studies, with the shared artifacts.
-    storage, artifacts, where = open_for_reading(tmp_path / "b")
+    storage, artifacts, where = open_for_reading(tmp_path / "b", stored_storage(tmp_path / "b"))
     assert len(optuna.get_all_study_summaries(storage)) == len(IMAGES) and artifacts is not None
     assert schema_for(experiment_id) in where
 

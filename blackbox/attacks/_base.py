@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
-from blackbox.core.goal import Goal, peak_along
+from blackbox.core.goal import Goal
 from blackbox.core.images import LoadedImage
-from blackbox.core.metrics import peak_shift, perturbation_norms
-from blackbox.core.objective import SuccessRule, crop_shows_goal, success_by_rule, success_rule
+from blackbox.core.objective import SuccessRule, success_rule
 from blackbox.core.perturbation import PerturbationBudget
 from targets import Capability, Target, TargetOutput
 
@@ -76,70 +74,6 @@ class AttackResult:
     def budget(self) -> PerturbationBudget:
         """The perturbation budget the attack worked within (``eps`` in ``norm``)."""
         return PerturbationBudget(eps=self.eps, norm=self.norm)  # type: ignore[arg-type]
-
-    def record(self, clean: LoadedImage, clean_output: TargetOutput, *, has_point: bool = True) -> dict:
-        """The JSON-ready line for ``results.jsonl``: success, shift, queries and sizes.
-
-        ``success`` and ``clean_in_goal`` (the clean image already succeeds) follow ``success_rule``;
-        ``success_by_rule`` and ``clean_success_by_rule`` give every rule's verdict beside it
-        (``None``: the rule does not apply, no crop can hold the goal).
-        """
-        width, height = clean.width, clean.height
-        old_peak = _peak(clean_output, self.goal)
-        new_peak = _peak(self.adversarial_output, self.goal)
-        shift = peak_shift(old_peak, new_peak, self.goal.target_x, self.goal.extent(width, height))
-        crops_contain = {
-            f"{c.aspect_ratio:g}": crop_shows_goal(c, self.goal, width, height)
-            for c in self.adversarial_output.crops
-        }
-        clean_contain = {
-            f"{c.aspect_ratio:g}": crop_shows_goal(c, self.goal, width, height) for c in clean_output.crops
-        }
-        by_rule = success_by_rule(self.adversarial_output, self.goal, width, height, has_point=has_point)
-        clean_by_rule = success_by_rule(clean_output, self.goal, width, height, has_point=has_point)
-        norms = perturbation_norms(clean.pixels, self.adversarial)
-        return {
-            "image": self.image_id,
-            "source": clean.source,
-            "method": self.method,
-            "success": bool(self.success),
-            "clean_in_goal": bool(clean_by_rule[self.success_rule]),
-            "success_rule": self.success_rule,
-            "success_by_rule": by_rule,
-            "clean_success_by_rule": clean_by_rule,
-            "goal": self.goal.as_dict(),
-            "eps": self.eps,
-            "norm": self.norm,
-            "queries": self.queries,
-            "queries_to_success": self.queries_to_success,
-            "failed_queries": self.failed_queries,
-            "score": _finite(self.score),
-            "peak_x_clean": old_peak,
-            "peak_x_adversarial": new_peak,
-            **shift,
-            "salient_point_clean": list(clean_output.salient_point),
-            "salient_point_adversarial": list(self.adversarial_output.salient_point),
-            "crop_boxes": {f"{c.aspect_ratio:g}": c.as_list() for c in self.adversarial_output.crops},
-            "clean_crop_boxes": {f"{c.aspect_ratio:g}": c.as_list() for c in clean_output.crops},
-            "crop_contains_goal": crops_contain,
-            "clean_crop_contains_goal": clean_contain,
-            "l2": norms["l2"],
-            "linf": norms["linf"],
-            "psnr": _finite(norms["psnr"]),
-            "best_trial": self.best_trial,
-            "width": width,
-            "height": height,
-            **self.extra,
-        }
-
-
-def _peak(output: TargetOutput, goal: Goal) -> float:
-    """The paper's peak along the goal's axis when there is a map; else the salient point's coordinate."""
-    return peak_along(output.log_density, output.salient_point, goal.axis)
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 class Attack(abc.ABC):

@@ -23,43 +23,27 @@ from their journal. ``report.md`` and the figures are rebuilt from ``results.csv
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from blackbox.attacks import Attack, AttackFailedError, AttackProblem
-from blackbox.core.datasets import iterate, sources_from_config
-from blackbox.core.images import ImageLoadError, LoadedImage, save_png
+from blackbox.core.datasets import ImageSource, iterate
+from blackbox.core.goal import Goal
+from blackbox.core.images import ImageLoadError, save_png
 from blackbox.evaluate.report import write_report
 from blackbox.evaluate.selection import SelectionReport, SelectionRules, rejection
+from blackbox.experiment.attack_spec import AttackSpec
 from blackbox.experiment.csv_results import CsvResults
-from blackbox.experiment.run import (
-    EXIT_NOTHING_DONE,
-    EXIT_OK,
-    EXIT_SKIPPED,
-    attack_image,
-    load_stand_in,
-    make_attack,
-    make_goal,
-)
-from blackbox.experiment.run_folder import working_in
-from blackbox.settings.checks import ConfigError, check_eps, check_run_config
-from targets import (
-    Capability,
-    DifferentiableTarget,
-    MissingCapabilityError,
-    Target,
-    TargetOutput,
-    TargetQueryError,
-    require,
-)
-from targets._zoo import UnknownChoiceError, group_config, group_names, instantiate_target, load
+from blackbox.experiment.options import StorageSettings
+from blackbox.experiment.pipeline import Clean, ImageSkipped, Pipeline
+from blackbox.experiment.record import csv_row
+from blackbox.experiment.run import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED
+from blackbox.experiment.storage import make_storage
+from targets import Capability, DifferentiableTarget, MissingCapabilityError, require
 
 # What to do when a method needs what the target lacks (compare's own setting for it).
 STAND_IN = (
@@ -94,76 +78,6 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Method:
-    """One method of the comparison: its name, family and the config that builds its attack."""
-
-    name: str
-    family: str  # "white-box" or "black-box"
-    config: DictConfig  # the run config with this method's attack (and sampler) in place
-
-    def attack(self, eps: float, run_dir: Path) -> Attack:
-        config = OmegaConf.merge(self.config, {"eps": eps})
-        assert isinstance(config, DictConfig)
-        return make_attack(config, run_dir)
-
-
-def methods_from_config(cfg: DictConfig) -> list[Method]:
-    """``methods`` resolved against ``conf/attack/`` (white-box) and ``conf/sampler/`` (black-box)."""
-    white, black = set(group_names("attack")) - {"blackbox"}, set(group_names("sampler"))
-    methods = []
-    for name in cfg.methods:
-        name = str(name)
-        if name in white:
-            config = _replacing(cfg, attack=group_config("attack", name))
-            family = "white-box"
-        elif name in black:
-            config = _replacing(cfg, attack={"name": "blackbox"}, sampler=group_config("sampler", name))
-            family = "black-box"
-        else:
-            raise UnknownChoiceError(
-                f"unknown method {name!r}; white-box: {', '.join(sorted(white))}; "
-                f"black-box samplers: {', '.join(sorted(black))}"
-            )
-        methods.append(Method(name, family, config))
-    if not methods:
-        raise ConfigError("methods is empty: name at least one attack or sampler")
-    return methods
-
-
-def _replacing(cfg: DictConfig, **groups: object) -> DictConfig:
-    """A copy of the run config with whole config groups swapped (Hydra's struct mode forbids merging)."""
-    config = copy.deepcopy(cfg)
-    OmegaConf.set_struct(config, False)
-    for group, value in groups.items():
-        config[group] = value
-    return config
-
-
-def _eps_list(cfg: DictConfig) -> list[float]:
-    try:
-        values = [float(e) for e in cfg.eps_list]
-    except (TypeError, ValueError):
-        raise ConfigError(f"eps_list must be numbers, e.g. eps_list=[10,20], got {cfg.eps_list}") from None
-    if not values or any(not e > 0 for e in values):
-        raise ConfigError(f"eps_list must be positive perturbation sizes, got {values}")
-    for eps in values:
-        check_eps(eps, str(cfg.norm), key="eps_list")
-    return sorted(set(values))
-
-
-def check_compare_config(cfg: DictConfig) -> None:
-    """The comparison's own settings, checked before any folder, target or image (exit 2 if bad).
-
-    The run's settings are checked by :func:`blackbox.settings.preflight.preflight`, which calls this.
-    """
-    methods_from_config(cfg)
-    _eps_list(cfg)
-    steps = cfg.smallest_eps.bisection_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ConfigError(f"smallest_eps.bisection_steps must be a whole number >= 0, got {steps!r}")
-
-
 class ResultsTable(CsvResults):
     """``results.csv``: rows appended and flushed one by one, so an interruption loses none."""
 
@@ -193,96 +107,109 @@ class ResultsTable(CsvResults):
         return [r for r in self.rows if r["image"] == image and r["method"] == method]
 
 
-def row_from_record(record: dict, method: Method, *, bisection: bool, crafted_on: str) -> dict:
-    crops = record["crop_contains_goal"]
-    return {
-        **{k: record.get(k) for k in COLUMNS},
-        "method": method.name,
-        "family": method.family,
-        "bisection": bisection,
-        "goal_source": record["goal"]["source"],
-        "crops_showing_goal": sum(crops.values()),
-        "clean_crops_showing_goal": sum(record["clean_crop_contains_goal"].values()),
-        "crops": len(crops),
-        "crafted_on": crafted_on,
-        "measure": record.get("measure") or record["target"],
-    }
+def row_from_record(record: Mapping, method: AttackSpec, *, bisection: bool, crafted_on: str) -> dict:
+    """The ``results.csv`` row of one attack's record (:func:`~blackbox.experiment.record.csv_row`)."""
+    return csv_row(
+        record,
+        COLUMNS,
+        method=method.name,
+        family=method.family,
+        bisection=bisection,
+        crafted_on=crafted_on,
+        measure=record.get("measure") or record["target"],
+    )
 
 
 class Comparison:
-    """The state of one comparison run: targets, methods, results table, progress."""
+    """One comparison run: every method at every eps on each selected image, through one pipeline.
+
+    Args:
+        pipeline: the target, its goal rule, norm, success rule and ``measure``.
+        methods: the attacks compared, in report order.
+        eps_list: the sweep's sizes, ascending.
+        bisection_steps: white-box extra attacks bisecting eps below the first success (>= 0).
+        rules: the paper's image selection, on the scoring target's clean map.
+        crafter: what white-box methods take gradients of when the target gives none (``whitebox_target``),
+            and its name; ``None`` skips them on such a target.
+        sources: the images; ``working_width``: their width in pixels (``None``: as they are).
+        storage: where the black-box studies are kept.
+        run_dir: the run folder (held by the caller).
+        report_settings: the run's settings as plain values, for ``report.md`` (budget, norm, examples).
+        progress: show the progress bar.
+    """
 
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None
+        self,
+        *,
+        pipeline: Pipeline,
+        methods: Sequence[AttackSpec],
+        eps_list: Sequence[float],
+        bisection_steps: int,
+        rules: SelectionRules,
+        crafter: tuple[DifferentiableTarget, str] | None,
+        sources: Sequence[ImageSource],
+        working_width: int | None,
+        storage: StorageSettings,
+        run_dir: Path,
+        report_settings: Mapping,
+        progress: bool = True,
     ) -> None:
-        self.cfg = cfg
+        self.pipeline = pipeline
+        self.methods = list(methods)
+        self.eps_list = list(eps_list)
+        self.bisection_steps = int(bisection_steps)
+        self.rules = rules
+        if Capability.GRADIENTS in pipeline.target.capabilities:
+            crafter = (cast(DifferentiableTarget, pipeline.target), pipeline.target_name)
+        self.crafter, self.crafter_name = crafter if crafter is not None else (None, "")
+        self.sources, self.working_width = list(sources), working_width
+        self.storage = storage
         self.run_dir = run_dir
-        self.target_name = target_name
-        self.target = target if target is not None else instantiate_target(cfg.target)
-        self.measure_name = str(cfg.measure) if cfg.get("measure") else None
-        self.measure = load(self.measure_name, aspect_ratios=cfg.aspect_ratios) if self.measure_name else None
-        self.methods = methods_from_config(cfg)
-        self.eps_list = _eps_list(cfg)
-        self.bisection_steps = int(cfg.smallest_eps.bisection_steps)
-        self.rules = SelectionRules.from_config(cfg.selection)
-        self.crafter, self.crafter_name = self._white_box_target()
+        self.report_settings = report_settings
+        self.progress = progress
         self.table = ResultsTable(run_dir / "results.csv")
 
-    def _white_box_target(self) -> tuple[DifferentiableTarget | None, str]:
-        """What white-box methods take gradients of: the target, else ``whitebox_target``."""
-        if Capability.GRADIENTS in self.target.capabilities:
-            return cast(DifferentiableTarget, self.target), self.target_name
-        name = self.cfg.get("whitebox_target")
-        if not name:
-            return None, ""
-        return load_stand_in("whitebox_target", str(name), self.cfg.aspect_ratios), str(name)
-
     def run(self) -> int:
-        sources = sources_from_config(
-            image=self.cfg.get("image"), dataset=OmegaConf.to_container(self.cfg.dataset)
-        )  # type: ignore[arg-type]
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        storage = make_storage(self.storage.kind, self.run_dir, url=self.storage.url)
         selection = SelectionReport(enabled=self.rules.enabled)
         skipped: dict[str, str] = {}
         per_image = len(self.methods) * len(self.eps_list)
-        bar = tqdm(total=len(sources) * per_image, desc="compare", disable=not self.cfg.get("progress", True))
-        for source, loaded in iterate(sources, self.cfg.get("working_width")):
+        bar = tqdm(total=len(self.sources) * per_image, desc="compare", disable=not self.progress)
+        for source, loaded in iterate(self.sources, self.working_width):
             if isinstance(loaded, ImageLoadError):
                 skipped[source.image_id] = str(loaded)
                 bar.update(per_image)
                 continue
             try:
-                clean = self.target.query([loaded.as_float])[0]
-                measured_clean = self.measure.query([loaded.as_float])[0] if self.measure else clean
-            except TargetQueryError as error:  # a service down, a non-finite map: skipped and named
-                skipped[loaded.image_id] = f"clean image: {error}"
+                clean = self.pipeline.clean(loaded)  # a service down, a non-finite map: skipped and named
+            except ImageSkipped as error:
+                skipped[loaded.image_id] = error.reason
                 bar.update(per_image)
                 continue
-            reason = rejection(measured_clean.log_density, self.rules)
+            reason = rejection(clean.measured.log_density, self.rules)
             selection.add(loaded.image_id, reason)
             if reason is not None:
                 bar.update(per_image)
                 continue
             try:
-                goal = make_goal(self.cfg, loaded, measured_clean)
-            except ValueError as error:
-                skipped[loaded.image_id] = str(error)
+                goal = self.pipeline.goal(clean)
+            except ImageSkipped as error:
+                skipped[loaded.image_id] = error.reason
                 bar.update(per_image)
                 continue
             save_png(loaded.pixels, self.run_dir / "clean" / f"{loaded.image_id}.png")
             for method in self.methods:
                 for eps in self.eps_list:
-                    self._attack(
-                        method, loaded, clean, measured_clean, goal, eps, bisection=False, skipped=skipped
-                    )
+                    self._attack(method, clean, goal, eps, storage, bisection=False, skipped=skipped)
                     bar.update(1)
                 if method.family == "white-box":
-                    self._bisect(method, loaded, clean, measured_clean, goal, skipped)
+                    self._bisect(method, clean, goal, storage, skipped)
         bar.close()
         (self.run_dir / "selection.json").write_text(
             json.dumps({**selection.as_dict(), "skipped": skipped}, indent=2)
         )
-        report = write_report(self.run_dir, self.table.rows, selection, skipped, self.cfg)
+        report = write_report(self.run_dir, self.table.rows, selection, skipped, self.report_settings)
         print(report)
         print(f"\nrun folder: {self.run_dir}")
         if skipped:
@@ -293,49 +220,51 @@ class Comparison:
 
     def _attack(
         self,
-        method: Method,
-        loaded: LoadedImage,
-        clean: TargetOutput,
-        measured_clean: TargetOutput,
-        goal,
+        method: AttackSpec,
+        clean: Clean,
+        goal: Goal,
         eps: float,
+        storage,
         *,
         bisection: bool,
         skipped: dict[str, str],
     ) -> dict | None:
-        if self.table.has(loaded.image_id, method.name, eps, bisection):
+        image_id = clean.image.image_id
+        if self.table.has(image_id, method.name, eps, bisection):
             return None
-        attack = method.attack(eps, self.run_dir)
-        target, target_name, crafted_on = self.target, self.target_name, self.target_name
-        measure, measure_name = self.measure, self.measure_name
+        attack = method.build(storage=storage)
+        crafter, crafted_on = None, self.pipeline.target_name
         try:
-            require(self.target, attack.requires, by=method.name, name=self.target_name, advice=STAND_IN)
+            require(
+                self.pipeline.target,
+                attack.requires,
+                by=method.name,
+                name=self.pipeline.target_name,
+                advice=STAND_IN,
+            )
         except MissingCapabilityError as error:
             if self.crafter is None:
-                skipped[f"{loaded.image_id}/{method.name}"] = str(error)
+                skipped[f"{image_id}/{method.name}"] = str(error)
                 return None
             # Craft on the stand-in, measure on what was asked (the target unless measure= says otherwise).
-            target, crafted_on = self.crafter, self.crafter_name
-            clean = self.crafter.query([loaded.as_float])[0]
-            measure = self.measure or self.target
-            measure_name = self.measure_name or self.target_name
-        problem = AttackProblem(loaded, clean, goal, eps, str(self.cfg.norm), target_name)
+            crafter, crafted_on = self.crafter, self.crafter_name
         try:
-            result, record = attack_image(attack, problem, target, measure, measured_clean, measure_name)
-        except (AttackFailedError, TargetQueryError) as error:  # a re-run retries it
-            skipped[f"{loaded.image_id}/{method.name}/eps={eps:g}"] = str(error)
+            outcome = self.pipeline.attack(attack, clean, goal, eps=eps, crafter=crafter)
+        except ImageSkipped as error:  # a re-run retries it
+            skipped[f"{image_id}/{method.name}/eps={eps:g}"] = error.reason
             return None
-        row = row_from_record(record, method, bisection=bisection, crafted_on=crafted_on)
+        row = row_from_record(outcome.record, method, bisection=bisection, crafted_on=crafted_on)
         if not bisection:
             folder = self.run_dir / "adversarial" / method.name / f"eps{eps:g}"
-            save_png(result.adversarial, folder / f"{loaded.image_id}.png")
-            (folder / f"{loaded.image_id}.json").write_text(json.dumps(record, allow_nan=False))
+            save_png(outcome.result.adversarial, folder / f"{image_id}.png")
+            (folder / f"{image_id}.json").write_text(json.dumps(outcome.record, allow_nan=False))
         self.table.append(row)
         return row
 
-    def _bisect(self, method, loaded, clean, measured_clean, goal, skipped) -> None:
+    def _bisect(self, method: AttackSpec, clean: Clean, goal: Goal, storage, skipped: dict[str, str]) -> None:
         """Bisection on eps between the last failing and the first successful sweep size."""
-        rows = [r for r in self.table.for_image(loaded.image_id, method.name) if r["bisection"] == "False"]
+        image_id = clean.image.image_id
+        rows = [r for r in self.table.for_image(image_id, method.name) if r["bisection"] == "False"]
         successes = sorted(float(r["eps"]) for r in rows if r["success"] == "True")
         if not successes or self.bisection_steps <= 0:
             return
@@ -344,13 +273,11 @@ class Comparison:
         low = max(failures, default=0.0)
         for _ in range(self.bisection_steps):
             middle = round((low + high) / 2, 4)
-            row = self._attack(
-                method, loaded, clean, measured_clean, goal, middle, bisection=True, skipped=skipped
-            )
+            row = self._attack(method, clean, goal, middle, storage, bisection=True, skipped=skipped)
             if row is None:  # done in an earlier session: read its outcome back
                 done = [
                     r
-                    for r in self.table.for_image(loaded.image_id, method.name)
+                    for r in self.table.for_image(image_id, method.name)
                     if r["bisection"] == "True" and abs(float(r["eps"]) - middle) < 1e-6
                 ]
                 if not done:
@@ -359,16 +286,3 @@ class Comparison:
             else:
                 succeeded = bool(row["success"])
             low, high = (low, middle) if succeeded else (middle, high)
-
-
-def compare(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> int:
-    """Run a comparison in ``run_dir`` and return its exit code.
-
-    The same checks as ``python -m blackbox`` come first; one process at a time works in the folder
-    (:func:`blackbox.experiment.run_folder.working_in`), and ``torch_threads`` is honoured.
-    """
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    check_run_config(settings)  # type: ignore[arg-type]
-    check_compare_config(cfg)
-    with working_in(run_dir, cfg):
-        return Comparison(cfg, run_dir, target_name=target_name, target=target).run()

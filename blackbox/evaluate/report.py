@@ -20,25 +20,10 @@ import numpy as np
 from PIL import Image
 
 from blackbox.evaluate.selection import SelectionReport
+from blackbox.experiment.record import parse_csv_row as parse_row
 from targets import UserError
 
 FloatRow = dict[str, object]
-
-
-def parse_row(row: Mapping[str, str]) -> FloatRow:
-    """A ``results.csv`` row with numbers, booleans and blanks (``None``) restored."""
-    parsed: FloatRow = {}
-    for key, text in row.items():
-        if text in ("", "None", None):
-            parsed[key] = None
-        elif text in ("True", "False"):
-            parsed[key] = text == "True"
-        else:
-            try:
-                parsed[key] = float(text)
-            except ValueError:
-                parsed[key] = text
-    return parsed
 
 
 def _ordered(values: Sequence[str]) -> list[str]:
@@ -414,9 +399,8 @@ def merge(out: Path, parts: Sequence[Path]) -> tuple[list[dict], dict, dict]:
     """
     import shutil
 
-    from omegaconf import OmegaConf
-
     from blackbox.evaluate.compare import ResultsTable
+    from blackbox.settings.build import stored_settings
 
     if out.exists() and any(out.iterdir()):
         raise MergeError(f"{out} is not empty: merge into a new folder (nothing there is overwritten)")
@@ -427,8 +411,7 @@ def merge(out: Path, parts: Sequence[Path]) -> tuple[list[dict], dict, dict]:
         config_path = part / ".hydra" / "config.yaml"
         if not (part / "results.csv").exists() or not config_path.exists():
             raise MergeError(f"{part} is not a compare run folder (results.csv and .hydra/config.yaml)")
-        cfg = OmegaConf.to_container(OmegaConf.load(config_path))
-        assert isinstance(cfg, dict)
+        cfg = stored_settings(part)
         shared = {k: v for k, v in cfg.items() if k not in PART_SETTINGS}
         if settings is None:
             settings, first_cfg, first = shared, cfg, part
@@ -485,13 +468,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(write_report(args.run_dir, rows, None, skipped, cfg))
         return 0
-    config_path = args.run_dir / ".hydra" / "config.yaml"
     if not (args.run_dir / "results.csv").exists():
         print(f"error: {args.run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)
         return 2
-    from omegaconf import OmegaConf
+    from blackbox.settings.build import stored_settings
 
-    cfg = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.exists() else {}
+    cfg = stored_settings(args.run_dir)
     with (args.run_dir / "results.csv").open(newline="") as handle:
         raw = list(csv.DictReader(handle))
     print(write_report(args.run_dir, raw, None, {}, cfg))  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ The black-box attack of ``python -m blackbox`` (the configured ``sampler`` and `
 queries, early stop at the first success) runs on every target of ``targets`` (zoo names; ``http``
 for any cropper behind the HTTP protocol, set through ``target_settings.http``), on every image of
 the dataset, at every eps of ``eps_list`` from the smallest up. Each target sets its own goal from
-its own clean answer (:func:`~blackbox.experiment.run.make_goal`) and
+its own clean answer (:class:`~blackbox.core.goal_rule.GoalRule`) and
 judges success by its own ``success=auto``
 rule: the salient point for a target that gives a point or map, the crops for a crop-only one.
 
@@ -19,32 +19,25 @@ from ``results.csv`` at the end (:mod:`blackbox.evaluate.robustness_report`).
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from blackbox.attacks import AttackFailedError, AttackProblem
-from blackbox.core.datasets import iterate, sources_from_config
+from blackbox.core.datasets import ImageSource, iterate
+from blackbox.core.goal_rule import GoalRule
 from blackbox.core.images import ImageLoadError, LoadedImage, save_png
-from blackbox.evaluate.compare import _eps_list
 from blackbox.evaluate.robustness_report import write_robustness_report
+from blackbox.experiment.attack_spec import SearchSpec
 from blackbox.experiment.csv_results import CsvResults
-from blackbox.experiment.run import (
-    EXIT_NOTHING_DONE,
-    EXIT_OK,
-    EXIT_SKIPPED,
-    attack_image,
-    make_attack,
-    make_goal,
-)
-from blackbox.experiment.run_folder import working_in
-from blackbox.settings.checks import ConfigError, check_run_config
-from targets import Target, TargetQueryError
-from targets._zoo import group_config, group_names, instantiate_target
+from blackbox.experiment.options import StorageSettings
+from blackbox.experiment.pipeline import Clean, ImageSkipped, Pipeline
+from blackbox.experiment.record import csv_row
+from blackbox.experiment.run import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SKIPPED
+from blackbox.experiment.storage import make_storage
+from targets import Target
 
 #: The columns of ``results.csv``, one row per (target, image, eps) attack.
 COLUMNS = (
@@ -70,75 +63,6 @@ COLUMNS = (
 )
 
 
-def target_names(cfg: DictConfig) -> list[str]:
-    """``targets``, each a zoo name; raises :class:`ConfigError` naming the choices otherwise."""
-    targets = cfg.get("targets")
-    if isinstance(targets, str) or not targets:
-        raise ConfigError(
-            f"targets must be a list of zoo names, e.g. targets=[classic,vips_entropy], got {targets!r}"
-        )
-    names = [str(t) for t in targets]
-    zoo = group_names("target")
-    unknown = [n for n in names if n not in zoo]
-    if unknown:
-        raise ConfigError(f"unknown target(s) {', '.join(unknown)} in targets; the zoo: {', '.join(zoo)}")
-    if len(set(names)) < len(names):
-        raise ConfigError(f"targets names one twice: {names}; name each once")
-    return names
-
-
-def check_robustness_config(cfg: DictConfig) -> None:
-    """The report's own settings, checked before any folder, target or image (exit 2 if bad).
-
-    The run's settings are checked by :func:`blackbox.settings.preflight.preflight`, which calls this.
-    """
-    target_names(cfg)
-    _eps_list(cfg)
-    if cfg.attack.name != "blackbox":
-        raise ConfigError(
-            f"the robustness report runs the black-box attack; attack={cfg.attack.name} is white-box "
-            "(drop it; choose the search with sampler= and search=)"
-        )
-    if not isinstance(cfg.get("stop_at_first_success"), bool):
-        raise ConfigError(
-            f"stop_at_first_success must be true or false, got {cfg.get('stop_at_first_success')!r}"
-        )
-    settings = cfg.get("target_settings") or {}
-    if not isinstance(settings, DictConfig):
-        raise ConfigError(
-            "target_settings must map a target to its settings, e.g. target_settings.http.url=..."
-        )
-    for name in settings:
-        if str(name) not in group_names("target"):
-            raise ConfigError(
-                f"target_settings.{name}: {name} is not a zoo target; "
-                f"the zoo: {', '.join(group_names('target'))}"
-            )
-    for name in settings:
-        target_config(cfg, str(name))  # an unknown key shows now, not after the first target's attacks
-
-
-def target_config(cfg: DictConfig, name: str) -> DictConfig:
-    """The run config with ``target`` replaced by ``conf/target/<name>.yaml`` and its ``target_settings``.
-
-    Raises :class:`ConfigError` for a ``target_settings`` key the target's file does not have.
-    """
-    target = group_config("target", name)
-    extra = (cfg.get("target_settings") or {}).get(name)
-    if extra:
-        unknown = [str(k) for k in extra if str(k) not in target]
-        if unknown:
-            raise ConfigError(
-                f"target_settings.{name}.{unknown[0]} is not a setting of target {name}; "
-                f"its settings: {', '.join(str(k) for k in target if k != '_target_')}"
-            )
-        target = OmegaConf.merge(target, extra)
-    config = copy.deepcopy(cfg)
-    OmegaConf.set_struct(config, False)  # Hydra's struct mode forbids swapping a whole group
-    config.target = target
-    return config
-
-
 class RobustnessTable(CsvResults):
     """``results.csv``: rows appended and flushed one by one, so an interruption loses none.
 
@@ -159,57 +83,85 @@ class RobustnessTable(CsvResults):
         }
 
 
-def row_from_record(record: dict, *, sampler: str, budget: int) -> dict:
-    """The ``results.csv`` row of one attack's ``results.jsonl`` record."""
-    crops = record["crop_contains_goal"]
-    return {
-        **{k: record.get(k) for k in COLUMNS},
-        "goal_source": record["goal"]["source"],
-        "crops_showing_goal": sum(crops.values()),
-        "clean_crops_showing_goal": sum(record["clean_crop_contains_goal"].values()),
-        "crops": len(crops),
-        "sampler": sampler,
-        "budget": budget,
-    }
+def row_from_record(record: Mapping, *, sampler: str, budget: int) -> dict:
+    """The ``results.csv`` row of one attack's record (:func:`~blackbox.experiment.record.csv_row`)."""
+    return csv_row(record, COLUMNS, sampler=sampler, budget=budget)
 
 
 class Robustness:
-    """The state of one robustness run: targets, images, eps sweep, results table."""
+    """One robustness run: the black-box search on every target, image and eps, through one pipeline.
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, *, targets: dict[str, Target] | None = None) -> None:
-        self.cfg = cfg
+    Args:
+        targets: zoo name to a function building that target (called when the target's turn comes).
+        goal_rule, norm, success: what every target's :class:`Pipeline` shares (each target sets its own
+            goal from its own clean answer and judges success by its own ``auto`` rule).
+        spec: the black-box search (its budget and sampler are recorded in every row).
+        eps_list: the sweep's sizes, ascending.
+        stop_at_first_success: an image's larger eps are left once one succeeded.
+        sources: the images; ``working_width``: their width in pixels (``None``: as they are).
+        storage: where the studies are kept.
+        run_dir: the run folder (held by the caller).
+        report_settings: the run's settings as plain values, for ``report.md``.
+        progress: show the progress bar.
+    """
+
+    def __init__(
+        self,
+        *,
+        targets: Mapping[str, Callable[[], Target]],
+        goal_rule: GoalRule,
+        norm: str,
+        success: str,
+        spec: SearchSpec,
+        eps_list: Sequence[float],
+        stop_at_first_success: bool,
+        sources: Sequence[ImageSource],
+        working_width: int | None,
+        storage: StorageSettings,
+        run_dir: Path,
+        report_settings: Mapping,
+        progress: bool = True,
+    ) -> None:
+        self.targets = dict(targets)
+        self.goal_rule, self.norm, self.success = goal_rule, norm, success
+        self.spec = spec
+        self.eps_list = list(eps_list)
+        self.stop = bool(stop_at_first_success)
+        self.sources, self.working_width = list(sources), working_width
+        self.storage = storage
         self.run_dir = run_dir
-        self.names = target_names(cfg)
-        self.eps_list = _eps_list(cfg)
-        self.stop = bool(cfg.stop_at_first_success)
-        self.targets = targets or {}  # tests hand in built targets; the rest are built when reached
+        self.report_settings = report_settings
+        self.progress = progress
         self.table = RobustnessTable(run_dir / "results.csv")
         self.skipped: dict[str, str] = {}
 
     def run(self) -> int:
-        sources = sources_from_config(
-            image=self.cfg.get("image"), dataset=OmegaConf.to_container(self.cfg.dataset)
-        )  # type: ignore[arg-type]
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        storage = make_storage(self.storage.kind, self.run_dir, url=self.storage.url)
         per_image = len(self.eps_list)
         bar = tqdm(
-            total=len(self.names) * len(sources) * per_image,
+            total=len(self.targets) * len(self.sources) * per_image,
             desc="robustness",
-            disable=not self.cfg.get("progress", True),
+            disable=not self.progress,
         )
-        for name in self.names:
-            config = target_config(self.cfg, name)
-            target = self.targets.get(name) or instantiate_target(config.target)
-            for source, loaded in iterate(sources, self.cfg.get("working_width")):
+        for name, build in self.targets.items():
+            pipeline = Pipeline(
+                target=build(),
+                target_name=name,
+                goal_rule=self.goal_rule,
+                norm=self.norm,
+                success=self.success,
+            )
+            for source, loaded in iterate(self.sources, self.working_width):
                 bar.set_postfix_str(f"{name} {source.image_id}", refresh=False)
                 if isinstance(loaded, ImageLoadError):
                     self.skipped[source.image_id] = str(loaded)
                 else:
-                    self._sweep(config, name, target, loaded)
+                    self._sweep(pipeline, loaded, storage)
                 bar.update(per_image)  # also the eps a success (or a skip) left unattacked
         bar.close()
         (self.run_dir / "skipped.json").write_text(json.dumps(self.skipped, indent=2))
-        report = write_robustness_report(self.run_dir, self.table.rows, self.skipped, self.cfg)
+        report = write_robustness_report(self.run_dir, self.table.rows, self.skipped, self.report_settings)
         print(report)
         print(f"\nrun folder: {self.run_dir}")
         if self.skipped:
@@ -220,56 +172,39 @@ class Robustness:
             return EXIT_NOTHING_DONE
         return EXIT_SKIPPED if self.skipped else EXIT_OK  # as a run: 3 says some input was left out
 
-    def _sweep(self, config: DictConfig, name: str, target: Target, loaded: LoadedImage) -> None:
+    def _sweep(self, pipeline: Pipeline, loaded: LoadedImage, storage) -> None:
         """Every eps on one image against one target, from the smallest; rows already there are kept."""
+        name = pipeline.target_name
         done = self.table.done(name, loaded.image_id)
         if self.stop and any(done.values()):
             return  # its smallest eps was found in an earlier session
         if all(round(e, 6) in done for e in self.eps_list):
             return
-        try:
-            clean = target.query([loaded.as_float])[0]
-        except TargetQueryError as error:  # a service down, a non-finite map: skipped and named
-            self.skipped[f"{name}/{loaded.image_id}"] = f"clean image: {error}"
-            return
-        try:
-            goal = make_goal(config, loaded, clean)
-        except ValueError as error:  # e.g. every clean crop already shows the goal
-            self.skipped[f"{name}/{loaded.image_id}"] = str(error)
+        try:  # a service down, a non-finite map, every clean crop showing the goal: skipped and named
+            clean = pipeline.clean(loaded)
+            goal = pipeline.goal(clean)
+        except ImageSkipped as error:
+            self.skipped[f"{name}/{loaded.image_id}"] = error.reason
             return
         for eps in self.eps_list:
             succeeded = done.get(round(eps, 6))
             if succeeded is None:
-                succeeded = self._attack(config, name, target, loaded, clean, goal, eps)
+                succeeded = self._attack(pipeline, clean, goal, eps, storage)
             if succeeded and self.stop:
                 return
 
-    def _attack(self, config, name, target, loaded, clean, goal, eps: float) -> bool | None:
+    def _attack(self, pipeline: Pipeline, clean: Clean, goal, eps: float, storage) -> bool | None:
         """One attack; its row appended. ``None`` when it failed (named in ``skipped.json``)."""
-        attack = make_attack(OmegaConf.merge(config, {"eps": eps}), self.run_dir)  # type: ignore[arg-type]
-        problem = AttackProblem(loaded, clean, goal, eps, str(config.norm), name, str(config.success))
+        name, image_id = pipeline.target_name, clean.image.image_id
         try:
-            result, record = attack_image(attack, problem, target, None, clean, None)
-        except (AttackFailedError, TargetQueryError) as error:  # a re-run retries it
-            self.skipped[f"{name}/{loaded.image_id}/eps={eps:g}"] = str(error)
+            outcome = pipeline.attack(self.spec.build(storage=storage), clean, goal, eps=eps)
+        except ImageSkipped as error:  # a re-run retries it
+            self.skipped[f"{name}/{image_id}/eps={eps:g}"] = error.reason
             return None
         folder = self.run_dir / "adversarial" / name / f"eps{eps:g}"
-        save_png(result.adversarial, folder / f"{loaded.image_id}.png")
-        (folder / f"{loaded.image_id}.json").write_text(json.dumps(record, allow_nan=False))
+        save_png(outcome.result.adversarial, folder / f"{image_id}.png")
+        (folder / f"{image_id}.json").write_text(json.dumps(outcome.record, allow_nan=False))
         self.table.append(
-            row_from_record(record, sampler=str(config.sampler.name), budget=int(config.budget))
+            row_from_record(outcome.record, sampler=self.spec.sampler_name, budget=self.spec.budget)
         )
-        return bool(record["success"])
-
-
-def robustness(cfg: DictConfig, run_dir: Path, *, targets: dict[str, Target] | None = None) -> int:
-    """Run the robustness report in ``run_dir`` and return its exit code.
-
-    The same checks as ``python -m blackbox`` come first (:class:`ConfigError` for a bad setting);
-    one process at a time works in the folder (:func:`blackbox.experiment.run_folder.working_in`).
-    """
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    check_run_config(settings)  # type: ignore[arg-type]
-    check_robustness_config(cfg)
-    with working_in(run_dir, cfg):
-        return Robustness(cfg, run_dir, targets=targets).run()
+        return bool(outcome.record["success"])

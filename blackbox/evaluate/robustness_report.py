@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from blackbox.evaluate.report import FloatRow, _ordered, parse_row
 
@@ -189,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    cfg = OmegaConf.to_container(OmegaConf.load(settings))
+    from blackbox.settings.build import stored_settings  # the saved settings: read at the edge
+
+    cfg = stored_settings(args.run_dir)
     skipped_path = args.run_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
     with (args.run_dir / "results.csv").open(newline="") as handle:

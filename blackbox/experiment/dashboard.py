@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from omegaconf import DictConfig, OmegaConf
 
 from blackbox.experiment.study import open_for_reading
+from blackbox.settings.build import stored_storage
 from targets import UserError
 
 DEFAULT_PORT = 8080
@@ -104,7 +105,7 @@ def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -
         raise DashboardError(
             "optuna-dashboard is not installed: pip install optuna-dashboard (the extra 'dashboard')"
         ) from error
-    storage, artifact_store, where = open_for_reading(run_dir)
+    storage, artifact_store, where = open_for_reading(run_dir, stored_storage(run_dir))
     if storage is None:
         raise DashboardError(
             f"{run_dir} used storage=memory: its trials were not kept, so there is nothing to show. "

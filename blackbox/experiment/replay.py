@@ -49,8 +49,9 @@ def replay(
         ) from None
     if cfg.storage.kind == "postgres":  # the experiment's schema in the shared database
         from blackbox.experiment.study import open_for_reading
+        from blackbox.settings.build import storage_settings
 
-        storage = open_for_reading(run_dir)[0]
+        storage = open_for_reading(run_dir, storage_settings(cfg, recorded=run_dir / "experiment.json"))[0]
     else:
         storage = make_storage(str(cfg.storage.kind), run_dir, url=cfg.storage.get("url"))
     if storage is None:

@@ -69,22 +69,21 @@ def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[Non
 
 
 @contextmanager
-def working_in(run_dir: Path, cfg: Mapping) -> Iterator[None]:
+def working_in(run_dir: Path, *, journal: bool, torch_threads: int | None = None) -> Iterator[None]:
     """The process setup every attacking command shares, around :func:`claim_run_folder`.
 
-    Holds ``run_dir`` (with its Optuna journal when ``cfg.storage.kind`` is ``journal``), quiets
+    Holds ``run_dir`` (with its Optuna journal when ``journal``: ``storage=journal``), quiets
     Optuna's per-study log lines (one per in-memory study would break the progress bars) and gives
-    torch ``cfg.torch_threads`` intra-op threads when set (on a small machine, one fewer leaves a
+    torch ``torch_threads`` intra-op threads when set (on a small machine, one fewer leaves a
     core to the sampler).
     """
     import optuna  # here, not at the top: the folder checks above need neither optuna nor torch
     import torch
 
-    journal = run_dir / "optuna.journal" if cfg["storage"]["kind"] == "journal" else None
-    with claim_run_folder(run_dir, journal):
+    with claim_run_folder(run_dir, run_dir / "optuna.journal" if journal else None):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if cfg.get("torch_threads"):
-            torch.set_num_threads(int(cfg["torch_threads"]))
+        if torch_threads:
+            torch.set_num_threads(int(torch_threads))
         yield
 
 

@@ -33,15 +33,22 @@ def check_journal(path: Path) -> None:
     )
 
 
+def journal_storage(path: Path) -> JournalStorage:
+    """An Optuna journal file at ``path``, made if missing.
+
+    Raises :class:`~.jsonl.JsonlError` naming a damaged line.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_journal(path)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
 def make_storage(
     kind: str, run_dir: Path, *, url: str | None = None
 ) -> optuna.storages.BaseStorage | str | None:
     """The storage a run uses; ``None`` means Optuna's in-memory storage."""
     if kind == "journal":
-        path = run_dir / "optuna.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        check_journal(path)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return journal_storage(run_dir / "optuna.journal")
     if kind == "sqlite":
         run_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(run_dir / 'optuna.sqlite3').resolve()}"

@@ -6,7 +6,8 @@ the database at ``storage.url`` / ``$BLACKBOX_POSTGRES_URL``) is the whole recip
 * **Experiment.** A PostgreSQL schema ``bb_<name>``, holding Optuna's tables and two of ours.
   ``<name>`` is ``storage.experiment`` or, by default, a digest of the run's settings except the
   storage, ``progress``, ``artifacts``, ``worker`` and ``torch_threads``: the same command started
-  again joins the same experiment; another eps, budget, target or dataset is another experiment.
+  again joins the same experiment; another eps, budget, target or dataset is another experiment
+  (named at the settings edge, :func:`blackbox.settings.build.experiment_name`).
 * **One worker per image, by lease.** ``blackbox_claims`` has a row per image. A worker takes an
   image with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` (free, released, or its lease
   expired) ``RETURNING``: a compare-and-set inside the database, so two workers never both win.
@@ -30,7 +31,6 @@ the database at ``storage.url`` / ``$BLACKBOX_POSTGRES_URL``) is the whole recip
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -44,19 +44,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from blackbox.attacks import AttackFailedError
 from blackbox.core.datasets import ImageSource, iterate
-from blackbox.experiment.jsonl import read_records
-from blackbox.experiment.study import Experiment, Scheduled
+from blackbox.experiment.local import Experiment, Scheduled
+from blackbox.experiment.options import StorageSettings
 from blackbox.search.patch_search import TrialRecord
 from blackbox.settings.checks import ConfigError
-
-# Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
-NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
 
 CREATE_TABLES = (
     """CREATE TABLE IF NOT EXISTS blackbox_claims (
@@ -147,19 +143,6 @@ class WorkerStorage(RDBStorage):
         self._running_lock = threading.Lock()
 
 
-def experiment_name(cfg: DictConfig) -> str:
-    """``storage.experiment``, or a digest of what the run attacks and how (see the module docstring)."""
-    explicit = cfg.storage.get("experiment")
-    if explicit:
-        return str(explicit)
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(settings, dict)
-    identity = {key: value for key, value in settings.items() if key not in NOT_IDENTITY}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    target = (cfg.get("target") or {}).get("name") or "run"
-    return f"{target}_{digest}"
-
-
 def schema_for(name: str) -> str:
     """A PostgreSQL schema name for an experiment: ``bb_`` + lower-case letters, digits and ``_``."""
     cleaned = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
@@ -241,25 +224,20 @@ class PostgresExperiment(Experiment):
         (run_dir / "experiment.json").write_text(json.dumps(self.describe_dict(), indent=2) + "\n")
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path, *, reading: bool = False) -> PostgresExperiment:
-        settings = cfg.storage
-        name = experiment_name(cfg)
-        recorded = run_dir / "experiment.json"
-        if reading and recorded.exists():  # what the run itself used, whatever the config resolves to now
-            name = json.loads(recorded.read_text())["experiment"]
-        artifacts = settings.get("artifacts_dir")
-        if reading and recorded.exists():
-            artifacts = json.loads(recorded.read_text())["artifacts_dir"]
+    def from_settings(
+        cls, storage: StorageSettings, run_dir: Path, *, reading: bool = False
+    ) -> PostgresExperiment:
+        """The experiment ``storage`` names (``storage.experiment``, resolved at the settings edge)."""
         return cls(
-            url=settings.get("url"),
-            name=name,
+            url=storage.url or "",
+            name=storage.experiment or "",
             run_dir=run_dir,
-            heartbeat_interval=float(settings.get("heartbeat_interval", 10)),
-            grace_period=float(settings.get("grace_period", 30)),
-            max_retry=int(settings.get("max_retry", 3)),
-            poll_interval=settings.get("poll_interval"),
-            artifacts_dir=Path(artifacts) if artifacts else None,
-            worker=worker_id(cfg.get("worker")),
+            heartbeat_interval=storage.heartbeat_interval,
+            grace_period=storage.grace_period,
+            max_retry=storage.max_retry,
+            poll_interval=storage.poll_interval,
+            artifacts_dir=storage.artifacts_dir,
+            worker=worker_id(storage.worker),
             reading=reading,
         )
 
@@ -482,14 +460,3 @@ def _retry_stale_trials(max_retry: int) -> dict:
 def _redacted(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
-def progress(run_dir: Path) -> str:
-    """One line per image of a postgres run's experiment: its state, worker and attempts."""
-    from blackbox.experiment.study import run_config
-
-    experiment = PostgresExperiment.from_config(run_config(run_dir), run_dir, reading=True)
-    rows = experiment._execute("SELECT image, state, worker, attempts FROM blackbox_claims ORDER BY image")[1]
-    done = len(read_records(run_dir / "results.jsonl"))
-    lines = [f"{image}: {state} ({worker}, attempt {attempts})" for image, state, worker, attempts in rows]
-    return "\n".join([*lines, f"{done} result(s) in {run_dir / 'results.jsonl'}"])

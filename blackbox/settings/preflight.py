@@ -93,11 +93,11 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
             choices = ", ".join(group_names("target"))
             raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
     if config_name == "compare":
-        from blackbox.evaluate.compare import check_compare_config  # compare imports the run, which is heavy
+        from blackbox.settings.sweeps import check_compare_config  # imports the attacks, which is heavy
 
         check_compare_config(cfg)
     elif config_name == "robustness":
-        from blackbox.evaluate.robustness import check_robustness_config  # imports the run, which is heavy
+        from blackbox.settings.sweeps import check_robustness_config  # imports the attacks, which is heavy
 
         check_robustness_config(cfg)
         _check_constructors(cfg)

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.experiment.run import sweep_table
+from blackbox.experiment.summary import sweep_table
 
 
 def sweep_jobs(sweep_dir: Path) -> list[tuple[str, Path]]:

@@ -1,0 +1,185 @@
+"""The Python API: :func:`attack` one image, from a notebook or a script (public as ``blackbox.attack``).
+
+The same defaults, checks and attack as ``python -m blackbox``: the settings are composed from
+``conf/`` as the command line composes them and checked by the same pre-flight, turned into the same
+typed objects (:mod:`blackbox.settings.build`) and run through the same per-image
+:class:`~blackbox.experiment.pipeline.Pipeline`. Trials are kept in memory unless ``storage=`` names
+a journal file or a database URL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import optuna
+from PIL import Image
+
+from blackbox.core.images import ImageLoadError, LoadedImage, load_image, prepare
+from blackbox.experiment.artifacts import TrialArtifacts
+from blackbox.experiment.pipeline import Outcome, Pipeline
+from blackbox.experiment.storage import journal_storage
+from blackbox.settings.build import attack_spec, run_options
+from blackbox.settings.checks import ConfigError
+from blackbox.settings.preflight import compose_overrides, preflight
+from targets import Target
+from targets._zoo import group_names, load
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | LoadedImage
+
+
+def attack(
+    image: ImageInput,
+    *,
+    target: str | Target = "classic",
+    budget: int = 20,
+    eps: float = 20.0,
+    norm: str = "l2",
+    method: str = "tpe",
+    success: str = "auto",
+    goal_box: Sequence[float] | None = None,
+    goal_point: Sequence[float] | None = None,
+    measure: str | None = None,
+    working_width: int | None = 640,
+    seed: int = 0,
+    storage: str | os.PathLike | None = None,
+    progress: bool = False,
+    settings: Sequence[str] = (),
+) -> Outcome:
+    """Attack one image: move where ``target`` crops it, within ``budget`` queries and ``eps``.
+
+    Args:
+        image: a file path, a PIL image, an ``(H, W, 3)`` uint8 RGB array or a
+            :class:`~blackbox.core.images.LoadedImage`; resized to ``working_width`` and quantised to
+            8 bits as the command line does.
+        target: a zoo name (``classic``, ``twitter``, ``vips_attention``...) or a :class:`targets.Target`.
+        budget: target queries the black-box search may spend (the clean image's query is extra).
+        eps: the perturbation's L2 norm, pixels in [0, 1], at the working resolution (``norm="linf"``:
+            the L-inf bound, a fraction of the range).
+        norm: ``l2`` or ``linf``.
+        method: a sampler of the black-box search (``tpe``, ``random``, ``sparse_rs``, ``cmaes``,
+            ``gp``) or a white-box attack (``iterative_fgm``, ``pgd``...: needs a differentiable target).
+        success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (README, *Success rules*).
+        goal_box: ``[x0, y0, x1, y1]`` in working-resolution pixels to keep in the crop; ``goal_point``:
+            ``[x, y]``; neither: the paper's protocol.
+        measure: a zoo name to score the result on instead of ``target`` (a transfer measurement).
+        working_width: the width images are resized to (``None`` keeps the size).
+        seed: the search's seed (the same seed gives the same trials and the same image).
+        storage: ``None`` (default): trials in memory; a path: an Optuna journal file there (re-running
+            with it resumes the study); a URL with ``://``: an Optuna RDB storage (``sqlite:///x.db``).
+        progress: show the search's progress bar.
+        settings: any other command-line setting, ``key=value`` (``search=patches``, ``batch_size=8``).
+
+    Returns:
+        An :class:`~blackbox.experiment.pipeline.Outcome`: ``adversarial`` (uint8 pixels), ``success``,
+        ``queries``, ``clean_output`` and ``adversarial_output`` (the target's answers before and
+        after), ``result`` (the :class:`~blackbox.attacks.AttackResult`) and ``record`` (the
+        ``results.jsonl`` line the command line would write).
+
+    Raises:
+        ConfigError: a bad setting (the message names it and what to use), or a white-box method on a
+            target without gradients.
+        UnknownChoiceError: ``target`` or ``measure`` is not a zoo name (the message lists the zoo).
+        ImageLoadError: the image cannot be used (the message says why).
+        ImageSkipped: the image cannot be attacked (e.g. every clean crop already shows the goal, or
+            the target failed to answer); ``reason`` says why.
+    """
+    overrides = _overrides(
+        target=target,
+        budget=budget,
+        eps=eps,
+        norm=norm,
+        method=method,
+        success=success,
+        goal_box=goal_box,
+        goal_point=goal_point,
+        measure=measure,
+        working_width=working_width,
+        seed=seed,
+        progress=progress,
+    )
+    overrides += list(settings)
+    preflight(overrides)  # the command line's checks: names, ranges, the search space, constructors
+    cfg = compose_overrides(overrides)
+    options = run_options(cfg)
+    loaded = _load(image, options.working_width)
+    if isinstance(target, str):
+        target_name, target = target, load(target, aspect_ratios=options.aspect_ratios)
+    else:
+        target_name = str(getattr(target, "name", type(target).__name__))
+    ratios = options.aspect_ratios
+    scorer = load(options.measure, aspect_ratios=ratios) if options.measure else None
+    pipeline = Pipeline(
+        target=target,
+        target_name=target_name,
+        goal_rule=options.goal,
+        norm=options.norm,
+        success=options.success,
+        measure=scorer,
+        measure_name=options.measure,
+    )
+    built = attack_spec(cfg).build(
+        storage=_storage(storage),
+        # the per-trial attributes the command line sets (no artifact images: there is no run folder)
+        trial_callbacks=[TrialArtifacts(store=None, mode="none")],
+    )
+    pipeline.check(built)
+    return pipeline.run(built, loaded, eps=options.eps)
+
+
+def _overrides(**values: object) -> list[str]:
+    """The keyword arguments as command-line overrides (``method`` picks the sampler or the attack)."""
+    method = str(values.pop("method"))
+    if method in group_names("sampler"):
+        overrides = [f"sampler={method}"]
+    elif method in set(group_names("attack")) - {"blackbox"}:
+        overrides = [f"attack={method}"]
+    else:
+        raise ConfigError(
+            f"unknown method {method!r}; black-box samplers: {', '.join(group_names('sampler'))}; "
+            f"white-box attacks: {', '.join(n for n in group_names('attack') if n != 'blackbox')}"
+        )
+    target = values.pop("target")
+    if isinstance(target, str):
+        overrides.append(f"target={target}")
+    elif not isinstance(target, Target):
+        raise ConfigError(f"target must be a zoo name or a targets.Target, got {type(target).__name__}")
+    box, point = values.pop("goal_box"), values.pop("goal_point")
+    if box is not None:
+        overrides.append(f"goal.box=[{','.join(str(float(v)) for v in box)}]")  # type: ignore[union-attr]
+    if point is not None:
+        overrides.append(f"goal.point=[{','.join(str(float(v)) for v in point)}]")  # type: ignore[union-attr]
+    for key, value in values.items():
+        text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        overrides.append(f"{key}={text}")
+    return [*overrides, "storage=memory"]  # the trials' storage is the API's own (``storage=``)
+
+
+def _load(image: ImageInput, working_width: int | None) -> LoadedImage:
+    """The image at the working resolution; raises :class:`ImageLoadError` saying what is accepted."""
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(Path(image).expanduser(), working_width=working_width)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ImageLoadError(
+                f"an array image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}; "
+                "convert it (e.g. (x * 255).round().astype(np.uint8) for floats in [0, 1])"
+            )
+        image = Image.fromarray(image, "RGB")
+    if isinstance(image, Image.Image):
+        return prepare(image, image_id="image", source="in memory", working_width=working_width)
+    raise ImageLoadError(
+        f"cannot attack a {type(image).__name__}: pass a file path, a PIL image or an (H, W, 3) uint8 array"
+    )
+
+
+def _storage(storage: str | os.PathLike | None) -> optuna.storages.BaseStorage | str | None:
+    if storage is None:
+        return None  # Optuna's in-memory storage
+    if isinstance(storage, str) and "://" in storage:
+        return storage
+    return journal_storage(Path(storage).expanduser())

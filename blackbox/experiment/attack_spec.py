@@ -1,0 +1,109 @@
+"""How a command builds its attacks: one spec per method, a fresh attack per image and eps.
+
+The settings edge (:mod:`blackbox.settings.build`, or :func:`blackbox.attack`) turns ``attack=`` /
+``sampler=`` / ``search=`` into a spec; the core builds attacks from it, giving the black-box search
+the run's Optuna storage and trial callbacks (artifacts, a worker's lease guard).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import optuna
+
+from blackbox.attacks import Attack, AttackProblem, WhiteBoxAttack
+from blackbox.search import PatchSearch
+
+Family = Literal["white-box", "black-box"]
+
+
+class AttackSpec(abc.ABC):
+    """One method: its name, its family, and how to build its attack."""
+
+    name: str
+    family: Family
+
+    @abc.abstractmethod
+    def build(
+        self,
+        *,
+        storage: optuna.storages.BaseStorage | str | None = None,
+        trial_callbacks: Sequence[Callable] = (),
+    ) -> Attack:
+        """A fresh attack; ``storage`` and ``trial_callbacks`` matter to the black-box search only."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhiteBoxSpec(AttackSpec):
+    """A white-box attack (``conf/attack/``): ``factory()`` builds it with its settings.
+
+    Args:
+        name: the method's name (``iterative_fgm``, ``pgd``...).
+        factory: no arguments, returns a :class:`WhiteBoxAttack` (its seed restarts each run).
+    """
+
+    name: str
+    factory: Callable[[], WhiteBoxAttack] = field(repr=False)
+    family: Family = "white-box"
+
+    def build(self, *, storage=None, trial_callbacks=()) -> Attack:
+        return self.factory()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpec(AttackSpec):
+    """The black-box patch search (:class:`~blackbox.search.PatchSearch`) and its settings.
+
+    Args:
+        sampler_name: the sampler's name (``tpe``, ``random``...): the method's name, part of study names.
+        sampler_factory: ``sampler_factory(seed=int)`` gives a fresh Optuna sampler.
+        search: the declared search space (``conf/search/``: ``n_patches``, ``region``, ``space``...).
+        budget: target queries per image (> 0).
+        batch_size: candidates per target call (> 0).
+        early_stop: stop an image's search at its first success.
+        seed: the study seed.
+        progress: show the search's progress bar.
+        write_behind: search in memory, write each answered batch to the storage at once.
+        ask_ahead: ask the next batch while the target answers this one.
+        warm_start: gives a dense transfer perturbation (H, W, 3) in [-1, 1] for a problem; its fitted
+            patches are the first trial (``warm_start=<zoo name>``), or ``None``.
+    """
+
+    sampler_name: str
+    sampler_factory: Callable[..., optuna.samplers.BaseSampler] = field(repr=False)
+    search: Mapping
+    budget: int
+    batch_size: int = 4
+    early_stop: bool = True
+    seed: int = 0
+    progress: bool = True
+    write_behind: bool = True
+    ask_ahead: bool = True
+    warm_start: Callable[[AttackProblem], np.ndarray] | None = field(default=None, repr=False)
+    family: Family = "black-box"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.sampler_name
+
+    def build(self, *, storage=None, trial_callbacks=()) -> Attack:
+        factory = self.sampler_factory
+        return PatchSearch(
+            sampler_factory=lambda seed: factory(seed=seed),
+            sampler_name=self.sampler_name,
+            search=dict(self.search),
+            budget=self.budget,
+            batch_size=self.batch_size,
+            early_stop=self.early_stop,
+            storage=storage,
+            seed=self.seed,
+            progress=self.progress,
+            warm_start=self.warm_start,
+            trial_callbacks=trial_callbacks,
+            write_behind=self.write_behind,
+            ask_ahead=self.ask_ahead,
+        )
