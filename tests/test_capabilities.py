@@ -12,10 +12,10 @@ import pytest
 from blackbox.attacks import PGD, Attack, GaussianNoise, IterativeFGM, WhiteBoxAttack
 from blackbox.core.goal import default_goal
 from blackbox.core.images import LoadedImage
-from blackbox.evaluate.compare import Comparison
-from blackbox.experiment.run import load_stand_in, run
 from blackbox.search import PatchSearch
+from blackbox.settings.build import load_stand_in
 from blackbox.settings.checks import ConfigError
+from blackbox.settings.commands import comparison, run
 from blackbox.settings.preflight import compose_overrides
 from targets import (
     Capability,
@@ -124,7 +124,7 @@ def test_a_stand_in_must_give_gradients() -> None:
 def test_compare_white_box_on_a_crop_only_target_gives_the_same_message(tmp_path: Path) -> None:
     cfg = compare_config("methods=[pgd,random]", "eps_list=[20]", "dataset.names=[chelsea]", "budget=3")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = Comparison(cfg, tmp_path, target_name="crop_only", target=CropOnly()).run()
+        code = comparison(cfg, tmp_path, target_name="crop_only", target=CropOnly()).run()
     assert code == 3  # the black-box method ran, the white-box one was skipped with the reason
     skipped = (tmp_path / "selection.json").read_text()
     assert "pgd needs gradients; target=crop_only gives crops only: set whitebox_target=" in skipped

@@ -18,6 +18,7 @@ from blackbox.core.images import ImageLoadError
 from blackbox.evaluate.report import MergeError
 from blackbox.experiment.dashboard import DashboardError
 from blackbox.experiment.jsonl import JsonlError
+from blackbox.experiment.pipeline import ImageSkipped
 from blackbox.experiment.replay import ReplayError
 from blackbox.experiment.run_folder import RunFolderBusyError
 from blackbox.search.budget import BudgetExhaustedError
@@ -65,6 +66,7 @@ USER_ERRORS = [
 NOT_USER_ERRORS = {
     BudgetExhaustedError: "an attack asked past its budget: a bug in the attack",
     AttackFailedError: "one image's attack gave nothing; the run skips that image and goes on",
+    ImageSkipped: "an image (or one attack on it) is left out with its reason; the run goes on (exit 3)",
 }
 
 
