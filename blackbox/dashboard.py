@@ -1,11 +1,11 @@
 """``python -m blackbox.dashboard [RUN_DIR]``: optuna-dashboard on a run's study.
 
-The code lives in :mod:`blackbox.experiment.dashboard`; this file is only the ``python -m`` entry point.
+The code lives in :mod:`blackbox.settings.dashboard`; this file is only the ``python -m`` entry point.
 """
 
 import sys
 
-from blackbox.experiment.dashboard import main
+from blackbox.settings.dashboard import main
 
 if __name__ == "__main__":
     sys.exit(main())

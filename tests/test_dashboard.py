@@ -20,9 +20,9 @@ from PIL import Image
 
 from blackbox.core.metrics import perturbation_norms
 from blackbox.experiment.artifacts import TrialArtifacts, artifact_store
-from blackbox.experiment.dashboard import DashboardError, latest_run, main, resolve_run
 from blackbox.experiment.study import LocalExperiment
 from blackbox.search import render_trial
+from blackbox.settings.dashboard import DashboardError, latest_run, main, resolve_run
 from targets.classic import ClassicSaliency
 from tests.browser import headless_chromium, loaded_images
 from tests.conftest import REPO

@@ -243,7 +243,7 @@ def test_a_damaged_results_line_is_named(tmp_path) -> None:
     from omegaconf import OmegaConf
 
     from blackbox.experiment.jsonl import JsonlError
-    from blackbox.experiment.replay import main as replay_main
+    from blackbox.settings.replay import main as replay_main
 
     overrides = ("dataset.names=[chelsea,coffee]", "budget=3")
     summary, _ = quiet_run(tmp_path, *overrides)
@@ -345,7 +345,7 @@ def test_shared_case_tall_image_gets_a_row_goal_no_clean_crop_shows(tmp_path) ->
 def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from blackbox.experiment.replay import main as replay_main
+    from blackbox.settings.replay import main as replay_main
 
     overrides = ("dataset.names=[chelsea]", "budget=3", "early_stop=false")
     quiet_run(tmp_path, *overrides)

@@ -1,4 +1,4 @@
-"""``blackbox.experiment.replay`` on the folders a newcomer points it at: compare folders, white-box runs."""
+"""``blackbox.settings.replay`` on the folders a newcomer points it at: compare folders, white-box runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from blackbox.experiment.replay import main as replay_main
 from blackbox.settings.commands import comparison
+from blackbox.settings.replay import main as replay_main
 from tests.conftest import REPO
 from tests.test_faults import SMALL, compose_overrides, quiet_run
 

@@ -16,14 +16,14 @@ from blackbox.attacks import AttackFailedError
 from blackbox.core.goal import GoalError
 from blackbox.core.images import ImageLoadError
 from blackbox.evaluate.report import MergeError
-from blackbox.experiment.dashboard import DashboardError
 from blackbox.experiment.jsonl import JsonlError
 from blackbox.experiment.pipeline import ImageSkipped
-from blackbox.experiment.replay import ReplayError
 from blackbox.experiment.run_folder import RunFolderBusyError
 from blackbox.search.budget import BudgetExhaustedError
 from blackbox.search.search_space import SearchSpaceError
 from blackbox.settings.checks import ConfigError
+from blackbox.settings.dashboard import DashboardError
+from blackbox.settings.replay import ReplayError
 from targets import (
     MissingCapabilityError,
     NonFiniteOutputError,

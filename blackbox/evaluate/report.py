@@ -21,6 +21,7 @@ from PIL import Image
 
 from blackbox.evaluate.selection import SelectionReport
 from blackbox.experiment.record import parse_csv_row as parse_row
+from blackbox.experiment.run_folder import stored_settings
 from targets import UserError
 
 FloatRow = dict[str, object]
@@ -400,7 +401,6 @@ def merge(out: Path, parts: Sequence[Path]) -> tuple[list[dict], dict, dict]:
     import shutil
 
     from blackbox.evaluate.compare import ResultsTable
-    from blackbox.settings.build import stored_settings
 
     if out.exists() and any(out.iterdir()):
         raise MergeError(f"{out} is not empty: merge into a new folder (nothing there is overwritten)")
@@ -471,7 +471,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "results.csv").exists():
         print(f"error: {args.run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)
         return 2
-    from blackbox.settings.build import stored_settings
 
     cfg = stored_settings(args.run_dir)
     with (args.run_dir / "results.csv").open(newline="") as handle:

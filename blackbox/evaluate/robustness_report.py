@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from blackbox.evaluate.report import FloatRow, _ordered, parse_row
+from blackbox.experiment.run_folder import stored_settings
 
 
 def counted_images(rows: list[FloatRow], target: str) -> list[str]:
@@ -188,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from blackbox.settings.build import stored_settings  # the saved settings: read at the edge
 
     cfg = stored_settings(args.run_dir)
     skipped_path = args.run_dir / "skipped.json"

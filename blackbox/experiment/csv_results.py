@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from blackbox.experiment.jsonl import repair_torn_tail
-from blackbox.settings.checks import ConfigError
+from targets import ConfigError
 
 
 class CsvResults:

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from omegaconf import DictConfig, OmegaConf
 
 from blackbox.experiment.jsonl import repair_torn_tail
-from blackbox.settings.checks import ConfigError
+from targets import ConfigError
 
 RUN_LOCK = ".blackbox.lock"
 RESUME_SETTINGS = "resume.json"
@@ -180,3 +181,28 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
 
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def stored_config(run_dir: Path) -> DictConfig:
+    """The composed config Hydra saved in a run folder (``.hydra/config.yaml``): the one place a
+    finished run's settings are read back (replay, dashboard, report, worker progress).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+    """
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder of python -m blackbox: {path} is missing")
+    cfg = OmegaConf.load(path)
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def stored_settings(run_dir: Path) -> dict:
+    """A run folder's saved settings as plain values (interpolations kept), ``{}`` when it has none:
+    what ``python -m blackbox.report`` and ``blackbox.robustness_report`` read back."""
+    if not (run_dir / ".hydra" / "config.yaml").exists():
+        return {}
+    settings = OmegaConf.to_container(stored_config(run_dir))
+    assert isinstance(settings, dict)
+    return settings

@@ -52,7 +52,7 @@ from blackbox.core.datasets import ImageSource, iterate
 from blackbox.experiment.local import Experiment, Scheduled
 from blackbox.experiment.options import StorageSettings
 from blackbox.search.patch_search import TrialRecord
-from blackbox.settings.checks import ConfigError
+from targets import ConfigError
 
 CREATE_TABLES = (
     """CREATE TABLE IF NOT EXISTS blackbox_claims (

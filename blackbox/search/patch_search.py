@@ -9,7 +9,7 @@ The pieces, each in its module:
 
 - :mod:`blackbox.search._study`: one Optuna study per (image, target, goal, eps) keeps every
   trial, with its full perturbation config as a user attribute, so a trial replays to the
-  byte-identical image (``blackbox.experiment.replay``). A study found in the storage is resumed:
+  byte-identical image (``blackbox.settings.replay``). A study found in the storage is resumed:
   its completed trials count against the budget and are not redone. With ``write_behind`` (the
   default) the search runs on an in-memory copy and writes each answered batch at once. Seeds.
 - :mod:`blackbox.search._session`: the loop. Batches of ``batch_size`` trials sent as one target

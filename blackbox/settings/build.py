@@ -20,6 +20,7 @@ from blackbox.attacks import AttackProblem, IterativeFGM
 from blackbox.core.goal_rule import GoalRule
 from blackbox.experiment.attack_spec import AttackSpec, SearchSpec, WhiteBoxSpec
 from blackbox.experiment.options import RunOptions, StorageSettings
+from blackbox.experiment.run_folder import stored_config
 from targets import Capability, DifferentiableTarget, load, require
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
@@ -149,21 +150,6 @@ def experiment_name(cfg: DictConfig) -> str:
     return f"{target}_{digest}"
 
 
-def stored_config(run_dir: Path) -> DictConfig:
-    """The composed config Hydra saved in a run folder (``.hydra/config.yaml``): the one place a
-    finished run's settings are read back (replay, dashboard, report, worker progress).
-
-    Raises:
-        FileNotFoundError: ``run_dir`` is not a run folder.
-    """
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run folder of python -m blackbox: {path} is missing")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
-    return cfg
-
-
 def stored_storage(run_dir: Path) -> StorageSettings | None:
     """The storage settings a run folder's saved config names; ``None`` when it has none (a run made
     from Python, or a comparison, whose trials are in ``optuna.journal``)."""
@@ -173,13 +159,3 @@ def stored_storage(run_dir: Path) -> StorageSettings | None:
     if "storage" not in cfg:
         return None
     return storage_settings(cfg, recorded=run_dir / "experiment.json")
-
-
-def stored_settings(run_dir: Path) -> dict:
-    """A run folder's saved settings as plain values (interpolations kept), ``{}`` when it has none:
-    what ``python -m blackbox.report`` and ``blackbox.robustness_report`` read back."""
-    if not (run_dir / ".hydra" / "config.yaml").exists():
-        return {}
-    settings = OmegaConf.to_container(stored_config(run_dir))
-    assert isinstance(settings, dict)
-    return settings

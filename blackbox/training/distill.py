@@ -40,8 +40,7 @@ from tqdm import tqdm
 from blackbox.core.datasets import folder_sources
 from blackbox.core.images import ImageLoadError, prepare
 from blackbox.evaluate.fidelity import fidelity, teacher_point
-from blackbox.settings.checks import ConfigError
-from targets import Target, TargetOutput
+from targets import ConfigError, Target, TargetOutput
 from targets._zoo import instantiate_target, load
 from targets.surrogate import SurrogateSaliency, load_checkpoint, save_checkpoint
 

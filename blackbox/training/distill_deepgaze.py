@@ -49,8 +49,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from blackbox.core.images import ImageLoadError
-from blackbox.settings.checks import ConfigError
-from targets import Target, load
+from targets import ConfigError, Target, load
 from targets._deepgaze_checkpoint import CENTRE_BIAS_WEIGHT_KEY, READOUT_PREFIX, SIGMA_KEY
 from targets._functional import upsample_log_density
 from targets._readout import build_readout
