@@ -138,7 +138,7 @@ def test_a_target_constructor_bug_is_not_turned_into_a_user_error() -> None:
 
 
 def test_an_entry_point_exits_2_on_a_user_error_and_lets_a_bug_through(tmp_path: Path, monkeypatch) -> None:
-    from blackbox.experiment import replay as replay_module
+    from blackbox.settings import replay as replay_module
 
     def user_error(*args, **kwargs):
         raise JsonlError("results.jsonl line 3 is damaged: remove it")
