@@ -24,10 +24,9 @@ from omegaconf import OmegaConf
 
 from blackbox.core.datasets import sources_from_config
 from blackbox.core.images import save_png
-from blackbox.core.perturbation import perturb
 from blackbox.experiment.jsonl import JsonlError, read_records
 from blackbox.experiment.storage import make_storage
-from blackbox.search.search_space import patches_from_config
+from blackbox.search.patch_search import render_config
 
 
 class ReplayError(ValueError):
@@ -106,9 +105,7 @@ def replay(
     if source is None:
         raise ReplayError(f"image {image_id!r} is not in the run's dataset any more")
     clean = source.load(cfg.get("working_width"))
-    adversarial = perturb(
-        clean.pixels, patches_from_config(config), eps=float(config["eps"]), norm=config["norm"]
-    )
+    adversarial = render_config(clean.pixels, config)  # patches or grid features
     save_png(adversarial, out)
     return out
 

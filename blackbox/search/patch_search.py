@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
 from blackbox.core.objective import score, succeeded
 from blackbox.core.perturbation import Norm, perturb
+from blackbox.search import features
 from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import distributions, patch_regions, patches_from_config, trial_config
 from blackbox.search.warm_start import fit_patches
@@ -81,8 +82,15 @@ def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -
 
 def render_trial(problem: AttackProblem, config: Mapping) -> np.ndarray:
     """The 8-bit adversarial image a trial config describes (what replay re-does)."""
+    return render_config(problem.image.pixels, config)
+
+
+def render_config(clean: np.ndarray, config: Mapping) -> np.ndarray:
+    """``clean`` (uint8) perturbed as the trial config says: patches, or grid features (``kind: grid``)."""
+    if features.is_feature_space(config):
+        return features.render_features(clean, config)
     norm: Norm = config["norm"]
-    return perturb(problem.image.pixels, patches_from_config(config), eps=float(config["eps"]), norm=norm)
+    return perturb(clean, patches_from_config(config), eps=float(config["eps"]), norm=norm)
 
 
 class PatchSearch(Attack):
@@ -135,9 +143,26 @@ class PatchSearch(Attack):
         width, height = image.width, image.height
         has_point = self.has_point(target)
         rule = self.success_rule(problem, target)
-        regions = patch_regions(self.search, problem.goal, width, height, problem.clean_output.salient_point)
-        region = regions if len(set(regions)) > 1 else regions[0]
-        space = distributions(self.search, region)
+        if features.is_feature_space(self.search):  # grid features for feature-scoring croppers
+            if self.warm_start is not None:
+                raise ValueError(
+                    "warm_start fits Gaussian patches: use it with search=blobs or patches, not grid"
+                )
+            space, make_config = features.config_maker(
+                self.search, problem.goal, width, height, eps=problem.eps, norm=problem.norm
+            )
+        else:
+            regions = patch_regions(
+                self.search, problem.goal, width, height, problem.clean_output.salient_point
+            )
+            region = regions if len(set(regions)) > 1 else regions[0]
+            space = distributions(self.search, region)
+
+            def make_config(params: Mapping) -> dict:
+                return trial_config(
+                    self.search, params=params, region=region, eps=problem.eps, norm=problem.norm
+                )
+
         name = study_name(problem, self.sampler_name, rule)
         study_seed = (self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
         stored = optuna.create_study(
@@ -194,12 +219,7 @@ class PatchSearch(Attack):
                     study.sampler = self.sampler_factory(batch_seed(study_seed, budget.used + no_change))
                 trials = ahead or [study.ask(space) for _ in range(min(self.batch_size, budget.remaining))]
                 count = len(trials)
-                configs = [
-                    trial_config(
-                        self.search, params=t.params, region=region, eps=problem.eps, norm=problem.norm
-                    )
-                    for t in trials
-                ]
+                configs = [make_config(t.params) for t in trials]
                 adversarials = [render_trial(problem, c) for c in configs]
                 first_number = trials[0].number
                 unchanged = [np.array_equal(a, image.pixels) for a in adversarials]
