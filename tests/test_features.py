@@ -55,11 +55,11 @@ def test_feature_centres_stay_near_the_goal_in_grid_cells() -> None:
     assert (x0, x1) == pytest.approx((14.4, 20.8))
     assert y0 == 0.0 and y1 == pytest.approx(32.0)  # the band's full height, inside the last cell
     dims = feature_distributions(GRID, BAND, 640, 480)
-    assert (dims["f1_x"].low, dims["f1_x"].high) == pytest.approx((14.4, 20.8))
-    assert dims["f0_kind"].choices == ("checker", "noise", "colour")
-    assert {"f0_r", "f0_g", "f0_b"} <= set(dims)
+    assert (dims["p1_x"].low, dims["p1_x"].high) == pytest.approx((14.4, 20.8))
+    assert dims["p0_kind"].choices == ("checker", "noise", "colour")
+    assert {"p0_r", "p0_g", "p0_b"} <= set(dims)
     no_colour = feature_distributions({**GRID, "kinds": ["checker"]}, BAND, 640, 480)
-    assert "f0_r" not in no_colour and no_colour["f0_kind"].choices == ("checker",)
+    assert "p0_r" not in no_colour and no_colour["p0_kind"].choices == ("checker",)
 
 
 def test_a_checker_alternates_on_the_shrink_grid_cells() -> None:

@@ -16,8 +16,9 @@ Measured by hand on the 13 offline pictures (README, "Search design"): at L2 40 
 band on the goal moved ``attention``'s crops to the goal on 12 of 13 pictures, a flat colour on 3
 to 11, and grey ``noise`` over the goal's side moved ``entropy``'s on 7.
 
-Parameters of feature ``k`` (Optuna names ``f{k}_...``): ``x``, ``y``: its centre in grid cells
-(``x`` within the goal grown by ``margin``, in cells); ``w``, ``h``: its size in cells (rounded,
+Parameters of feature ``k`` (Optuna names ``p{k}_...`` as for patches, so ``sampler=sparse_rs``
+mutates them): ``x``, ``y``: its centre in grid cells (within the goal grown by ``margin``, in
+cells); ``w``, ``h``: its size in cells (rounded,
 at least 1); ``kind``: one of ``kinds``; ``weight``: its share of the budget (signed: a ``checker``
 of weight -1 has the opposite phase); ``r``, ``g``, ``b``: the colour of a ``colour`` feature. The
 features are summed, the sum rescaled to ``eps`` and quantised as every perturbation
@@ -30,6 +31,7 @@ is all :func:`render_features` needs: a replay is byte-identical (numpy float64,
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Mapping
 
@@ -121,15 +123,15 @@ def feature_distributions(
     kinds = tuple(search.get("kinds", FEATURE_KINDS))
     result: dict[str, BaseDistribution] = {}
     for k in range(n_features):
-        result[f"f{k}_x"] = FloatDistribution(x0, x1)
-        result[f"f{k}_y"] = FloatDistribution(y0, y1)
-        result[f"f{k}_w"] = FloatDistribution(*_range(search, "w"))
-        result[f"f{k}_h"] = FloatDistribution(*_range(search, "h"))
-        result[f"f{k}_kind"] = CategoricalDistribution(kinds)
-        result[f"f{k}_weight"] = FloatDistribution(*_range(search, "weight"))
+        result[f"p{k}_x"] = FloatDistribution(x0, x1)
+        result[f"p{k}_y"] = FloatDistribution(y0, y1)
+        result[f"p{k}_w"] = FloatDistribution(*_range(search, "w"))
+        result[f"p{k}_h"] = FloatDistribution(*_range(search, "h"))
+        result[f"p{k}_kind"] = CategoricalDistribution(kinds)
+        result[f"p{k}_weight"] = FloatDistribution(*_range(search, "weight"))
         if "colour" in kinds:
             for channel in "rgb":
-                result[f"f{k}_{channel}"] = FloatDistribution(*_range(search, "colour"))
+                result[f"p{k}_{channel}"] = FloatDistribution(*_range(search, "colour"))
     return result
 
 
@@ -139,13 +141,13 @@ def features_from_params(params: Mapping[str, object], n_features: int) -> list[
     for k in range(n_features):
         features.append(
             {
-                "x": float(params[f"f{k}_x"]),  # type: ignore[arg-type]
-                "y": float(params[f"f{k}_y"]),  # type: ignore[arg-type]
-                "w": max(1, round(float(params[f"f{k}_w"]))),  # type: ignore[arg-type]
-                "h": max(1, round(float(params[f"f{k}_h"]))),  # type: ignore[arg-type]
-                "kind": str(params[f"f{k}_kind"]),
-                "weight": float(params[f"f{k}_weight"]),  # type: ignore[arg-type]
-                "colour": [float(params.get(f"f{k}_{c}", 0.0)) for c in "rgb"],  # type: ignore[arg-type]
+                "x": float(params[f"p{k}_x"]),  # type: ignore[arg-type]
+                "y": float(params[f"p{k}_y"]),  # type: ignore[arg-type]
+                "w": max(1, round(float(params[f"p{k}_w"]))),  # type: ignore[arg-type]
+                "h": max(1, round(float(params[f"p{k}_h"]))),  # type: ignore[arg-type]
+                "kind": str(params[f"p{k}_kind"]),
+                "weight": float(params[f"p{k}_weight"]),  # type: ignore[arg-type]
+                "colour": [float(params.get(f"p{k}_{c}", 0.0)) for c in "rgb"],  # type: ignore[arg-type]
             }
         )
     return features
@@ -173,6 +175,14 @@ def _cell_edges(n: int, size: int) -> np.ndarray:
     return np.floor(np.arange(n + 1) * size / n + 1e-9).astype(int)
 
 
+@functools.lru_cache(maxsize=16)
+def _noise(index: int, height: int, width: int) -> np.ndarray:
+    """Feature ``index``'s +-1 pattern over the whole image (cached: drawing it cost 5 ms a render)."""
+    pattern = np.random.default_rng(NOISE_SEED + index).choice(np.array([-1.0, 1.0]), size=(height, width))
+    pattern.flags.writeable = False
+    return pattern
+
+
 def render_delta(features: list[Mapping], height: int, width: int, grid: int = 32) -> np.ndarray:
     """The unscaled sum of ``features`` as an ``(H, W, 3)`` float64 array (module doc)."""
     out = np.zeros((height, width, 3), dtype=np.float64)
@@ -194,9 +204,7 @@ def render_delta(features: list[Mapping], height: int, width: int, grid: int = 3
             sign = ((row_of[:, None] + col_of[None, :]) % 2) * 2.0 - 1.0
             out[y0:y1, x0:x1] += (weight * sign)[:, :, None]
         elif kind == "noise":
-            rng = np.random.default_rng(NOISE_SEED + index)
-            pattern = rng.choice(np.array([-1.0, 1.0]), size=(height, width))
-            out[y0:y1, x0:x1] += (weight * pattern[y0:y1, x0:x1])[:, :, None]
+            out[y0:y1, x0:x1] += (weight * _noise(index, height, width)[y0:y1, x0:x1])[:, :, None]
         elif kind == "colour":
             out[y0:y1, x0:x1] += weight * np.asarray(feature["colour"], dtype=np.float64)
         else:
