@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+
 import numpy as np
 import optuna
 import pytest
 import skimage.data
+from omegaconf import OmegaConf
 from PIL import Image
 
 from blackbox.attacks import AttackProblem
 from blackbox.core.goal import Goal, default_goal, goal_axis
 from blackbox.core.images import LoadedImage
 from blackbox.core.objective import succeeded
-from blackbox.experiment.run import USER_ERRORS
+from blackbox.experiment.replay import main as replay_main
+from blackbox.experiment.run import USER_ERRORS, run
 from blackbox.search import PatchSearch, render_trial
 from blackbox.search.features import (
     FeatureSpaceError,
@@ -25,6 +31,7 @@ from blackbox.search.features import (
 )
 from blackbox.settings.preflight import preflight
 from targets.vips import VipsSmartcrop
+from tests.test_faults import SMALL, compose_overrides
 
 GRID = {
     "kind": "grid",
@@ -201,3 +208,27 @@ def test_warm_start_is_refused_with_grid_features(chelsea: LoadedImage) -> None:
     )
     with pytest.raises(ValueError, match="warm_start fits Gaussian patches"):
         search.run(_problem(chelsea, target, eps=10.0), target)
+
+
+def test_a_grid_run_replays_to_its_saved_adversarial(tmp_path) -> None:
+    # The whole pipeline (python -m blackbox's run, journal storage) and blackbox.replay on its folder.
+    cfg = compose_overrides(
+        [
+            *SMALL,
+            "target=vips_entropy",
+            "search=grid",
+            "dataset.names=[chelsea]",
+            "working_width=160",
+            "eps=4",
+        ]
+    )
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        summary = run(cfg, tmp_path, target_name="vips_entropy")
+    assert [r["image"] for r in summary.records] == ["chelsea"]
+    assert summary.records[0]["success_rule"] == "crops" and summary.records[0]["l2"] <= 4.0 + 1e-9
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
+    saved = tmp_path / "adversarial" / "chelsea.png"
+    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
