@@ -40,6 +40,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from blackbox.core.goal import Goal
 from blackbox.core.perturbation import Norm, apply, scale_to_budget
+from blackbox.search.search_space import SearchSpaceError
 
 #: ``search.kind`` of this space (``conf/search/grid.yaml``).
 KIND = "grid"
@@ -49,7 +50,7 @@ RANGE_KEYS = ("w", "h", "weight", "colour")
 _DEFAULTS = {"w": (1.0, 8.0), "h": (1.0, 32.0), "weight": (-1.0, 1.0), "colour": (-1.0, 1.0)}
 
 
-class FeatureSpaceError(ValueError):
+class FeatureSpaceError(SearchSpaceError):
     """The declared grid-feature space is unusable; the message names the key and what to use."""
 
 
