@@ -1,0 +1,363 @@
+"""Issue 18's figures: black-box strategies beside PGD and iterative FGM, measured in the same run.
+
+    python -m benchmarks.photos runs/benchmarks/photos
+    python -m benchmarks.heldout_photos runs/benchmarks/heldout
+    python -m benchmarks.blackbox_vs_whitebox --target twitter --eps 5 10 --budget 200
+
+For one target, on every picture set (``--sets NAME=OVERRIDES``: the 13 pictures of the README's
+search-design table as ``readme`` = bundled + :mod:`benchmarks.photos`, and the held-out
+:mod:`benchmarks.heldout_photos`), every picture is queried once clean, given the paper's goal (or
+skipped, as the pipeline does), then attacked by each white-box reference (``--whitebox``) and each
+black-box strategy (``--strategy NAME=OVERRIDES``, Hydra overrides of ``python -m blackbox``) at each
+eps. It prints, per set and eps, the share of counted pictures that succeeded within 20 / 50 / 100
+/ 200 queries, and the median over pictures of the smallest successful L2 divided by PGD's (PGD's
+smallest: a bisection on eps below its smallest successful sweep size, ``--bisect`` steps; a
+black-box strategy's: the smallest successful L2 it reached within the budget, over the eps), then
+each of the issue's goals as met / not met with its figures. Writes JSON and one success-against-
+queries plot per set (PNG) under ``runs/benchmarks/``.
+
+Every strategy sees only the target's outputs; the white-box rows use its gradients (one query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from benchmarks._compose import compose_run
+from blackbox.attacks import AttackFailedError, AttackProblem
+from blackbox.core.datasets import iterate, sources_from_config
+from blackbox.core.images import ImageLoadError
+from blackbox.experiment.run import make_attack, make_goal
+from blackbox.settings.zoo import instantiate_target
+from targets import Output
+
+CHECKPOINTS = (20, 50, 100, 200)
+DEFAULT_SETS = (
+    "readme=dataset=bundled",
+    "readme=dataset=folder,dataset.path=runs/benchmarks/photos",
+    "heldout=dataset=folder,dataset.path=runs/benchmarks/heldout",
+)
+DEFAULT_STRATEGIES = (
+    "tpe=sampler=tpe",
+    "accumulate=attack=accumulate",
+    "accumulate_random=attack=accumulate,attack.sampler=random,attack.label=accumulate_random",
+)
+
+
+def parse(text: str, what: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name or not overrides:
+        raise SystemExit(f"--{what} takes NAME=OVERRIDE[,OVERRIDE...], got {text!r}")
+    return name, [o for o in overrides.split(",") if o]
+
+
+def problems(target, target_name: str, overrides: list[str], common: list[str]) -> list[tuple]:
+    """(image, clean output, goal) of every picture the pipeline would attack."""
+    cfg = compose_run([*common, *overrides])
+    out = []
+    dataset = OmegaConf.to_container(cfg.dataset)
+    for source, loaded in iterate(sources_from_config(image=None, dataset=dataset), cfg.working_width):  # type: ignore[arg-type]
+        if isinstance(loaded, ImageLoadError):
+            print(f"  skipped {source.image_id}: {loaded}")
+            continue
+        clean = target.query([loaded.as_float])[0]
+        try:
+            goal = make_goal(cfg, loaded, clean)
+        except ValueError as error:
+            print(f"  skipped {loaded.image_id}: {str(error)[:90]}")
+            continue
+        out.append((loaded, clean, goal))
+    return out
+
+
+def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
+    loaded, clean, goal = item
+    cfg = compose_run([*overrides, f"eps={eps}"])
+    attack = make_attack(cfg, Path("/nonexistent"), storage=None)
+    problem = AttackProblem(loaded, clean, goal, float(eps), str(cfg.norm), target_name, str(cfg.success))
+    has_point = Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = attack.run(problem, target)
+    except AttackFailedError as error:
+        return {
+            "image": loaded.image_id,
+            "eps": eps,
+            "success": False,
+            "queries_to_success": None,
+            "l2": None,
+            "queries": 0,
+            "failed": str(error),
+            "seconds": time.perf_counter() - started,
+        }
+    record = result.record(loaded, clean, has_point=has_point)
+    return {
+        "image": loaded.image_id,
+        "eps": eps,
+        "success": bool(record["success"]),
+        "queries_to_success": record["queries_to_success"],
+        "l2": record["l2"] if record["success"] else None,
+        "first_success_l2": record.get("first_success_l2"),
+        "queries": record["queries"],
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def success_at(rows: list[dict], k: int) -> float | None:
+    return (
+        float(np.mean([r["queries_to_success"] is not None and r["queries_to_success"] <= k for r in rows]))
+        if rows
+        else None
+    )
+
+
+def smallest_l2(rows: list[dict]) -> dict[str, float]:
+    """Per picture, the smallest successful L2 over every eps tried."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r["success"] and r["l2"] is not None:
+            out[r["image"]] = min(out.get(r["image"], np.inf), r["l2"])
+    return out
+
+
+def l2_ratio(strategy: dict[str, float], pgd: dict[str, float]) -> tuple[float | None, int]:
+    ratios = [strategy[i] / pgd[i] for i in strategy if i in pgd and pgd[i] > 0]
+    return (statistics.median(ratios) if ratios else None), len(ratios)
+
+
+def plot(path: Path, title: str, curves: dict, flat: dict, budget: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps_values = sorted({eps for (_, eps) in curves} | {eps for (_, eps) in flat})
+    figure, axes = plt.subplots(1, len(eps_values), figsize=(5.5 * len(eps_values), 4), squeeze=False)
+    for axis, eps in zip(axes[0], eps_values, strict=True):
+        for (name, e), curve in curves.items():
+            if e == eps:
+                axis.step(np.arange(1, budget + 1), 100 * np.asarray(curve), where="post", label=name)
+        for (name, e), rate in flat.items():
+            if e == eps:
+                axis.axhline(
+                    100 * rate,
+                    linestyle="--",
+                    color="grey" if name == "pgd" else "black",
+                    label=f"{name} (white-box)",
+                )
+        axis.set(
+            title=f"{title}, eps {eps:g}",
+            xlabel="target queries",
+            ylabel="success (% of pictures)",
+            xscale="log",
+            ylim=(-2, 102),
+        )
+        axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", default="twitter")
+    parser.add_argument("--eps", type=float, nargs="+", default=[5.0, 10.0])
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument(
+        "--sets", nargs="+", default=list(DEFAULT_SETS), help="NAME=OVERRIDES; a name given twice adds up"
+    )
+    parser.add_argument("--strategy", action="append", default=[], help="NAME=OVERRIDE[,OVERRIDE...]")
+    parser.add_argument("--whitebox", nargs="*", default=["pgd", "iterative_fgm"])
+    parser.add_argument(
+        "--bisect", type=int, default=3, help="PGD's bisection steps on eps below its smallest success"
+    )
+    parser.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every attack")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args()
+    strategies = [parse(s, "strategy") for s in (args.strategy or DEFAULT_STRATEGIES)]
+    sets: dict[str, list[list[str]]] = {}
+    for text in args.sets:
+        name, overrides = parse(text, "sets")
+        sets.setdefault(name, []).append(overrides)
+    common = [
+        f"target={args.target}",
+        "storage=memory",
+        "artifacts=none",
+        "progress=false",
+        f"budget={args.budget}",
+        *args.extra,
+    ]
+    out_dir = args.out / f"blackbox_vs_whitebox-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = instantiate_target(compose_run(common).target)
+    report: dict = {
+        "target": args.target,
+        "budget": args.budget,
+        "eps": args.eps,
+        "sets": {},
+        "command": vars(args) | {"out": str(args.out)},
+    }
+    for set_name, parts in sets.items():
+        items = [item for overrides in parts for item in problems(target, args.target, overrides, common)]
+        print(
+            f"\n== {args.target}, {set_name}: {len(items)} pictures counted: "
+            + ", ".join(i[0].image_id for i in items),
+            flush=True,
+        )
+        rows: dict[str, list[dict]] = {}
+        for method in args.whitebox:
+            for item in items:
+                for eps in args.eps:
+                    rows.setdefault(method, []).append(
+                        attack_once(target, args.target, [*common, f"attack={method}"], item, eps)
+                    )
+                if method == "pgd" and args.bisect > 0:
+                    rows[method] += bisect_pgd(target, args.target, common, item, rows[method], args.bisect)
+        for name, overrides in strategies:
+            for eps in args.eps:
+                for item in items:
+                    rows.setdefault(name, []).append(
+                        attack_once(target, args.target, [*common, *overrides], item, eps)
+                    )
+        report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
+        (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwritten {out_dir}")
+
+
+def bisect_pgd(
+    target, target_name: str, common: list[str], item: tuple, done: list[dict], steps: int
+) -> list[dict]:
+    """PGD below its smallest successful sweep eps: ``steps`` bisection attacks, marked ``bisection``."""
+    image = item[0].image_id
+    successes = sorted(r["eps"] for r in done if r["image"] == image and r["success"])
+    if not successes:
+        return []
+    low = max(
+        (r["eps"] for r in done if r["image"] == image and not r["success"] and r["eps"] < successes[0]),
+        default=0.0,
+    )
+    high, out = successes[0], []
+    for _ in range(steps):
+        middle = round((low + high) / 2, 4)
+        row = attack_once(target, target_name, [*common, "attack=pgd"], item, middle) | {"bisection": True}
+        out.append(row)
+        low, high = (low, middle) if row["success"] else (middle, high)
+    return out
+
+
+def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], args, out_dir: Path) -> dict:
+    budget = args.budget
+    pgd_small = smallest_l2(rows.get("pgd", []))
+    summary: dict = {"images": images, "methods": {}}
+    curves, flat = {}, {}
+    print(
+        f"{'method':>20} {'eps':>4}  "
+        + " ".join(f"{k:>6}" for k in CHECKPOINTS)
+        + "   L2/PGD (n)   median L2  s/picture"
+    )
+    for name, method_rows in rows.items():
+        white = name in args.whitebox
+        small = smallest_l2(method_rows)
+        ratio, n_ratio = l2_ratio(small, pgd_small)
+        summary["methods"][name] = {
+            "kind": "white-box" if white else "black-box",
+            "smallest_l2": small,
+            "l2_ratio_to_pgd": ratio,
+            "l2_ratio_pictures": n_ratio,
+            "by_eps": {},
+        }
+        for eps in args.eps:
+            sweep = [r for r in method_rows if r["eps"] == eps and not r.get("bisection")]
+            at = {
+                k: (float(np.mean([r["success"] for r in sweep])) if white else success_at(sweep, k))
+                for k in CHECKPOINTS
+                if k <= budget
+            }
+            seconds = float(np.mean([r["seconds"] for r in sweep])) if sweep else float("nan")
+            summary["methods"][name]["by_eps"][f"{eps:g}"] = {
+                "success_at": at,
+                "rows": sweep,
+                "seconds_per_picture": seconds,
+            }
+            if white:
+                flat[(name, eps)] = at[max(at)]
+            else:
+                curves[(name, eps)] = [success_at(sweep, k) for k in range(1, budget + 1)]
+            median_l2 = statistics.median(small.values()) if small else float("nan")
+            cells = " ".join(f"{100 * v:5.0f}%" for v in at.values())
+            print(
+                f"{name:>20} {eps:>4g}  {cells}   {_num(ratio):6.2f} ({n_ratio:>2})  {median_l2:8.2f}  "
+                f"{seconds:8.1f}",
+                flush=True,
+            )
+    plot(
+        out_dir / f"success_vs_queries-{args.target}-{set_name}.png",
+        f"{args.target}, {set_name} ({len(images)} pictures)",
+        curves,
+        flat,
+        budget,
+    )
+    summary["goals"] = goals(summary, args)
+    for line in summary["goals"]:
+        print(f"  {'MET    ' if line['met'] else 'NOT MET'} {line['goal']}: {line['figures']}")
+    return summary
+
+
+def goals(summary: dict, args) -> list[dict]:
+    """Issue 18's success and L2 goals, for each black-box strategy."""
+    methods = summary["methods"]
+    if "pgd" not in methods:
+        return []
+    out = []
+
+    def pgd_at(eps: float) -> float | None:
+        by = methods["pgd"]["by_eps"].get(f"{eps:g}")
+        return max(by["success_at"].values()) if by else None
+
+    for name, method in methods.items():
+        if method["kind"] != "black-box":
+            continue
+        for eps, k, share in ((10.0, 200, 0.95), (10.0, 20, 0.60), (5.0, 200, 0.80)):
+            by, reference = method["by_eps"].get(f"{eps:g}"), pgd_at(eps)
+            if by is None or reference is None or k not in by["success_at"]:
+                continue
+            value = by["success_at"][k]
+            out.append(
+                {
+                    "strategy": name,
+                    "goal": f"{name}: success within {k} queries at eps {eps:g} >= {share:.0%} of PGD's",
+                    "met": value is not None and value >= share * reference,
+                    "figures": f"{100 * (value or 0):.0f}% vs PGD {100 * reference:.0f}% "
+                    f"(needs {100 * share * reference:.0f}%)",
+                }
+            )
+        ratio = method["l2_ratio_to_pgd"]
+        out.append(
+            {
+                "strategy": name,
+                "goal": f"{name}: median smallest successful L2 <= 3x PGD's",
+                "met": ratio is not None and ratio <= 3.0,
+                "figures": f"median ratio {_num(ratio):.2f} over {method['l2_ratio_pictures']} pictures "
+                "both moved",
+            }
+        )
+    return out
+
+
+if __name__ == "__main__":
+    main()
