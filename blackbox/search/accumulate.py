@@ -173,7 +173,7 @@ class AccumulateSearch(Attack):
             output = budget.query([adversarial.astype(np.float32) / 255.0])[0]
             value = score(output, problem.goal, width, height, has_point=has_point, rule=rule)
             hit = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
-            l2 = perturbation_norms(clean, adversarial)["l2"]
+            l2 = perturbation_norms(clean, adversarial)["l2"] if hit else np.inf  # only successes' L2 count
             found.offer(adversarial, output, value, hit, l2, budget.used)
             return value, hit
 
@@ -213,7 +213,9 @@ class AccumulateSearch(Attack):
                 continue
             trial = study.ask(space)
             change = _scaled(self.proposal.change(trial.params), self.step * radius, norm)
-            candidate = _project(np.clip(delta + change, -room[0], room[1]), radius, norm)
+            candidate = delta + change
+            np.clip(candidate, -room[0], room[1], out=candidate)  # what clipping to [0, 1] would waste
+            candidate = _project(candidate, radius, norm)
             answer = ask(candidate, radius)
             if answer is None:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
