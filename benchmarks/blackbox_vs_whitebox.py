@@ -42,6 +42,7 @@ from blackbox.core.images import ImageLoadError
 from blackbox.experiment.run import make_attack, make_goal
 from blackbox.settings.zoo import instantiate_target
 from targets import Output
+from targets.http import HttpTarget
 
 CHECKPOINTS = (20, 50, 100, 200)
 DEFAULT_SETS = (
@@ -196,6 +197,13 @@ def main() -> None:
         help="at these eps, attack=accumulate strategies stop at the first success (attack.shrink=false): "
         "their success figures are the same, and the smallest-L2 figure comes from the other eps",
     )
+    parser.add_argument(
+        "--crops-url",
+        default=None,
+        help="a crop-only reference server (python -m targets.serve target=T response=crop): every "
+        "attack=accumulate strategy is run again through it (target.expect=[crops]) at --crops-eps",
+    )
+    parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
     parser.add_argument("--max-pictures", type=int, default=None, help="count at most this many per set")
     parser.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every attack")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
@@ -247,6 +255,20 @@ def main() -> None:
                 settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
                 for item in items:
                     rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
+        if args.crops_url:
+            crops_target = HttpTarget(
+                url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios
+            )
+            for name, overrides in strategies:
+                if "attack=accumulate" not in overrides:
+                    continue
+                # The map's goal and the point rule (the point estimated from the crops); ties accepted.
+                settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
+                for eps in args.crops_eps:
+                    for loaded, _, goal in items:
+                        clean = crops_target.query([loaded.as_float])[0]
+                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
+                        rows.setdefault(f"{name}@crops", []).append(row)
         report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
         (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwritten {out_dir}")
@@ -296,6 +318,8 @@ def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], arg
         }
         for eps in args.eps:
             sweep = [r for r in method_rows if r["eps"] == eps and not r.get("bisection")]
+            if not sweep:
+                continue
             rate = float(np.mean([r["success"] for r in sweep])) if sweep else None
             at = {k: rate if white else success_at(sweep, k) for k in CHECKPOINTS if white or k <= budget}
             seconds = float(np.mean([r["seconds"] for r in sweep])) if sweep else float("nan")
@@ -366,6 +390,28 @@ def goals(summary: dict, args) -> list[dict]:
                 "both moved",
             }
         )
+    for name, method in methods.items():
+        if not name.endswith("@crops") or name[: -len("@crops")] not in methods:
+            continue
+        base = methods[name[: -len("@crops")]]
+        for eps, by in method["by_eps"].items():
+            if not by["rows"] or eps not in base["by_eps"]:
+                continue
+            crops_at, map_at = by["success_at"], base["by_eps"][eps]["success_at"]
+            pairs = [(k, crops_at.get(2 * k), map_at.get(k)) for k in (20, 50, 100) if 2 * k in crops_at]
+            met = all(c is not None and m is not None and c >= m for _, c, m in pairs)
+            figures = ", ".join(
+                f"{100 * (c or 0):.0f}% within {2 * k} vs map {100 * (m or 0):.0f}% within {k}"
+                for k, c, m in pairs
+            )
+            out.append(
+                {
+                    "strategy": name,
+                    "goal": f"{name}: crop-only success within 2k queries >= map's within k (eps {eps})",
+                    "met": met,
+                    "figures": figures,
+                }
+            )
     return out
 
 
