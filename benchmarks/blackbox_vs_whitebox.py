@@ -355,8 +355,6 @@ def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], arg
 def goals(summary: dict, args) -> list[dict]:
     """Issue 18's success and L2 goals, for each black-box strategy."""
     methods = summary["methods"]
-    if "pgd" not in methods:
-        return []
     out = []
 
     def pgd_at(eps: float) -> float | None:
@@ -364,7 +362,7 @@ def goals(summary: dict, args) -> list[dict]:
         return max(by["success_at"].values()) if by else None
 
     for name, method in methods.items():
-        if method["kind"] != "black-box":
+        if method["kind"] != "black-box" or "pgd" not in methods:
             continue
         for eps, k, share in ((10.0, 200, 0.95), (10.0, 20, 0.60), (5.0, 200, 0.80)):
             by, reference = method["by_eps"].get(f"{eps:g}"), pgd_at(eps)
