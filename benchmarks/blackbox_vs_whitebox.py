@@ -83,7 +83,31 @@ def problems(target, target_name: str, overrides: list[str], common: list[str]) 
     return out
 
 
+LOG: Path | None = None  # every attack's row is appended here as it ends (partial runs can be read)
+
+
 def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
+    row = _attack_once(target, target_name, overrides, item, eps)
+    label = next(
+        (
+            o.split("=", 1)[1]
+            for o in reversed(overrides)
+            if o.startswith(("attack.label=", "attack=", "sampler="))
+        ),
+        "?",
+    )
+    print(
+        f"    {row['image']:>28} {label:>14} eps {eps:<6g} success {row['success']!s:5} "
+        f"to success {row['queries_to_success']!s:>4}  L2 {_num(row['l2']):6.2f}  {row['seconds']:5.1f} s",
+        flush=True,
+    )
+    if LOG is not None:
+        with LOG.open("a") as log:
+            log.write(json.dumps({**row, "overrides": overrides}) + "\n")
+    return row
+
+
+def _attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
     loaded, clean, goal = item
     cfg = compose_run([*overrides, f"eps={eps}"])
     attack = make_attack(cfg, Path("/nonexistent"), storage=None)
@@ -224,6 +248,8 @@ def main() -> None:
     ]
     out_dir = args.out / f"blackbox_vs_whitebox-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    global LOG
+    LOG = out_dir / "rows.jsonl"
     target = instantiate_target(compose_run(common).target)
     report: dict = {
         "target": args.target,
