@@ -229,6 +229,13 @@ def main() -> None:
     )
     parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
     parser.add_argument("--max-pictures", type=int, default=None, help="count at most this many per set")
+    parser.add_argument(
+        "--summarise",
+        nargs="*",
+        default=[],
+        metavar="SET=DIR",
+        help="rebuild tables, goals, JSON and plots from the rows.jsonl of earlier (even unfinished) runs",
+    )
     parser.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every attack")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
@@ -250,6 +257,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     global LOG
     LOG = out_dir / "rows.jsonl"
+    if args.summarise:
+        summarise_logs(args, out_dir)
+        return
     target = instantiate_target(compose_run(common).target)
     report: dict = {
         "target": args.target,
@@ -297,6 +307,50 @@ def main() -> None:
                         rows.setdefault(f"{name}@crops", []).append(row)
         report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
         (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwritten {out_dir}")
+
+
+def method_of(overrides: list[str]) -> str:
+    """The method a logged row's overrides ran: the label, the white-box attack, or the sampler."""
+    for prefix in ("attack.label=", "attack=", "sampler="):
+        found = [o.split("=", 1)[1] for o in overrides if o.startswith(prefix)]
+        if found:
+            return found[-1]
+    return "?"
+
+
+def summarise_logs(args, out_dir: Path) -> None:
+    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished."""
+    report: dict = {
+        "target": args.target,
+        "budget": args.budget,
+        "eps": args.eps,
+        "sets": {},
+        "from": args.summarise,
+    }
+    for text in args.summarise:
+        set_name, _, folder = text.partition("=")
+        rows: dict[str, list[dict]] = {}
+        for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            name = method_of(row.pop("overrides"))
+            row["bisection"] = row.get("bisection") or (name == "pgd" and row["eps"] not in args.eps)
+            if name.endswith("accumulate") and "success=point" in line and "accept_ties" in line:
+                name += "@crops"
+            rows.setdefault(name, []).append(row)
+        done = [
+            {(r["image"], r["eps"]) for r in method_rows if not r["bisection"]}
+            for method_rows in rows.values()
+        ]
+        complete = set.intersection(*done) if done else set()
+        images = sorted({i for i, _ in complete if all((i, e) in complete for e in args.eps)})
+        rows = {name: [r for r in method_rows if r["image"] in images] for name, method_rows in rows.items()}
+        print(
+            f"\n== {args.target}, {set_name}: {len(images)} pictures finished by every method: "
+            + ", ".join(images)
+        )
+        report["sets"][set_name] = summarise(set_name, images, rows, args, out_dir)
+    (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwritten {out_dir}")
 
 
