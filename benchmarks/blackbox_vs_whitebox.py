@@ -277,19 +277,19 @@ def main() -> None:
             flush=True,
         )
         rows: dict[str, list[dict]] = {}
-        for method in args.whitebox:
-            for item in items:
+        # Picture by picture, every method: a run cut short leaves whole pictures (see --summarise).
+        for item in items:
+            for method in args.whitebox:
                 for eps in args.eps:
                     rows.setdefault(method, []).append(
                         attack_once(target, args.target, [*common, f"attack={method}"], item, eps)
                     )
                 if method == "pgd" and args.bisect > 0:
                     rows[method] += bisect_pgd(target, args.target, common, item, rows[method], args.bisect)
-        for name, overrides in strategies:
-            for eps in args.eps:
-                first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
-                settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
-                for item in items:
+            for name, overrides in strategies:
+                for eps in args.eps:
+                    first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
+                    settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
                     rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
         if args.crops_url:
             crops_target = HttpTarget(
