@@ -106,8 +106,12 @@ def methods_from_config(cfg: DictConfig) -> list[Method]:
     for name in cfg.methods:
         name = str(name)
         if name in white:
-            config = _replacing(cfg, attack=group_config("attack", name))
-            family = "white-box"
+            attack = group_config("attack", name)
+            config = _replacing(cfg, attack=attack)
+            # conf/attack/ also holds black-box searches (attack=accumulate): no eps bisection for them.
+            family = (
+                "black-box" if str(attack.get("_target_", "")).startswith("blackbox.search.") else "white-box"
+            )
         elif name in black:
             config = _replacing(cfg, attack={"name": "blackbox"}, sampler=group_config("sampler", name))
             family = "black-box"

@@ -1,6 +1,7 @@
 """The black-box search: :class:`PatchSearch` (an Optuna study over perturbation parameters),
 its search spaces, samplers, query budget and warm start."""
 
+from blackbox.search.accumulate import AccumulateSearch
 from blackbox.search.patch_search import PatchSearch, TrialRecord, render_trial, study_name
 
-__all__ = ["PatchSearch", "TrialRecord", "render_trial", "study_name"]
+__all__ = ["AccumulateSearch", "PatchSearch", "TrialRecord", "render_trial", "study_name"]
