@@ -51,6 +51,8 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "grid_checker_tpe": (["search=grid", "search.kinds=[checker]", "sampler=tpe"], 500),
     "grid_noise_tpe": (["search=grid", "search.kinds=[noise]", "sampler=tpe"], 500),
     "grid_sparse_rs": (["search=grid", "sampler=sparse_rs"], 500),
+    # attack=accumulate (branch accumulate) adding one grid feature per query; no shrink: early stop
+    "grid_accumulate": (["attack=accumulate_grid", "attack.shrink=false"], 500),
     # entropy trims whole slices from the ends of the cut side: features anywhere on the goal's side
     "grid_wide_tpe": (["search=grid", "search.margin=4", "search.space.w.high=16", "sampler=tpe"], 500),
 }

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 import skimage.data
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -29,9 +30,11 @@ from blackbox.search.features import (
     render_delta,
     render_features,
 )
+from blackbox.search.proposals import make_proposal
 from blackbox.settings.preflight import preflight
 from targets.vips import VipsSmartcrop
 from tests.test_faults import SMALL, compose_overrides
+from tests.test_patch_search import CountingTarget
 
 GRID = {
     "kind": "grid",
@@ -232,3 +235,52 @@ def test_a_grid_run_replays_to_its_saved_adversarial(tmp_path) -> None:
         assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
     saved = tmp_path / "adversarial" / "chelsea.png"
     assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+
+
+def test_the_grid_proposal_renders_one_unit_feature_near_the_goal() -> None:
+    proposal = make_proposal("grid", {"kinds": ["checker", "noise"]})
+    proposal.setup(480, 640, BAND, (100.0, 200.0))
+    space = proposal.space()
+    assert (space["p0_x"].low, space["p0_x"].high) == pytest.approx((14.4, 20.8))
+    assert space["p0_kind"].choices == ("checker", "noise") and "p0_r" not in space
+    params = {"p0_x": 17.0, "p0_y": 10.0, "p0_w": 3.0, "p0_h": 4.0, "p0_kind": "checker", "p0_sign": -1.0}
+    change = proposal.change(params)
+    assert np.sqrt(np.sum(change**2)) == pytest.approx(1.0)
+    moved = np.flatnonzero(np.abs(change[..., 0]).sum(axis=0))
+    assert (moved.min(), moved.max()) == (320, 379)  # 3 cells centred on cell 17: 16..18, 20 px each
+    flipped = proposal.change({**params, "p0_sign": 1.0})
+    assert np.array_equal(flipped, -change)
+    whole = make_proposal("grid", {"region": "image"})
+    whole.setup(480, 640, BAND, (100.0, 200.0))
+    assert whole.space()["p0_x"].low == 0.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"region": "near"}, "region must be 'goal' or 'image'"),
+        ({"kinds": ["sparkles"]}, "proposal_settings.kinds must be a non-empty list"),
+        ({"max_w": 0.5}, "max_w must be >= 1 grid cell"),
+        ({"max_h": 0}, "max_h must be >= 1 grid cell"),
+        ({"cells_long": 20}, "bad settings for proposal 'grid'"),
+    ],
+)
+def test_bad_grid_proposal_settings_are_refused(settings: dict, says: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        make_proposal("grid", settings)
+    assert says in str(caught.value)
+
+
+def test_attack_accumulate_grid_keeps_its_budget_and_eps(chelsea: LoadedImage) -> None:
+    target = CountingTarget(VipsSmartcrop(interesting="entropy"))
+    problem = _problem(chelsea, target, eps=10.0)
+    cfg = compose_overrides(
+        ["attack=accumulate_grid", "budget=12", "target=vips_entropy", "early_stop=false"]
+    )
+    settings = OmegaConf.to_container(cfg.attack, resolve=True)
+    attack = instantiate({k: v for k, v in settings.items() if k != "name"})  # type: ignore[union-attr]
+    target.seen = 0
+    result = attack.run(problem, target)
+    assert result.queries == 12 == target.seen
+    l2 = np.sqrt((((result.adversarial.astype(float) - chelsea.pixels) / 255) ** 2).sum())
+    assert l2 <= 10.0 + 1e-9

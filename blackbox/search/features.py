@@ -12,20 +12,25 @@ feature* instead is a rectangle of whole cells of that shrink grid, filled with 
   fills the histogram of the slices it covers: ``entropy`` keeps that end.
 * ``colour``: one RGB colour (amplitudes ``r``, ``g``, ``b``) on every pixel: colour and skin terms.
 
-Measured by hand on the 13 offline pictures (README, "Search design"): at L2 40 one ``checker``
-band on the goal moved ``attention``'s crops to the goal on 12 of 13 pictures, a flat colour on 3
-to 11, and grey ``noise`` over the goal's side moved ``entropy``'s on 7.
+Measured by hand on the 13 offline pictures (``python -m benchmarks.vips_probes``; README, "Search
+design on libvips' croppers"): at L2 40 one ``checker`` band on the goal moved ``attention``'s
+crops to the goal on 13 of 13 pictures, a flat colour on 5 to 12, and grey ``noise`` from the goal
+to the image's edge moved ``entropy``'s on 7.
 
 Parameters of feature ``k`` (Optuna names ``p{k}_...`` as for patches, so ``sampler=sparse_rs``
 mutates them): ``x``, ``y``: its centre in grid cells (within the goal grown by ``margin``, in
-cells); ``w``, ``h``: its size in cells (rounded,
-at least 1); ``kind``: one of ``kinds``; ``weight``: its share of the budget (signed: a ``checker``
-of weight -1 has the opposite phase); ``r``, ``g``, ``b``: the colour of a ``colour`` feature. The
-features are summed, the sum rescaled to ``eps`` and quantised as every perturbation
+cells); ``w``, ``h``: its size in cells (rounded, at least 1); ``kind``: one of ``kinds``;
+``weight``: its share of the budget (signed: a ``checker`` of weight -1 has the opposite phase);
+``r``, ``g``, ``b``: the colour of a ``colour`` feature. The features are summed (an ``(H, W, 3)``
+float64 delta in [0, 1] pixel units), the sum rescaled to ``eps`` and quantised as every perturbation
 (:func:`blackbox.core.perturbation.apply`), so the budget holds exactly as for patches.
 
 A trial's config (``kind: grid``, the declared space, ``eps``, ``norm`` and the drawn ``features``)
 is all :func:`render_features` needs: a replay is byte-identical (numpy float64, seeded noise).
+
+The same features are also one accumulated change of ``attack=accumulate``
+(:class:`GridFeatureProposal`, ``attack.proposal=grid``): one feature at a time, kept if the
+crops score rose.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from blackbox.core.goal import Goal
 from blackbox.core.perturbation import Norm, apply, scale_to_budget
+from blackbox.search.proposals import Proposal
 from blackbox.search.search_space import SearchSpaceError
 
 #: ``search.kind`` of this space (``conf/search/grid.yaml``).
@@ -222,10 +228,75 @@ def render_features(clean: np.ndarray, config: Mapping) -> np.ndarray:
     return apply(clean, scale_to_budget(delta, eps, norm), eps, norm)
 
 
+class GridFeatureProposal(Proposal):
+    """One grid feature as the accumulated change of ``attack=accumulate`` (``proposal: grid``).
+
+    Searched as in ``search=grid`` (module doc), for one feature: its centre ``x``, ``y`` and size
+    ``w`` (1 to ``max_w``), ``h`` (1 to ``max_h``) in cells of the ``grid`` x ``grid`` shrink grid,
+    its ``kind`` and, for ``colour``, ``r``, ``g``, ``b``. ``region="goal"`` keeps centres within the
+    goal grown by ``margin`` x its size; ``"image"`` allows every cell. The change has L2 norm 1.
+
+    Raises:
+        ValueError: a setting out of range (:class:`FeatureSpaceError` names it).
+    """
+
+    def __init__(
+        self,
+        *,
+        grid: int = 32,
+        kinds: tuple[str, ...] | list[str] = FEATURE_KINDS,
+        max_w: float = 8.0,
+        max_h: float = 32.0,
+        margin: float = 0.5,
+        region: str = "goal",
+    ) -> None:
+        if region not in ("goal", "image"):
+            raise FeatureSpaceError(f"region must be 'goal' or 'image', got {region!r}")
+        for key, value in (("max_w", max_w), ("max_h", max_h)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+                raise FeatureSpaceError(
+                    f"{key} must be >= 1 grid cell (a feature's largest side), got {value!r}"
+                )
+        self.search = {
+            "kind": KIND,
+            "n_features": 1,
+            "grid": grid,
+            "margin": margin,
+            "kinds": list(kinds),
+            "space": {"w": {"low": 1.0, "high": max_w}, "h": {"low": 1.0, "high": max_h}},
+        }
+        try:
+            check_feature_space(self.search)
+        except FeatureSpaceError as error:  # named as the proposal's settings, not search.*
+            raise FeatureSpaceError(str(error).replace("search.", "proposal_settings.")) from None
+        self.region = region
+
+    def setup(self, height: int, width: int, goal: Goal, peak: tuple[float, float]) -> None:
+        super().setup(height, width, goal, peak)
+        space = feature_distributions(self.search, goal, width, height)
+        if self.region == "image":
+            grid = float(self.search["grid"])
+            space["p0_x"] = FloatDistribution(0.0, grid - 1e-9)
+            space["p0_y"] = FloatDistribution(0.0, grid - 1e-9)
+        space.pop("p0_weight")  # the accumulation sets each change's size; a sign flips the checker
+        space["p0_sign"] = CategoricalDistribution((-1.0, 1.0))
+        self._space = space
+
+    def space(self) -> dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def change(self, params: Mapping[str, float]) -> np.ndarray:
+        feature = features_from_params({**params, "p0_weight": float(params["p0_sign"])}, 1)[0]
+        delta = render_delta([feature], self.height, self.width, int(self.search["grid"]))
+        size = float(np.sqrt(np.sum(np.square(delta))))
+        return delta / size if size > 0 else delta
+
+
 __all__ = [
     "FEATURE_KINDS",
     "KIND",
     "FeatureSpaceError",
+    "GridFeatureProposal",
     "cell_region",
     "check_feature_space",
     "config_maker",

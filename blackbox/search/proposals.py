@@ -168,12 +168,18 @@ class LowFrequencyDCT(Proposal):
 
 
 def make_proposal(name: str, settings: Mapping | None = None) -> Proposal:
-    """The proposal called ``name`` (``cells`` or ``dct``) built with ``settings``.
+    """The proposal called ``name`` (``cells``, ``dct`` or ``grid``) built with ``settings``.
 
     Raises:
         ValueError: an unknown name, or a bad setting (the message says which).
     """
-    kinds: dict[str, type[Proposal]] = {"cells": CellOffsets, "dct": LowFrequencyDCT}
+    from blackbox.search.features import GridFeatureProposal  # libvips' shrink grid; imports this module
+
+    kinds: dict[str, type[Proposal]] = {
+        "cells": CellOffsets,
+        "dct": LowFrequencyDCT,
+        "grid": GridFeatureProposal,
+    }
     if name not in kinds:
         raise ValueError(f"unknown proposal {name!r}; use one of {', '.join(sorted(kinds))}")
     try:
