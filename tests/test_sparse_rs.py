@@ -45,3 +45,19 @@ def test_each_proposal_mutates_the_best_so_far_in_location_or_content() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="p_init"):
         SparseRSSampler(budget=10, p_init=0)
+
+
+def test_a_content_move_redraws_categorical_parameters() -> None:
+    # Grid features (search=grid) have a categorical kind: a content move must be able to change it.
+    dims = {
+        "p0_x": optuna.distributions.FloatDistribution(0.0, 10.0),
+        "p0_kind": optuna.distributions.CategoricalDistribution(("checker", "noise", "colour")),
+    }
+    study = optuna.create_study(direction="maximize", sampler=SparseRSSampler(budget=40, seed=0))
+    for _ in range(40):
+        trial = study.ask(dims)
+        study.tell(trial, 1.0 if study.trials[0].number == trial.number else 0.0)  # the first stays best
+    first = study.trials[0].params["p0_kind"]
+    kinds = {t.params["p0_kind"] for t in study.trials[1:]}
+    assert kinds - {first}, "no proposal ever changed the kind"
+    assert kinds <= {"checker", "noise", "colour"}

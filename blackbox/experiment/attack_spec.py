@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import optuna
 
-from blackbox.attacks import Attack, AttackProblem, WhiteBoxAttack
+from blackbox.attacks import Attack, AttackProblem
 from blackbox.search import PatchSearch
 
 Family = Literal["white-box", "black-box"]
@@ -38,16 +38,18 @@ class AttackSpec(abc.ABC):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WhiteBoxSpec(AttackSpec):
-    """A white-box attack (``conf/attack/``): ``factory()`` builds it with its settings.
+class ConfiguredSpec(AttackSpec):
+    """An attack from ``conf/attack/``, built by its ``factory``: the white-box attacks, and the black-box
+    searches kept there (``attack=accumulate``, ``family="black-box"``: no eps bisection for them).
 
     Args:
-        name: the method's name (``iterative_fgm``, ``pgd``...).
-        factory: no arguments, returns a :class:`WhiteBoxAttack` (its seed restarts each run).
+        name: the method's name (``iterative_fgm``, ``pgd``, ``accumulate``...).
+        factory: no arguments, returns the attack (its seed restarts each run).
+        family: ``white-box`` (default) or ``black-box``.
     """
 
     name: str
-    factory: Callable[[], WhiteBoxAttack] = field(repr=False)
+    factory: Callable[[], Attack] = field(repr=False)
     family: Family = "white-box"
 
     def build(self, *, storage=None, trial_callbacks=()) -> Attack:

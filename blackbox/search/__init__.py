@@ -1,7 +1,16 @@
 """The black-box search: :class:`PatchSearch` (an Optuna study over perturbation parameters),
 its search spaces, samplers, query budget and warm start."""
 
+from blackbox.search.accumulate import AccumulateSearch
 from blackbox.search.patch_search import PatchSearch, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
 
-__all__ = ["PatchParam", "PatchSearch", "TrialRecord", "param_name", "render_trial", "study_name"]
+__all__ = [
+    "AccumulateSearch",
+    "PatchParam",
+    "PatchSearch",
+    "TrialRecord",
+    "param_name",
+    "render_trial",
+    "study_name",
+]

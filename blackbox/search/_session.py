@@ -22,7 +22,7 @@ from blackbox.attacks._base import AttackProblem
 from blackbox.core.objective import SuccessRule, score, succeeded
 from blackbox.search._study import SearchStudy, batch_seed
 from blackbox.search.budget import QueryBudget
-from blackbox.search.search_space import Region, render_config, trial_config
+from blackbox.search.search_space import render_config
 from targets import TargetOutput
 
 # Consecutive failed target calls after which an image is given up (its trials stay stored).
@@ -100,7 +100,7 @@ class SearchSession:
         study: SearchStudy,
         budget: QueryBudget,
         space: Mapping[str, optuna.distributions.BaseDistribution],
-        region: Region | list[Region],
+        make_config: Callable[[Mapping[str, object]], dict],
         seed: int,
         judge: Callable[[TargetOutput], tuple[float, bool]],
         best: Best,
@@ -110,7 +110,7 @@ class SearchSession:
         self.study = study
         self.budget = budget
         self.space = space
-        self.region = region
+        self.make_config = make_config  # a trial's params -> its stored perturbation config
         self.seed = seed  # the study's seed (see batch_seed)
         self.judge = judge  # an output's score and success
         self.best = best
@@ -182,12 +182,7 @@ class SearchSession:
 
     def _render(self, trials: list[optuna.trial.Trial]) -> tuple[list[dict], list[np.ndarray]]:
         """Each trial's perturbation config and the 8-bit adversarial image it describes."""
-        configs = [
-            trial_config(
-                self.settings.search, params=t.params, region=self.region, budget=self.problem.budget
-            )
-            for t in trials
-        ]
+        configs = [self.make_config(t.params) for t in trials]
         return configs, [render_config(self.problem.image.pixels, c) for c in configs]
 
     def _drop_unchanged(

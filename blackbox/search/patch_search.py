@@ -26,6 +26,7 @@ import numpy as np
 import optuna
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
+from blackbox.search import features
 from blackbox.search._session import (
     MAX_CONSECUTIVE_FAILURES,
     MIN_NO_CHANGE,
@@ -38,7 +39,7 @@ from blackbox.search._session import (
 )
 from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
-from blackbox.search.search_space import distributions, patch_regions, render_config
+from blackbox.search.search_space import Region, distributions, patch_regions, render_config, trial_config
 from blackbox.search.warm_start import fit_patches
 from targets import Target, require
 
@@ -140,14 +141,26 @@ class PatchSearch(Attack):
         """
         require(target, self.requires, by=self.name, name=problem.target_name)
         rule = self.success_rule(problem, target)
-        regions = patch_regions(
-            self.search,
-            problem.goal,
-            problem.image.width,
-            problem.image.height,
-            problem.clean_output.salient_point,
-        )
-        region = regions if len(set(regions)) > 1 else regions[0]
+        width, height = problem.image.width, problem.image.height
+        regions: list[Region] = []
+        if features.is_feature_space(self.search):  # grid features for feature-scoring croppers
+            if self.warm_start is not None:
+                raise ValueError(
+                    "warm_start fits Gaussian patches: use it with search=blobs or patches, not grid"
+                )
+            space, make_config = features.config_maker(
+                self.search, problem.goal, width, height, eps=problem.eps, norm=problem.norm
+            )
+        else:
+            regions = patch_regions(
+                self.search, problem.goal, width, height, problem.clean_output.salient_point
+            )
+            region = regions if len(set(regions)) > 1 else regions[0]
+            space = distributions(self.search, region)
+
+            def make_config(params: Mapping[str, object]) -> dict:
+                return trial_config(self.search, params=params, region=region, budget=problem.budget)
+
         name = study_name(problem, self.sampler_name, rule)
         seed = study_seed(self.seed, name)
         study = SearchStudy.open(
@@ -174,8 +187,8 @@ class PatchSearch(Attack):
             problem=problem,
             study=study,
             budget=QueryBudget(target, limit=self.budget, used=used),
-            space=distributions(self.search, region),
-            region=region,
+            space=space,
+            make_config=make_config,
             seed=seed,
             judge=judge_for(problem, has_point=target.gives_point, rule=rule),
             best=best,

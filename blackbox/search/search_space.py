@@ -252,6 +252,11 @@ def patches_from_config(config: Mapping) -> list[Patch]:
 def render_config(clean: np.ndarray, config: Mapping) -> np.ndarray:
     """The 8-bit adversarial image (``(H, W, 3)`` uint8) a trial config describes on ``clean`` (uint8).
 
-    What the search sent to the target, and what replay re-does byte for byte.
+    What the search sent to the target, and what replay re-does byte for byte: patches, or grid
+    features (``kind: grid``, :mod:`blackbox.search.features`).
     """
+    from blackbox.search import features  # grid features (kind: grid) build on this module
+
+    if features.is_feature_space(config):
+        return features.render_features(clean, config)
     return perturb(clean, patches_from_config(config), PerturbationBudget.from_mapping(config))

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
@@ -85,6 +90,8 @@ class SparseRSSampler(BaseSampler):
             return float(self._rng.uniform(distribution.low, distribution.high))
         if isinstance(distribution, IntDistribution):
             return int(self._rng.integers(distribution.low, distribution.high + 1))
+        if isinstance(distribution, CategoricalDistribution):  # e.g. a grid feature's kind
+            return distribution.choices[int(self._rng.integers(len(distribution.choices)))]
         return value
 
     def sample_independent(

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from blackbox.attacks import AttackProblem, IterativeFGM
 from blackbox.core.goal_rule import GoalRule
-from blackbox.experiment.attack_spec import AttackSpec, SearchSpec, WhiteBoxSpec
+from blackbox.experiment.attack_spec import AttackSpec, ConfiguredSpec, SearchSpec
 from blackbox.experiment.options import RunOptions, StorageSettings
 from blackbox.experiment.run_folder import stored_config
 from targets import Capability, DifferentiableTarget, load, require
@@ -57,11 +57,18 @@ def run_options(cfg: DictConfig, *, eps: float | None = None) -> RunOptions:
     )
 
 
+def attack_family(attack: Mapping) -> Family:
+    """``black-box`` for the searches in ``conf/attack/`` (``_target_`` under ``blackbox.search``), else
+    ``white-box`` (the gradient attacks and their noise baselines)."""
+    return "black-box" if str(attack.get("_target_", "")).startswith("blackbox.search.") else "white-box"
+
+
 def attack_spec(cfg: DictConfig) -> AttackSpec:
     """``attack=``: the black-box search (with ``sampler=``, ``search=``...) or a white-box attack."""
     if cfg.attack.name != "blackbox":
         settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
-        return WhiteBoxSpec(name=str(cfg.attack.name), factory=lambda: instantiate(settings))
+        family = attack_family(cfg.attack)
+        return ConfiguredSpec(name=str(cfg.attack.name), factory=lambda: instantiate(settings), family=family)
     return SearchSpec(
         sampler_name=str(cfg.sampler.name),
         sampler_factory=instantiate(cfg.sampler.factory),

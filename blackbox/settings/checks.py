@@ -67,6 +67,8 @@ def check_run_config(cfg: Mapping) -> None:
     _check_goal_shape(goal)
     if "search" in cfg:
         check_search(cfg["search"], working_width=width)
+        if cfg.get("warm_start") and cfg["search"].get("kind") == "grid":
+            raise ConfigError("warm_start fits Gaussian patches: use it with search=blobs or search=patches")
     storage = cfg.get("storage") or {}
     if storage.get("kind") == "url" and not storage.get("url"):
         raise ConfigError(
@@ -113,8 +115,15 @@ def _check_goal_shape(goal: Mapping) -> None:
 
 def check_search(search: Mapping, *, working_width: int | None) -> None:
     """The declared search space is usable: the same checks a run makes, before any work."""
+    from blackbox.search.features import FeatureSpaceError, check_feature_space, is_feature_space
     from blackbox.search.search_space import REGION_KINDS, Region, distributions  # it imports the goal
 
+    if is_feature_space(search):  # grid features (blackbox/search/features.py)
+        try:
+            check_feature_space(search)
+        except FeatureSpaceError as error:
+            raise ConfigError(str(error)) from None
+        return
     region = search.get("region", "goal")
     if region not in REGION_KINDS:
         raise ConfigError(f"search.region must be one of {', '.join(REGION_KINDS)}, got {region!r}")

@@ -1,0 +1,497 @@
+"""Issue 18's figures: black-box strategies beside PGD and iterative FGM, measured in the same run.
+
+    python -m benchmarks.photos runs/benchmarks/photos
+    python -m benchmarks.heldout_photos runs/benchmarks/heldout
+    python -m benchmarks.blackbox_vs_whitebox --target twitter --eps 5 10 --budget 200
+
+For one target, on every picture set (``--sets NAME=OVERRIDES``: the 13 pictures of the README's
+search-design table as ``readme`` = bundled + :mod:`benchmarks.photos`, and the held-out
+:mod:`benchmarks.heldout_photos`), every picture is queried once clean, given the paper's goal (or
+skipped, as the pipeline does), then attacked by each white-box reference (``--whitebox``) and each
+black-box strategy (``--strategy NAME=OVERRIDES``, Hydra overrides of ``python -m blackbox``) at each
+eps. It prints, per set and eps, the share of counted pictures that succeeded within 20 / 50 / 100
+/ 200 queries, and the median over pictures of the smallest successful L2 divided by PGD's (PGD's
+smallest: a bisection on eps below its smallest successful sweep size, ``--bisect`` steps; a
+black-box strategy's: the smallest successful L2 it reached within the budget, over the eps), then
+each of the issue's goals as met / not met with its figures. Writes JSON and one success-against-
+queries plot per set (PNG) under ``runs/benchmarks/``.
+
+Every strategy sees only the target's outputs; the white-box rows use its gradients (one query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from blackbox.settings.zoo import instantiate_target
+from omegaconf import OmegaConf
+
+from benchmarks._compose import compose_run
+from blackbox.attacks import AttackFailedError, AttackProblem
+from blackbox.core.datasets import iterate, sources_from_config
+from blackbox.core.images import ImageLoadError
+from blackbox.experiment.run import make_attack, make_goal
+from targets import Output
+from targets.http import HttpTarget
+
+CHECKPOINTS = (20, 50, 100, 200)
+DEFAULT_SETS = (
+    "readme=dataset=bundled",
+    "readme=dataset=folder,dataset.path=runs/benchmarks/photos",
+    "heldout=dataset=folder,dataset.path=runs/benchmarks/heldout",
+)
+DEFAULT_STRATEGIES = (
+    "tpe=sampler=tpe",
+    "accumulate=attack=accumulate",
+    "accumulate_near=attack=accumulate,attack.proposal_settings.region=near,attack.label=accumulate_near",
+)
+
+
+def parse(text: str, what: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name or not overrides:
+        raise SystemExit(f"--{what} takes NAME=OVERRIDE[,OVERRIDE...], got {text!r}")
+    return name, [o for o in re.split(r",(?![^\[]*\])", overrides) if o]  # commas in [a,b] stay
+
+
+def problems(target, target_name: str, overrides: list[str], common: list[str]) -> list[tuple]:
+    """(image, clean output, goal) of every picture the pipeline would attack."""
+    cfg = compose_run([*common, *overrides])
+    out = []
+    dataset = OmegaConf.to_container(cfg.dataset)
+    for source, loaded in iterate(sources_from_config(image=None, dataset=dataset), cfg.working_width):  # type: ignore[arg-type]
+        if isinstance(loaded, ImageLoadError):
+            print(f"  skipped {source.image_id}: {loaded}")
+            continue
+        clean = target.query([loaded.as_float])[0]
+        try:
+            goal = make_goal(cfg, loaded, clean)
+        except ValueError as error:
+            print(f"  skipped {loaded.image_id}: {str(error)[:90]}")
+            continue
+        out.append((loaded, clean, goal))
+    return out
+
+
+LOG: Path | None = None  # every attack's row is appended here as it ends (partial runs can be read)
+
+
+def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
+    row = _attack_once(target, target_name, overrides, item, eps)
+    label = next(
+        (
+            o.split("=", 1)[1]
+            for o in reversed(overrides)
+            if o.startswith(("attack.label=", "attack=", "sampler="))
+        ),
+        "?",
+    )
+    print(
+        f"    {row['image']:>28} {label:>14} eps {eps:<6g} success {row['success']!s:5} "
+        f"to success {row['queries_to_success']!s:>4}  L2 {_num(row['l2']):6.2f}  {row['seconds']:5.1f} s",
+        flush=True,
+    )
+    if LOG is not None:
+        with LOG.open("a") as log:
+            log.write(json.dumps({**row, "overrides": overrides}) + "\n")
+    return row
+
+
+def _attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
+    loaded, clean, goal = item
+    cfg = compose_run([*overrides, f"eps={eps}"])
+    attack = make_attack(cfg, Path("/nonexistent"), storage=None)
+    problem = AttackProblem(loaded, clean, goal, float(eps), str(cfg.norm), target_name, str(cfg.success))
+    has_point = Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = attack.run(problem, target)
+    except AttackFailedError as error:
+        return {
+            "image": loaded.image_id,
+            "eps": eps,
+            "success": False,
+            "queries_to_success": None,
+            "l2": None,
+            "queries": 0,
+            "failed": str(error),
+            "seconds": time.perf_counter() - started,
+        }
+    record = result.record(loaded, clean, has_point=has_point)
+    return {
+        "image": loaded.image_id,
+        "eps": eps,
+        "success": bool(record["success"]),
+        "queries_to_success": record["queries_to_success"],
+        "l2": record["l2"] if record["success"] else None,
+        "first_success_l2": record.get("first_success_l2"),
+        "queries": record["queries"],
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def success_at(rows: list[dict], k: int) -> float | None:
+    return (
+        float(np.mean([r["queries_to_success"] is not None and r["queries_to_success"] <= k for r in rows]))
+        if rows
+        else None
+    )
+
+
+def smallest_l2(rows: list[dict]) -> dict[str, float]:
+    """Per picture, the smallest successful L2 over every eps tried."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r["success"] and r["l2"] is not None:
+            out[r["image"]] = min(out.get(r["image"], np.inf), r["l2"])
+    return out
+
+
+def l2_ratio(strategy: dict[str, float], pgd: dict[str, float]) -> tuple[float | None, int]:
+    ratios = [strategy[i] / pgd[i] for i in strategy if i in pgd and pgd[i] > 0]
+    return (statistics.median(ratios) if ratios else None), len(ratios)
+
+
+def plot(path: Path, title: str, curves: dict, flat: dict, budget: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps_values = sorted({eps for (_, eps) in curves} | {eps for (_, eps) in flat})
+    figure, axes = plt.subplots(1, len(eps_values), figsize=(5.5 * len(eps_values), 4), squeeze=False)
+    for axis, eps in zip(axes[0], eps_values, strict=True):
+        for (name, e), curve in curves.items():
+            if e == eps:
+                axis.step(np.arange(1, budget + 1), 100 * np.asarray(curve), where="post", label=name)
+        for (name, e), rate in flat.items():
+            if e == eps:
+                axis.axhline(
+                    100 * rate,
+                    linestyle="--",
+                    color="grey" if name == "pgd" else "black",
+                    label=f"{name} (white-box)",
+                )
+        axis.set(
+            title=f"{title}, eps {eps:g}",
+            xlabel="target queries",
+            ylabel="success (% of pictures)",
+            xscale="log",
+            ylim=(-2, 102),
+        )
+        axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", default="twitter")
+    parser.add_argument("--eps", type=float, nargs="+", default=[5.0, 10.0])
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument(
+        "--sets", nargs="+", default=list(DEFAULT_SETS), help="NAME=OVERRIDES; a name given twice adds up"
+    )
+    parser.add_argument("--strategy", action="append", default=[], help="NAME=OVERRIDE[,OVERRIDE...]")
+    parser.add_argument("--whitebox", nargs="*", default=["pgd", "iterative_fgm"])
+    parser.add_argument(
+        "--bisect", type=int, default=3, help="PGD's bisection steps on eps below its smallest success"
+    )
+    parser.add_argument(
+        "--first-success-eps",
+        type=float,
+        nargs="*",
+        default=[],
+        help="at these eps, attack=accumulate strategies stop at the first success (attack.shrink=false): "
+        "their success figures are the same, and the smallest-L2 figure comes from the other eps",
+    )
+    parser.add_argument(
+        "--crops-url",
+        default=None,
+        help="a crop-only reference server (python -m targets.serve target=T response=crop): every "
+        "attack=accumulate strategy is run again through it (target.expect=[crops]) at --crops-eps",
+    )
+    parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
+    parser.add_argument("--max-pictures", type=int, default=None, help="count at most this many per set")
+    parser.add_argument(
+        "--summarise",
+        nargs="*",
+        default=[],
+        metavar="SET=DIR",
+        help="rebuild tables, goals, JSON and plots from the rows.jsonl of earlier (even unfinished) runs",
+    )
+    parser.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every attack")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    strategies = [parse(s, "strategy") for s in (args.strategy or DEFAULT_STRATEGIES)]
+    sets: dict[str, list[list[str]]] = {}
+    for text in args.sets:
+        name, overrides = parse(text, "sets")
+        sets.setdefault(name, []).append(overrides)
+    common = [
+        f"target={args.target}",
+        "storage=memory",
+        "artifacts=none",
+        "progress=false",
+        f"budget={args.budget}",
+        *args.extra,
+    ]
+    out_dir = args.out / f"blackbox_vs_whitebox-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    global LOG
+    LOG = out_dir / "rows.jsonl"
+    if args.summarise:
+        summarise_logs(args, out_dir)
+        return
+    target = instantiate_target(compose_run(common).target)
+    report: dict = {
+        "target": args.target,
+        "budget": args.budget,
+        "eps": args.eps,
+        "sets": {},
+        "command": vars(args) | {"out": str(args.out)},
+    }
+    for set_name, parts in sets.items():
+        items = [item for overrides in parts for item in problems(target, args.target, overrides, common)]
+        items = items[: args.max_pictures]  # the first ones in the sets' sorted order: not chosen by outcome
+        print(
+            f"\n== {args.target}, {set_name}: {len(items)} pictures counted: "
+            + ", ".join(i[0].image_id for i in items),
+            flush=True,
+        )
+        rows: dict[str, list[dict]] = {}
+        # Picture by picture, every method: a run cut short leaves whole pictures (see --summarise).
+        for item in items:
+            for method in args.whitebox:
+                for eps in args.eps:
+                    rows.setdefault(method, []).append(
+                        attack_once(target, args.target, [*common, f"attack={method}"], item, eps)
+                    )
+                if method == "pgd" and args.bisect > 0:
+                    rows[method] += bisect_pgd(target, args.target, common, item, rows[method], args.bisect)
+            for name, overrides in strategies:
+                for eps in args.eps:
+                    first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
+                    settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
+                    rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
+        if args.crops_url:
+            crops_target = HttpTarget(
+                url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios
+            )
+            for name, overrides in strategies:
+                if "attack=accumulate" not in overrides:
+                    continue
+                # The map's goal and the point rule (the point estimated from the crops); ties accepted.
+                settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
+                for eps in args.crops_eps:
+                    for loaded, _, goal in items:
+                        clean = crops_target.query([loaded.as_float])[0]
+                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
+                        rows.setdefault(f"{name}@crops", []).append(row)
+        report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
+        (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwritten {out_dir}")
+
+
+def method_of(overrides: list[str]) -> str:
+    """The method a logged row's overrides ran: the label, the white-box attack, or the sampler."""
+    for prefix in ("attack.label=", "attack=", "sampler="):
+        found = [o.split("=", 1)[1] for o in overrides if o.startswith(prefix)]
+        if found:
+            return found[-1]
+    return "?"
+
+
+def summarise_logs(args, out_dir: Path) -> None:
+    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished."""
+    report: dict = {
+        "target": args.target,
+        "budget": args.budget,
+        "eps": args.eps,
+        "sets": {},
+        "from": args.summarise,
+    }
+    for text in args.summarise:
+        set_name, _, folder = text.partition("=")
+        rows: dict[str, list[dict]] = {}
+        for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            name = method_of(row.pop("overrides"))
+            row["bisection"] = row.get("bisection") or (name == "pgd" and row["eps"] not in args.eps)
+            if name.endswith("accumulate") and "success=point" in line and "accept_ties" in line:
+                name += "@crops"
+            rows.setdefault(name, []).append(row)
+        done = [
+            {(r["image"], r["eps"]) for r in method_rows if not r["bisection"]}
+            for method_rows in rows.values()
+        ]
+        complete = set.intersection(*done) if done else set()
+        images = sorted({i for i, _ in complete if all((i, e) in complete for e in args.eps)})
+        rows = {name: [r for r in method_rows if r["image"] in images] for name, method_rows in rows.items()}
+        print(
+            f"\n== {args.target}, {set_name}: {len(images)} pictures finished by every method: "
+            + ", ".join(images)
+        )
+        report["sets"][set_name] = summarise(set_name, images, rows, args, out_dir)
+    (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwritten {out_dir}")
+
+
+def bisect_pgd(
+    target, target_name: str, common: list[str], item: tuple, done: list[dict], steps: int
+) -> list[dict]:
+    """PGD below its smallest successful sweep eps: ``steps`` bisection attacks, marked ``bisection``."""
+    image = item[0].image_id
+    successes = sorted(r["eps"] for r in done if r["image"] == image and r["success"])
+    if not successes:
+        return []
+    low = max(
+        (r["eps"] for r in done if r["image"] == image and not r["success"] and r["eps"] < successes[0]),
+        default=0.0,
+    )
+    high, out = successes[0], []
+    for _ in range(steps):
+        middle = round((low + high) / 2, 4)
+        row = attack_once(target, target_name, [*common, "attack=pgd"], item, middle) | {"bisection": True}
+        out.append(row)
+        low, high = (low, middle) if row["success"] else (middle, high)
+    return out
+
+
+def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], args, out_dir: Path) -> dict:
+    budget = args.budget
+    pgd_small = smallest_l2(rows.get("pgd", []))
+    summary: dict = {"images": images, "methods": {}}
+    curves, flat = {}, {}
+    print(
+        f"{'method':>20} {'eps':>4}  "
+        + " ".join(f"{k:>6}" for k in CHECKPOINTS)
+        + "   L2/PGD (n)   median L2  s/picture"
+    )
+    for name, method_rows in rows.items():
+        white = name in args.whitebox
+        small = smallest_l2(method_rows)
+        ratio, n_ratio = l2_ratio(small, pgd_small)
+        summary["methods"][name] = {
+            "kind": "white-box" if white else "black-box",
+            "smallest_l2": small,
+            "l2_ratio_to_pgd": ratio,
+            "l2_ratio_pictures": n_ratio,
+            "by_eps": {},
+        }
+        for eps in args.eps:
+            sweep = [r for r in method_rows if r["eps"] == eps and not r.get("bisection")]
+            if not sweep:
+                continue
+            rate = float(np.mean([r["success"] for r in sweep])) if sweep else None
+            at = {k: rate if white else success_at(sweep, k) for k in CHECKPOINTS if white or k <= budget}
+            seconds = float(np.mean([r["seconds"] for r in sweep])) if sweep else float("nan")
+            summary["methods"][name]["by_eps"][f"{eps:g}"] = {
+                "success_at": at,
+                "rows": sweep,
+                "seconds_per_picture": seconds,
+            }
+            if white:
+                flat[(name, eps)] = rate
+            else:
+                curves[(name, eps)] = [success_at(sweep, k) for k in range(1, budget + 1)]
+            median_l2 = statistics.median(small.values()) if small else float("nan")
+            cells = " ".join(f"{100 * v:5.0f}%" for v in at.values())
+            print(
+                f"{name:>20} {eps:>4g}  {cells}   {_num(ratio):6.2f} ({n_ratio:>2})  {median_l2:8.2f}  "
+                f"{seconds:8.1f}",
+                flush=True,
+            )
+    plot(
+        out_dir / f"success_vs_queries-{args.target}-{set_name}.png",
+        f"{args.target}, {set_name} ({len(images)} pictures)",
+        curves,
+        flat,
+        budget,
+    )
+    summary["goals"] = goals(summary, args)
+    for line in summary["goals"]:
+        print(f"  {'MET    ' if line['met'] else 'NOT MET'} {line['goal']}: {line['figures']}")
+    return summary
+
+
+def goals(summary: dict, args) -> list[dict]:
+    """Issue 18's success and L2 goals, for each black-box strategy."""
+    methods = summary["methods"]
+    out = []
+
+    def pgd_at(eps: float) -> float | None:
+        by = methods["pgd"]["by_eps"].get(f"{eps:g}")
+        return max(by["success_at"].values()) if by else None
+
+    for name, method in methods.items():
+        if method["kind"] != "black-box" or "pgd" not in methods:
+            continue
+        for eps, k, share in ((10.0, 200, 0.95), (10.0, 20, 0.60), (5.0, 200, 0.80)):
+            by, reference = method["by_eps"].get(f"{eps:g}"), pgd_at(eps)
+            if by is None or reference is None or k not in by["success_at"]:
+                continue
+            value = by["success_at"][k]
+            out.append(
+                {
+                    "strategy": name,
+                    "goal": f"{name}: success within {k} queries at eps {eps:g} >= {share:.0%} of PGD's",
+                    "met": value is not None and value >= share * reference,
+                    "figures": f"{100 * (value or 0):.0f}% vs PGD {100 * reference:.0f}% "
+                    f"(needs {100 * share * reference:.0f}%)",
+                }
+            )
+        ratio = method["l2_ratio_to_pgd"]
+        out.append(
+            {
+                "strategy": name,
+                "goal": f"{name}: median smallest successful L2 <= 3x PGD's",
+                "met": ratio is not None and ratio <= 3.0,
+                "figures": f"median ratio {_num(ratio):.2f} over {method['l2_ratio_pictures']} pictures "
+                "both moved",
+            }
+        )
+    for name, method in methods.items():
+        if not name.endswith("@crops") or name[: -len("@crops")] not in methods:
+            continue
+        base = methods[name[: -len("@crops")]]
+        for eps, by in method["by_eps"].items():
+            if not by["rows"] or eps not in base["by_eps"]:
+                continue
+            crops_at, map_at = by["success_at"], base["by_eps"][eps]["success_at"]
+            pairs = [(k, crops_at.get(2 * k), map_at.get(k)) for k in (20, 50, 100) if 2 * k in crops_at]
+            met = all(c is not None and m is not None and c >= m for _, c, m in pairs)
+            figures = ", ".join(
+                f"{100 * (c or 0):.0f}% within {2 * k} vs map {100 * (m or 0):.0f}% within {k}"
+                for k, c, m in pairs
+            )
+            out.append(
+                {
+                    "strategy": name,
+                    "goal": f"{name}: crop-only success within 2k queries >= map's within k (eps {eps})",
+                    "met": met,
+                    "figures": figures,
+                }
+            )
+    return out
+
+
+if __name__ == "__main__":
+    main()
