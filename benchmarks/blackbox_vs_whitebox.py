@@ -162,6 +162,16 @@ def smallest_l2(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def bracketed(pgd_rows: list[dict]) -> int:
+    """Pictures where a PGD attack failed below PGD's smallest successful eps (its minimum is bracketed)."""
+    count = 0
+    for image in {r["image"] for r in pgd_rows}:
+        mine = [r for r in pgd_rows if r["image"] == image]
+        wins = [r["eps"] for r in mine if r["success"]]
+        count += bool(wins) and any(not r["success"] and r["eps"] < min(wins) for r in mine)
+    return count
+
+
 def l2_ratio(strategy: dict[str, float], pgd: dict[str, float]) -> tuple[float | None, int]:
     ratios = [strategy[i] / pgd[i] for i in strategy if i in pgd and pgd[i] > 0]
     return (statistics.median(ratios) if ratios else None), len(ratios)
@@ -228,6 +238,11 @@ def main() -> None:
         "attack=accumulate strategy is run again through it (target.expect=[crops]) at --crops-eps",
     )
     parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
+    parser.add_argument(
+        "--whitebox-only",
+        action="store_true",
+        help="no black-box strategy (e.g. PGD at more eps, to --summarise)",
+    )
     parser.add_argument("--max-pictures", type=int, default=None, help="count at most this many per set")
     parser.add_argument(
         "--summarise",
@@ -240,7 +255,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    strategies = [parse(s, "strategy") for s in (args.strategy or DEFAULT_STRATEGIES)]
+    chosen = [] if args.whitebox_only else (args.strategy or DEFAULT_STRATEGIES)
+    strategies = [parse(s, "strategy") for s in chosen]
     sets: dict[str, list[list[str]]] = {}
     for text in args.sets:
         name, overrides = parse(text, "sets")
@@ -320,7 +336,11 @@ def method_of(overrides: list[str]) -> str:
 
 
 def summarise_logs(args, out_dir: Path) -> None:
-    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished."""
+    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished.
+
+    A set named twice (``readme=DIR1 readme=DIR2``) takes the rows of both folders, e.g. PGD at
+    more eps from a ``--whitebox-only`` run.
+    """
     report: dict = {
         "target": args.target,
         "budget": args.budget,
@@ -328,9 +348,10 @@ def summarise_logs(args, out_dir: Path) -> None:
         "sets": {},
         "from": args.summarise,
     }
+    merged: dict[str, dict[str, list[dict]]] = {}
     for text in args.summarise:
         set_name, _, folder = text.partition("=")
-        rows: dict[str, list[dict]] = {}
+        rows = merged.setdefault(set_name, {})
         for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
             row = json.loads(line)
             name = method_of(row.pop("overrides"))
@@ -338,9 +359,11 @@ def summarise_logs(args, out_dir: Path) -> None:
             if name.endswith("accumulate") and "success=point" in line and "accept_ties" in line:
                 name += "@crops"
             rows.setdefault(name, []).append(row)
-        done = [
+    for set_name, rows in merged.items():
+        done = [  # crop-only rows run at fewer eps and do not decide which pictures count
             {(r["image"], r["eps"]) for r in method_rows if not r["bisection"]}
-            for method_rows in rows.values()
+            for name, method_rows in rows.items()
+            if not name.endswith("@crops")
         ]
         complete = set.intersection(*done) if done else set()
         images = sorted({i for i, _ in complete if all((i, e) in complete for e in args.eps)})
@@ -378,7 +401,7 @@ def bisect_pgd(
 def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], args, out_dir: Path) -> dict:
     budget = args.budget
     pgd_small = smallest_l2(rows.get("pgd", []))
-    summary: dict = {"images": images, "methods": {}}
+    summary: dict = {"images": images, "methods": {}, "pgd_bracketed": bracketed(rows.get("pgd", []))}
     curves, flat = {}, {}
     print(
         f"{'method':>20} {'eps':>4}  "
@@ -459,13 +482,23 @@ def goals(summary: dict, args) -> list[dict]:
                 }
             )
         ratio = method["l2_ratio_to_pgd"]
+        # PGD's smallest is only known where one of its attacks failed below it; elsewhere it is an
+        # upper bound, the ratio a lower bound, and the goal cannot be called met.
+        sure = summary["pgd_bracketed"] == len(methods["pgd"]["smallest_l2"])
         out.append(
             {
                 "strategy": name,
                 "goal": f"{name}: median smallest successful L2 <= 3x PGD's",
-                "met": ratio is not None and ratio <= 3.0,
+                "met": ratio is not None and ratio <= 3.0 and sure,
                 "figures": f"median ratio {_num(ratio):.2f} over {method['l2_ratio_pictures']} pictures "
-                "both moved",
+                "both moved"
+                + (
+                    ""
+                    if sure
+                    else f"; PGD's smallest L2 bracketed on only {summary['pgd_bracketed']} of "
+                    f"{len(methods['pgd']['smallest_l2'])} pictures (elsewhere an upper bound: the ratio "
+                    "is a lower bound, the goal not established; raise --bisect)"
+                ),
             }
         )
     for name, method in methods.items():
