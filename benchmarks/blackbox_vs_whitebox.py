@@ -293,6 +293,11 @@ def main() -> None:
             flush=True,
         )
         rows: dict[str, list[dict]] = {}
+        crops_target = (
+            HttpTarget(url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios)
+            if args.crops_url
+            else None
+        )
         # Picture by picture, every method: a run cut short leaves whole pictures (see --summarise).
         for item in items:
             for method in args.whitebox:
@@ -302,25 +307,22 @@ def main() -> None:
                     )
                 if method == "pgd" and args.bisect > 0:
                     rows[method] += bisect_pgd(target, args.target, common, item, rows[method], args.bisect)
+            if crops_target is not None:
+                loaded, _, goal = item
+                clean = crops_target.query([loaded.as_float])[0]
+                for name, overrides in strategies:
+                    if "attack=accumulate" not in overrides:
+                        continue
+                    # The map's goal and the point rule (the point estimated from the crops); ties accepted.
+                    settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
+                    for eps in args.crops_eps:
+                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
+                        rows.setdefault(f"{name}@crops", []).append(row)
             for name, overrides in strategies:
                 for eps in args.eps:
                     first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
                     settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
                     rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
-        if args.crops_url:
-            crops_target = HttpTarget(
-                url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios
-            )
-            for name, overrides in strategies:
-                if "attack=accumulate" not in overrides:
-                    continue
-                # The map's goal and the point rule (the point estimated from the crops); ties accepted.
-                settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
-                for eps in args.crops_eps:
-                    for loaded, _, goal in items:
-                        clean = crops_target.query([loaded.as_float])[0]
-                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
-                        rows.setdefault(f"{name}@crops", []).append(row)
         report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
         (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwritten {out_dir}")
