@@ -162,6 +162,16 @@ def smallest_l2(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def bracketed(pgd_rows: list[dict]) -> int:
+    """Pictures where a PGD attack failed below PGD's smallest successful eps (its minimum is bracketed)."""
+    count = 0
+    for image in {r["image"] for r in pgd_rows}:
+        mine = [r for r in pgd_rows if r["image"] == image]
+        wins = [r["eps"] for r in mine if r["success"]]
+        count += bool(wins) and any(not r["success"] and r["eps"] < min(wins) for r in mine)
+    return count
+
+
 def l2_ratio(strategy: dict[str, float], pgd: dict[str, float]) -> tuple[float | None, int]:
     ratios = [strategy[i] / pgd[i] for i in strategy if i in pgd and pgd[i] > 0]
     return (statistics.median(ratios) if ratios else None), len(ratios)
@@ -228,6 +238,11 @@ def main() -> None:
         "attack=accumulate strategy is run again through it (target.expect=[crops]) at --crops-eps",
     )
     parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
+    parser.add_argument(
+        "--whitebox-only",
+        action="store_true",
+        help="no black-box strategy (e.g. PGD at more eps, to --summarise)",
+    )
     parser.add_argument("--max-pictures", type=int, default=None, help="count at most this many per set")
     parser.add_argument(
         "--summarise",
@@ -240,7 +255,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    strategies = [parse(s, "strategy") for s in (args.strategy or DEFAULT_STRATEGIES)]
+    chosen = [] if args.whitebox_only else (args.strategy or DEFAULT_STRATEGIES)
+    strategies = [parse(s, "strategy") for s in chosen]
     sets: dict[str, list[list[str]]] = {}
     for text in args.sets:
         name, overrides = parse(text, "sets")
@@ -277,6 +293,11 @@ def main() -> None:
             flush=True,
         )
         rows: dict[str, list[dict]] = {}
+        crops_target = (
+            HttpTarget(url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios)
+            if args.crops_url
+            else None
+        )
         # Picture by picture, every method: a run cut short leaves whole pictures (see --summarise).
         for item in items:
             for method in args.whitebox:
@@ -286,25 +307,22 @@ def main() -> None:
                     )
                 if method == "pgd" and args.bisect > 0:
                     rows[method] += bisect_pgd(target, args.target, common, item, rows[method], args.bisect)
+            if crops_target is not None:
+                loaded, _, goal = item
+                clean = crops_target.query([loaded.as_float])[0]
+                for name, overrides in strategies:
+                    if "attack=accumulate" not in overrides:
+                        continue
+                    # The map's goal and the point rule (the point estimated from the crops); ties accepted.
+                    settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
+                    for eps in args.crops_eps:
+                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
+                        rows.setdefault(f"{name}@crops", []).append(row)
             for name, overrides in strategies:
                 for eps in args.eps:
                     first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
                     settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
                     rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
-        if args.crops_url:
-            crops_target = HttpTarget(
-                url=args.crops_url, expect=["crops"], aspect_ratios=target.aspect_ratios
-            )
-            for name, overrides in strategies:
-                if "attack=accumulate" not in overrides:
-                    continue
-                # The map's goal and the point rule (the point estimated from the crops); ties accepted.
-                settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
-                for eps in args.crops_eps:
-                    for loaded, _, goal in items:
-                        clean = crops_target.query([loaded.as_float])[0]
-                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
-                        rows.setdefault(f"{name}@crops", []).append(row)
         report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
         (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwritten {out_dir}")
@@ -320,7 +338,11 @@ def method_of(overrides: list[str]) -> str:
 
 
 def summarise_logs(args, out_dir: Path) -> None:
-    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished."""
+    """The report of earlier runs from their ``rows.jsonl``: only the pictures every method finished.
+
+    A set named twice (``readme=DIR1 readme=DIR2``) takes the rows of both folders, e.g. PGD at
+    more eps from a ``--whitebox-only`` run.
+    """
     report: dict = {
         "target": args.target,
         "budget": args.budget,
@@ -328,9 +350,10 @@ def summarise_logs(args, out_dir: Path) -> None:
         "sets": {},
         "from": args.summarise,
     }
+    merged: dict[str, dict[str, list[dict]]] = {}
     for text in args.summarise:
         set_name, _, folder = text.partition("=")
-        rows: dict[str, list[dict]] = {}
+        rows = merged.setdefault(set_name, {})
         for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
             row = json.loads(line)
             name = method_of(row.pop("overrides"))
@@ -338,9 +361,11 @@ def summarise_logs(args, out_dir: Path) -> None:
             if name.endswith("accumulate") and "success=point" in line and "accept_ties" in line:
                 name += "@crops"
             rows.setdefault(name, []).append(row)
-        done = [
+    for set_name, rows in merged.items():
+        done = [  # crop-only rows run at fewer eps and do not decide which pictures count
             {(r["image"], r["eps"]) for r in method_rows if not r["bisection"]}
-            for method_rows in rows.values()
+            for name, method_rows in rows.items()
+            if not name.endswith("@crops")
         ]
         complete = set.intersection(*done) if done else set()
         images = sorted({i for i, _ in complete if all((i, e) in complete for e in args.eps)})
@@ -378,7 +403,7 @@ def bisect_pgd(
 def summarise(set_name: str, images: list[str], rows: dict[str, list[dict]], args, out_dir: Path) -> dict:
     budget = args.budget
     pgd_small = smallest_l2(rows.get("pgd", []))
-    summary: dict = {"images": images, "methods": {}}
+    summary: dict = {"images": images, "methods": {}, "pgd_bracketed": bracketed(rows.get("pgd", []))}
     curves, flat = {}, {}
     print(
         f"{'method':>20} {'eps':>4}  "
@@ -459,13 +484,23 @@ def goals(summary: dict, args) -> list[dict]:
                 }
             )
         ratio = method["l2_ratio_to_pgd"]
+        # PGD's smallest is only known where one of its attacks failed below it; elsewhere it is an
+        # upper bound, the ratio a lower bound, and the goal cannot be called met.
+        sure = summary["pgd_bracketed"] == len(methods["pgd"]["smallest_l2"])
         out.append(
             {
                 "strategy": name,
                 "goal": f"{name}: median smallest successful L2 <= 3x PGD's",
-                "met": ratio is not None and ratio <= 3.0,
+                "met": ratio is not None and ratio <= 3.0 and sure,
                 "figures": f"median ratio {_num(ratio):.2f} over {method['l2_ratio_pictures']} pictures "
-                "both moved",
+                "both moved"
+                + (
+                    ""
+                    if sure
+                    else f"; PGD's smallest L2 bracketed on only {summary['pgd_bracketed']} of "
+                    f"{len(methods['pgd']['smallest_l2'])} pictures (elsewhere an upper bound: the ratio "
+                    "is a lower bound, the goal not established; raise --bisect)"
+                ),
             }
         )
     for name, method in methods.items():
