@@ -33,15 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from blackbox.settings.zoo import instantiate_target
 from omegaconf import OmegaConf
 
 from benchmarks._compose import compose_run
 from blackbox.attacks import AttackFailedError, AttackProblem
 from blackbox.core.datasets import iterate, sources_from_config
 from blackbox.core.images import ImageLoadError
-from blackbox.experiment.run import make_attack, make_goal
-from targets import Output
+from blackbox.settings.build import attack_spec, goal_rule
+from targets._zoo import instantiate_target
 from targets.http import HttpTarget
 
 CHECKPOINTS = (20, 50, 100, 200)
@@ -75,7 +74,7 @@ def problems(target, target_name: str, overrides: list[str], common: list[str]) 
             continue
         clean = target.query([loaded.as_float])[0]
         try:
-            goal = make_goal(cfg, loaded, clean)
+            goal = goal_rule(cfg).goal_for(loaded, clean)
         except ValueError as error:
             print(f"  skipped {loaded.image_id}: {str(error)[:90]}")
             continue
@@ -110,9 +109,9 @@ def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps
 def _attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
     loaded, clean, goal = item
     cfg = compose_run([*overrides, f"eps={eps}"])
-    attack = make_attack(cfg, Path("/nonexistent"), storage=None)
+    attack = attack_spec(cfg).build(storage=None)
     problem = AttackProblem(loaded, clean, goal, float(eps), str(cfg.norm), target_name, str(cfg.success))
-    has_point = Output.POINT in target.outputs or Output.SALIENCY in target.outputs
+    has_point = target.gives_point
     started = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -25,8 +25,8 @@ from benchmarks._compose import compose_run
 from benchmarks.vips_search import TARGETS, pictures
 from blackbox.core.goal import Goal
 from blackbox.core.objective import succeeded
-from blackbox.experiment.run import make_goal
 from blackbox.search.features import render_features
+from blackbox.settings.build import goal_rule
 
 COLOURS = {
     "white": [1.0, 1.0, 1.0],
@@ -78,7 +78,7 @@ def main() -> None:
         target = instantiate(cfg.target)
         for image in images:
             clean = target.query([image.as_float])[0]
-            goal = make_goal(cfg, image, clean)
+            goal = goal_rule(cfg).goal_for(image, clean)
             for eps in args.eps:
                 for probe, (kind, colour, where) in PROBES.items():
                     for rows, at in PLACEMENTS:

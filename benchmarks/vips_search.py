@@ -12,8 +12,8 @@ from the *largest* down and stops a picture's sweep at its first failure: a pict
 is the smallest eps of the sweep down to which every attack succeeded. (Downwards, a picture the
 search cannot move costs one budget, not one per eps; ``python -m blackbox.robustness`` sweeps
 upwards.) Each search early-stops at its first success within the variant's budget. Every piece is
-the real pipeline's (settings composed as ``python -m blackbox`` composes them, ``make_goal``,
-``make_attack``), with trials kept in memory.
+the real pipeline's (settings composed as ``python -m blackbox`` composes them, ``goal_rule``,
+``attack_spec``), with trials kept in memory.
 
 The goals (issue 16), printed as met or not with the figures:
 
@@ -41,7 +41,7 @@ from benchmarks._compose import compose_run
 from benchmarks.photos import EXTRA_PHOTOS
 from blackbox.attacks import AttackProblem
 from blackbox.core.datasets import sources_from_config
-from blackbox.experiment.run import make_attack, make_goal
+from blackbox.settings.build import attack_spec, goal_rule
 
 #: name -> (Hydra overrides, budget). ``grid``: blackbox/search/features.py; ``blobs``: the default.
 VARIANTS: dict[str, tuple[list[str], int]] = {
@@ -90,9 +90,9 @@ def sweep(
         row: dict = {"smallest_eps": None, "queries": {}, "success_queries": {}}
         for eps in sorted(eps_list, reverse=True):
             cfg = compose_run([*base, f"eps={eps:g}"])
-            goal = make_goal(cfg, image, clean)
+            goal = goal_rule(cfg).goal_for(image, clean)
             problem = AttackProblem(image, clean, goal, float(eps), "l2", target_name, "crops")
-            result = make_attack(cfg, Path("."), storage=None).run(problem, target)
+            result = attack_spec(cfg).build(storage=None).run(problem, target)
             row["queries"][f"{eps:g}"] = result.queries
             if not result.success:
                 break

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from blackbox.settings.zoo import group_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -15,6 +14,7 @@ from blackbox.core.goal import default_goal
 from blackbox.search import AccumulateSearch
 from blackbox.search.proposals import CellOffsets, LowFrequencyDCT, Proposal, make_proposal
 from targets import Output
+from targets._zoo import group_config
 from targets.classic import ClassicSaliency
 from tests.conftest import REPO
 from tests.test_patch_search import CountingTarget, problem_for

@@ -19,7 +19,6 @@ from blackbox.attacks import AttackProblem
 from blackbox.core.goal import Goal, default_goal, goal_axis
 from blackbox.core.images import LoadedImage
 from blackbox.core.objective import succeeded
-from blackbox.experiment.run import USER_ERRORS, run
 from blackbox.search import PatchSearch, render_trial
 from blackbox.search.features import (
     FeatureSpaceError,
@@ -31,7 +30,9 @@ from blackbox.search.features import (
     render_features,
 )
 from blackbox.search.proposals import make_proposal
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import preflight
+from targets import UserError
 from targets.vips import VipsSmartcrop
 from tests.test_faults import SMALL, compose_overrides
 from tests.test_patch_search import CountingTarget
@@ -137,7 +138,7 @@ def test_bad_grid_spaces_are_refused_saying_what_to_use(change: dict, says: str)
     ],
 )
 def test_the_cli_refuses_bad_grid_settings_up_front(overrides: list[str], says: str) -> None:
-    with pytest.raises(USER_ERRORS) as caught:
+    with pytest.raises(UserError) as caught:
         preflight(["target=vips_attention", *overrides])
     assert says in str(caught.value)
     preflight(["target=vips_attention", "search=grid", "success=crops"])  # the shipped space passes

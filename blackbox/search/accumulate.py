@@ -38,7 +38,7 @@ from blackbox.core.objective import score, succeeded
 from blackbox.core.perturbation import Norm, PerturbationBudget
 from blackbox.search.budget import QueryBudget
 from blackbox.search.proposals import Proposal, make_proposal
-from targets import Target, TargetOutput
+from targets import Target, TargetOutput, require
 
 SAMPLERS = ("tpe", "random")
 # Candidates rounding to the clean image allowed before giving up, at least (or the budget, if larger).
@@ -151,7 +151,8 @@ class AccumulateSearch(Attack):
         norm: Norm = problem.norm  # type: ignore[assignment]
         if norm not in ("l2", "linf"):
             raise ValueError(f"norm must be 'l2' or 'linf', got {problem.norm!r}")
-        has_point, rule = self.has_point(target), self.success_rule(problem, target)
+        require(target, self.requires, by=self.name, name=problem.target_name)
+        has_point, rule = target.gives_point, self.success_rule(problem, target)
         self.proposal.setup(height, width, problem.goal, problem.clean_output.salient_point)
         space = self.proposal.space()
         key = f"{image.image_id}|{problem.target_name}|{norm}={problem.eps:g}|{self.name}"

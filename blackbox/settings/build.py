@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from blackbox.attacks import AttackProblem, IterativeFGM
 from blackbox.core.goal_rule import GoalRule
-from blackbox.experiment.attack_spec import AttackSpec, ConfiguredSpec, SearchSpec
+from blackbox.experiment.attack_spec import AttackSpec, ConfiguredSpec, Family, SearchSpec
 from blackbox.experiment.options import RunOptions, StorageSettings
 from blackbox.experiment.run_folder import stored_config
 from targets import Capability, DifferentiableTarget, load, require
