@@ -10,7 +10,6 @@ import numpy as np
 import optuna
 import pytest
 import skimage.data
-from blackbox.experiment.replay import main as replay_main
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -32,6 +31,7 @@ from blackbox.search.features import (
 from blackbox.search.proposals import make_proposal
 from blackbox.settings.commands import run
 from blackbox.settings.preflight import preflight
+from blackbox.settings.replay import main as replay_main
 from targets import UserError
 from targets.vips import VipsSmartcrop
 from tests.test_faults import SMALL, compose_overrides
