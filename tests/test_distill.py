@@ -16,7 +16,9 @@ from PIL import Image
 import blackbox.training.distill as distill_module
 from blackbox.evaluate.fidelity import crop_iou, fidelity
 from blackbox.settings.checks import ConfigError
-from blackbox.training.distill import DistillImage, augment_batch, cell_targets, distill, kl_loss, split
+from blackbox.training.data import DistillImage, augment_batch, split
+from blackbox.training.distill import distill
+from blackbox.training.losses import cell_targets, kl_loss
 from targets import CropBox, Output, Target, load
 from targets.classic import ClassicSaliency
 from targets.surrogate import SurrogateSaliency, load_checkpoint

@@ -18,22 +18,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-import blackbox.training.distill as distill_module
+import blackbox.training.data as data_module
 import blackbox.training.distill_deepgaze as deepgaze_module
+import blackbox.training.fixations as fixations_module
 from blackbox.core.images import ImageLoadError
 from blackbox.evaluate.fidelity import fidelity
 from blackbox.settings.checks import ConfigError
+from blackbox.training.deepgaze_checkpoint import CHECKPOINT_FORMAT
+from blackbox.training.deepgaze_student import initial_readout_state
 from blackbox.training.distill import distill
-from blackbox.training.distill_deepgaze import (
-    CHECKPOINT_FORMAT,
-    fixation_metrics,
-    fixation_nll,
-    initial_readout_state,
-    load_fixation_data,
-    scaled,
-    split_fixation_data,
-    teacher_loss,
-)
+from blackbox.training.fixations import fixation_metrics, load_fixation_data, scaled, split_fixation_data
+from blackbox.training.losses import fixation_nll, teacher_loss
 from targets import load
 from targets._deepgaze_checkpoint import SIGMA_KEY, load_state_dict_file
 from targets._functional import gaussian_blur
@@ -135,13 +130,11 @@ def test_teacher_run_lowers_the_loss_and_round_trips_into_target_deepgaze(tmp_pa
     saved = readout(tmp_path / READOUT_FILE.filename)
     untrained = initial_readout_state(seed=0)
     # Training lowers the loss: on the crops it trained on, the trained readout is nearer the teacher.
-    images = distill_module.load_images(str(folder))
-    train, held_images = distill_module.split(images, 0.25, 0)
+    images = data_module.load_images(str(folder))
+    train, held_images = data_module.split(images, 0.25, 0)
     augment = {"scale": [0.35, 1.0], "flip": True, "jitter": 0.1}  # conf/distill.yaml's
     batches = [
-        distill_module.augment_batch(
-            train, np.random.default_rng([0, step]), size=64, batch=2, augment=augment
-        )
+        data_module.augment_batch(train, np.random.default_rng([0, step]), size=64, batch=2, augment=augment)
         for step in range(12)
     ]
     teacher = ClassicSaliency()
@@ -165,7 +158,7 @@ def test_teacher_run_lowers_the_loss_and_round_trips_into_target_deepgaze(tmp_pa
     for key, tensor in target.network.readout_state_dict().items():
         torch.testing.assert_close(tensor, saved[key], rtol=0, atol=0, msg=key)
     from_last = DeepGazeII(weights=tmp_path / "last.pt", vgg_weights=vgg)
-    images = distill_module._evaluation_images(held_images, 64)
+    images = data_module.evaluation_images(held_images, 64)
     mean, _ = fidelity(teacher, target, images, fixations=20, seed=0)
     assert mean["kl_div"] == pytest.approx(summary.final["kl_div"], rel=1e-5)
     np.testing.assert_array_equal(target.query(images)[0].log_density, from_last.query(images)[0].log_density)
@@ -190,7 +183,7 @@ def test_twitter_is_a_teacher(tmp_path, folder, vgg, monkeypatch) -> None:
 
 def test_interrupted_teacher_run_resumes_to_the_same_weights(tmp_path, folder, vgg, monkeypatch) -> None:
     distill(config(folder, vgg), tmp_path / "straight")
-    real_augment = distill_module.augment_batch
+    real_augment = deepgaze_module.augment_batch
     calls = {"n": 0}
 
     def interrupt_at_fourth_step(*args, **kwargs):
@@ -199,10 +192,10 @@ def test_interrupted_teacher_run_resumes_to_the_same_weights(tmp_path, folder, v
             raise KeyboardInterrupt
         return real_augment(*args, **kwargs)
 
-    monkeypatch.setattr(distill_module, "augment_batch", interrupt_at_fourth_step)
+    monkeypatch.setattr(deepgaze_module, "augment_batch", interrupt_at_fourth_step)
     first = distill(config(folder, vgg), tmp_path / "resumed")
     assert first.interrupted and first.step == 3
-    monkeypatch.setattr(distill_module, "augment_batch", real_augment)
+    monkeypatch.setattr(deepgaze_module, "augment_batch", real_augment)
     second = distill(config(folder, vgg), tmp_path / "resumed")
     assert second.resumed_from == 3 and second.step == 6 and not second.interrupted
     straight = readout(tmp_path / "straight" / READOUT_FILE.filename)
@@ -256,7 +249,7 @@ def test_interrupted_fixation_run_resumes_to_the_same_weights(
 ) -> None:
     overrides = ("fixation_data=mit1003", f"fixation_location={mit1003}", "steps=4")
     distill(config(folder, vgg, *overrides), tmp_path / "straight")
-    real_scaled = deepgaze_module.scaled
+    real_scaled = fixations_module.scaled
     calls = {"n": 0}
 
     def interrupt_in_third_step(*args, **kwargs):
@@ -266,10 +259,10 @@ def test_interrupted_fixation_run_resumes_to_the_same_weights(
             raise KeyboardInterrupt
         return real_scaled(*args, **kwargs)
 
-    monkeypatch.setattr(deepgaze_module, "scaled", interrupt_in_third_step)
+    monkeypatch.setattr(fixations_module, "scaled", interrupt_in_third_step)
     first = distill(config(folder, vgg, *overrides), tmp_path / "resumed")
     assert first.interrupted and first.step == 2
-    monkeypatch.setattr(deepgaze_module, "scaled", real_scaled)
+    monkeypatch.setattr(fixations_module, "scaled", real_scaled)
     second = distill(config(folder, vgg, *overrides), tmp_path / "resumed")
     assert second.resumed_from == 2 and second.step == 4
     straight = readout(tmp_path / "straight" / READOUT_FILE.filename)

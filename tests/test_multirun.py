@@ -72,7 +72,7 @@ def test_joblib_launched_workers_share_one_postgres_experiment(tmp_path) -> None
         }
         assert len(workers) == 2
     finally:
-        from blackbox.experiment.workers import schema_for
+        from blackbox.experiment.postgres import schema_for
 
         drop_schema(url, schema_for(experiment))
 

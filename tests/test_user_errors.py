@@ -15,7 +15,7 @@ import targets
 from blackbox.attacks import AttackFailedError
 from blackbox.core.goal import GoalError
 from blackbox.core.images import ImageLoadError
-from blackbox.evaluate.report import MergeError
+from blackbox.evaluate.merge import MergeError
 from blackbox.experiment.jsonl import JsonlError
 from blackbox.experiment.pipeline import ImageSkipped
 from blackbox.experiment.run_folder import RunFolderBusyError

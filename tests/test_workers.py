@@ -15,8 +15,9 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
+from blackbox.experiment.postgres import schema_for
 from blackbox.experiment.study import open_for_reading
-from blackbox.experiment.workers import PostgresExperiment, schema_for
+from blackbox.experiment.workers import PostgresExperiment
 from blackbox.settings.build import experiment_name, stored_storage
 from blackbox.settings.checks import ConfigError
 from tests.conftest import REPO

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from blackbox.evaluate.report import FloatRow, _ordered, parse_row
+from blackbox.evaluate.report_tables import FloatRow, _ordered
+from blackbox.experiment.record import parse_csv_row as parse_row
 from blackbox.experiment.run_folder import stored_settings
 
 

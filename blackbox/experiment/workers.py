@@ -30,135 +30,45 @@ the database at ``storage.url`` / ``$BLACKBOX_POSTGRES_URL``) is the whole recip
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import socket
 import sys
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
 
 from blackbox.attacks import AttackFailedError
 from blackbox.core.datasets import ImageSource, iterate
 from blackbox.experiment.local import Experiment, Scheduled
 from blackbox.experiment.options import StorageSettings
+from blackbox.experiment.postgres import (
+    CLAIM,
+    FINISH,
+    RELEASE,
+    RENEW,
+    SAVE_RESULT,
+    open_reading_storage,
+    open_storage,
+    schema_for,
+)
+from blackbox.experiment.worker_storage import WorkerStorage
 from blackbox.search.patch_search import TrialRecord
 from targets import ConfigError
-
-CREATE_TABLES = (
-    """CREATE TABLE IF NOT EXISTS blackbox_claims (
-        image TEXT PRIMARY KEY,
-        state TEXT NOT NULL CHECK (state IN ('running', 'released', 'done')),
-        worker TEXT NOT NULL,
-        heartbeat TIMESTAMPTZ NOT NULL DEFAULT now(),
-        attempts INTEGER NOT NULL DEFAULT 1)""",
-    """CREATE TABLE IF NOT EXISTS blackbox_results (
-        image TEXT PRIMARY KEY,
-        worker TEXT NOT NULL,
-        record TEXT NOT NULL,
-        finished TIMESTAMPTZ NOT NULL DEFAULT now())""",
-)
-CLAIM = """
-INSERT INTO blackbox_claims AS c (image, state, worker) VALUES (:image, 'running', :worker)
-ON CONFLICT (image) DO UPDATE SET state = 'running', worker = EXCLUDED.worker, heartbeat = now(),
-    attempts = c.attempts + 1
-WHERE c.state = 'released' OR (c.state = 'running' AND c.heartbeat < now() - make_interval(secs => :lease))
-RETURNING c.attempts"""
-HELD = "WHERE image = :image AND worker = :worker AND state = 'running'"
-RENEW = f"UPDATE blackbox_claims SET heartbeat = now() {HELD}"
-RELEASE = f"UPDATE blackbox_claims SET state = 'released' {HELD}"
-FINISH = f"UPDATE blackbox_claims SET state = 'done', heartbeat = now() {HELD}"
-SAVE_RESULT = """INSERT INTO blackbox_results (image, worker, record) VALUES (:image, :worker, :record)
-ON CONFLICT (image) DO NOTHING"""
 
 
 class LeaseLostError(AttackFailedError):
     """Another worker took this image over (this one stalled past its lease); this one stops."""
 
 
-class WorkerStorage(RDBStorage):
-    """Optuna's RDB storage, giving every trial a heartbeat from its first moment.
-
-    Optuna records heartbeats only inside ``Study.optimize``; the attack uses ask-and-tell, so a
-    trial is given one when it starts running, and :meth:`beat` (the lease thread) keeps this
-    process's running trials alive. A trial of a killed worker is then recognisably stale.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._running: set[int] = set()
-        self._running_lock = threading.Lock()
-
-    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        trial = super()._create_new_trial(study_id, template_trial)
-        if trial.state == TrialState.RUNNING:
-            self._started(trial._trial_id)
-        return trial
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
-        changed = super().set_trial_state_values(trial_id, state=state, values=values)
-        if changed and state == TrialState.RUNNING:  # an enqueued (e.g. retried) trial popped by ask()
-            self._started(trial_id)
-        elif state.is_finished():
-            with self._running_lock:
-                self._running.discard(trial_id)
-        return changed
-
-    def _started(self, trial_id: int) -> None:
-        self.record_heartbeat(trial_id)
-        with self._running_lock:
-            self._running.add(trial_id)
-
-    def fail_running(self) -> None:
-        """Fail this process's trials still running (an image abandoned mid-batch); not retried."""
-        with self._running_lock:
-            running, self._running = list(self._running), set()
-        for trial_id in running:
-            # UpdateFinishedTrialError: another worker's stale check failed it meanwhile.
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                super().set_trial_state_values(trial_id, state=TrialState.FAIL)
-
-    def beat(self) -> None:
-        with self._running_lock:
-            running = list(self._running)
-        for trial_id in running:
-            self.record_heartbeat(trial_id)
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state.pop("_running_lock", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._running_lock = threading.Lock()
-
-
-def schema_for(name: str) -> str:
-    """A PostgreSQL schema name for an experiment: ``bb_`` + lower-case letters, digits and ``_``."""
-    cleaned = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
-    if not cleaned:
-        raise ConfigError(f"storage.experiment={name!r} has no letters or digits to name a schema with")
-    return f"bb_{cleaned}"[:63]
-
-
 def worker_id(label: object | None = None) -> str:
     base = f"{socket.gethostname()}:{os.getpid()}"
     return f"{base}:{label}" if label not in (None, "") else base
-
-
-def _engine_kwargs(schema: str) -> dict:
-    # Every connection of this experiment works inside its schema: Optuna's tables are created there.
-    return {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True}
 
 
 class PostgresExperiment(Experiment):
@@ -255,54 +165,16 @@ class PostgresExperiment(Experiment):
     # -- the database -------------------------------------------------------------------------------
 
     def _open(self) -> WorkerStorage:
-        import sqlalchemy
-        from sqlalchemy.pool import NullPool
-
-        admin = sqlalchemy.create_engine(self.url, poolclass=NullPool)
-        lock_key = zlib.crc32(self.schema.encode())
-        try:
-            with admin.connect() as connection:
-                # Workers starting together would race to create the same tables: one at a time.
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": lock_key})
-                try:
-                    connection.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                    connection.commit()
-                    storage = WorkerStorage(
-                        self.url,
-                        engine_kwargs=_engine_kwargs(self.schema),
-                        heartbeat_interval=self.heartbeat_interval,  # type: ignore[arg-type]
-                        grace_period=self.grace_period,  # type: ignore[arg-type]
-                        **_retry_stale_trials(self.max_retry),
-                    )
-                    with storage.engine.begin() as tables:
-                        for statement in CREATE_TABLES:
-                            tables.execute(sqlalchemy.text(statement))
-                finally:
-                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
-                    connection.commit()
-        except sqlalchemy.exc.OperationalError as error:
-            raise ConfigError(f"cannot reach PostgreSQL at {_redacted(self.url)}: {error.orig}") from error
-        finally:
-            admin.dispose()
-        return storage
+        return open_storage(
+            self.url,
+            self.schema,
+            heartbeat_interval=self.heartbeat_interval,
+            grace_period=self.grace_period,
+            max_retry=self.max_retry,
+        )
 
     def _open_for_reading(self) -> RDBStorage:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self.url)
-        try:
-            with engine.connect() as connection:
-                found = connection.execute(
-                    sqlalchemy.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
-                    {"s": self.schema},
-                ).first()
-        except sqlalchemy.exc.OperationalError as error:
-            raise ConfigError(f"cannot reach PostgreSQL at {_redacted(self.url)}: {error.orig}") from error
-        finally:
-            engine.dispose()
-        if found is None:
-            raise ConfigError(f"no experiment {self.name!r} (schema {self.schema}) in {_redacted(self.url)}")
-        return RDBStorage(self.url, engine_kwargs=_engine_kwargs(self.schema), skip_compatibility_check=True)
+        return open_reading_storage(self.url, self.schema, self.name)
 
     def _execute(self, statement: str, **parameters):
         import sqlalchemy
@@ -445,18 +317,3 @@ class PostgresExperiment(Experiment):
         partial = path.with_suffix(".jsonl.partial")
         partial.write_text("".join(json.dumps(line, allow_nan=False) + "\n" for line in lines))
         os.replace(partial, path)
-
-
-def _retry_stale_trials(max_retry: int) -> dict:
-    """The storage argument that re-enqueues a stale trial (Optuna renamed it in 4.9)."""
-    storages = optuna.storages
-    if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):
-        return {
-            "heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        }
-    return {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=max_retry)}
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
