@@ -46,7 +46,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from blackbox.core.goal import Goal
 from blackbox.core.perturbation import Norm, PerturbationBudget
 from blackbox.search.proposals import Proposal
-from blackbox.search.search_space import SearchSpaceError
+from blackbox.search.search_space import SearchSpaceError, param_name
 
 #: ``search.kind`` of this space (``conf/search/grid.yaml``).
 KIND = "grid"
@@ -130,15 +130,15 @@ def feature_distributions(
     kinds = tuple(search.get("kinds", FEATURE_KINDS))
     result: dict[str, BaseDistribution] = {}
     for k in range(n_features):
-        result[f"p{k}_x"] = FloatDistribution(x0, x1)
-        result[f"p{k}_y"] = FloatDistribution(y0, y1)
-        result[f"p{k}_w"] = FloatDistribution(*_range(search, "w"))
-        result[f"p{k}_h"] = FloatDistribution(*_range(search, "h"))
-        result[f"p{k}_kind"] = CategoricalDistribution(kinds)
-        result[f"p{k}_weight"] = FloatDistribution(*_range(search, "weight"))
+        result[param_name(k, "x")] = FloatDistribution(x0, x1)
+        result[param_name(k, "y")] = FloatDistribution(y0, y1)
+        result[param_name(k, "w")] = FloatDistribution(*_range(search, "w"))
+        result[param_name(k, "h")] = FloatDistribution(*_range(search, "h"))
+        result[param_name(k, "kind")] = CategoricalDistribution(kinds)
+        result[param_name(k, "weight")] = FloatDistribution(*_range(search, "weight"))
         if "colour" in kinds:
             for channel in "rgb":
-                result[f"p{k}_{channel}"] = FloatDistribution(*_range(search, "colour"))
+                result[param_name(k, channel)] = FloatDistribution(*_range(search, "colour"))
     return result
 
 
@@ -148,13 +148,13 @@ def features_from_params(params: Mapping[str, object], n_features: int) -> list[
     for k in range(n_features):
         features.append(
             {
-                "x": float(params[f"p{k}_x"]),  # type: ignore[arg-type]
-                "y": float(params[f"p{k}_y"]),  # type: ignore[arg-type]
-                "w": max(1, round(float(params[f"p{k}_w"]))),  # type: ignore[arg-type]
-                "h": max(1, round(float(params[f"p{k}_h"]))),  # type: ignore[arg-type]
-                "kind": str(params[f"p{k}_kind"]),
-                "weight": float(params[f"p{k}_weight"]),  # type: ignore[arg-type]
-                "colour": [float(params.get(f"p{k}_{c}", 0.0)) for c in "rgb"],  # type: ignore[arg-type]
+                "x": float(params[param_name(k, "x")]),  # type: ignore[arg-type]
+                "y": float(params[param_name(k, "y")]),  # type: ignore[arg-type]
+                "w": max(1, round(float(params[param_name(k, "w")]))),  # type: ignore[arg-type]
+                "h": max(1, round(float(params[param_name(k, "h")]))),  # type: ignore[arg-type]
+                "kind": str(params[param_name(k, "kind")]),
+                "weight": float(params[param_name(k, "weight")]),  # type: ignore[arg-type]
+                "colour": [float(params.get(param_name(k, c), 0.0)) for c in "rgb"],  # type: ignore[arg-type]
             }
         )
     return features
