@@ -126,7 +126,17 @@ def attack(
         trial_callbacks=[TrialArtifacts(store=None, mode="none")],
     )
     pipeline.check(built)
-    return pipeline.run(built, loaded, eps=options.eps)
+    if options.torch_threads:  # only when asked (settings=["torch_threads=1"]), as the command line does
+        import torch
+
+        torch.set_num_threads(options.torch_threads)
+    # Optuna logs every trial at INFO; quiet it for this call only, as the command line does for its run.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return pipeline.run(built, loaded, eps=options.eps)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _overrides(**values: object) -> list[str]:

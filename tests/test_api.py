@@ -100,3 +100,20 @@ def test_an_image_that_cannot_be_attacked_is_skipped_with_the_reason(photo) -> N
         blackbox.attack(photo, goal_box=[x - 2, y - 2, x + 2, y + 2], working_width=160)
     with pytest.raises(ImageSkipped, match=r"outside the 160x106 working image"):
         blackbox.attack(photo, goal_box=[0, 0, 160, 107], working_width=160)
+
+
+def test_optuna_is_quiet_during_the_call_and_as_the_caller_left_it_after(photo, caplog) -> None:
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.enable_propagation()  # so caplog sees Optuna's records
+    try:
+        with caplog.at_level(logging.INFO, logger="optuna"):
+            blackbox.attack(photo, target="classic", budget=4, eps=20, seed=0, settings=["early_stop=false"])
+        assert not [r for r in caplog.records if "Trial" in r.getMessage()], "a trial was logged at INFO"
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -19,27 +19,18 @@ from pathlib import Path
 from blackbox.evaluate.merge import MergeError, merge
 from blackbox.evaluate.report_figures import write_figures
 from blackbox.evaluate.report_tables import (
-    FloatRow,
     _mean,
-    _ordered,
     bisection_note,
     bisection_queries,
     crop_rate,
     method_eps_table,
+    ordered,
     smallest_success,
     success_rate,
 )
 from blackbox.evaluate.selection import SelectionReport
 from blackbox.experiment.record import parse_csv_row as parse_row
 from blackbox.experiment.run_folder import stored_settings
-
-
-def load_rows(run_dir: Path) -> list[FloatRow]:
-    path = run_dir / "results.csv"
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [parse_row(row) for row in csv.DictReader(handle)]
 
 
 def write_report(
@@ -52,9 +43,9 @@ def write_report(
     """Write ``report.md`` and the figures; return the report's Markdown."""
     rows = [parse_row(r) for r in raw_rows]
     sweep = [r for r in rows if not r["bisection"]]
-    methods = _ordered([str(r["method"]) for r in sweep])
+    methods = ordered([str(r["method"]) for r in sweep])
     eps_list = sorted({float(r["eps"]) for r in sweep})  # type: ignore[arg-type]
-    images = _ordered([str(r["image"]) for r in sweep])
+    images = ordered([str(r["image"]) for r in sweep])
     first = sweep[0] if sweep else {}
     lines = [
         "# Comparison report",

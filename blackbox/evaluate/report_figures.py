@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from blackbox.evaluate.report_tables import FloatRow, _ordered, success_rate
+from blackbox.evaluate.report_tables import FloatRow, ordered, success_rate
 
 
 def write_figures(
@@ -106,7 +106,7 @@ def _example_grid(
     from blackbox.core.visualize import annotate, grid, with_legend
 
     panels = []
-    images = _ordered([str(r["image"]) for r in rows])[:count]
+    images = ordered([str(r["image"]) for r in rows])[:count]
     for image in images:
         clean_path = run_dir / "clean" / f"{image}.png"
         if not clean_path.exists():

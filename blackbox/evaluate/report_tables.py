@@ -14,7 +14,8 @@ import numpy as np
 FloatRow = dict[str, object]
 
 
-def _ordered(values: Sequence[str]) -> list[str]:
+def ordered(values: Sequence[str]) -> list[str]:
+    """``values`` without repeats, in the order they first appear (images and methods as attacked)."""
     return list(dict.fromkeys(values))
 
 
@@ -58,7 +59,7 @@ def crop_rate(rows: list[FloatRow]) -> float:
 
 def smallest_success(rows: list[FloatRow], methods: list[str]) -> str:
     """Per image and method, the smallest L2 of a successful adversarial image (bisection included)."""
-    images = _ordered([str(r["image"]) for r in rows])
+    images = ordered([str(r["image"]) for r in rows])
     header = "| image | " + " | ".join(methods) + " |"
     lines = [header, "|---|" + "---|" * len(methods)]
     per_method: dict[str, list[float]] = {m: [] for m in methods}
@@ -96,7 +97,7 @@ def bisection_note(rows: list[FloatRow], methods: list[str], steps: object) -> s
     brackets = []
     for method in white:
         widths = []
-        for image in _ordered([str(r["image"]) for r in rows if r["method"] == method]):
+        for image in ordered([str(r["image"]) for r in rows if r["method"] == method]):
             mine = [
                 r for r in rows if r["image"] == image and r["method"] == method and not r["clean_in_goal"]
             ]
@@ -121,7 +122,7 @@ def bisection_queries(rows: list[FloatRow], methods: list[str]) -> str:
     """Per method, mean target queries per image over every size, the bisection's checks included."""
     lines = ["| method | sweep | bisection | total |", "|---|---|---|---|"]
     for method in methods:
-        images = _ordered([str(r["image"]) for r in rows if r["method"] == method])
+        images = ordered([str(r["image"]) for r in rows if r["method"] == method])
         if not images:
             continue
         sweep = sum(float(r["queries"] or 0) for r in rows if r["method"] == method and not r["bisection"])  # type: ignore[arg-type]

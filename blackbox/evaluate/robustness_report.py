@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from blackbox.evaluate.report_tables import FloatRow, _ordered
+from blackbox.evaluate.report_tables import FloatRow, ordered
 from blackbox.experiment.record import parse_csv_row as parse_row
 from blackbox.experiment.run_folder import stored_settings
 
 
 def counted_images(rows: list[FloatRow], target: str) -> list[str]:
     """The images attacked on ``target`` whose clean answer did not already meet its success rule."""
-    return _ordered([str(r["image"]) for r in rows if r["target"] == target and not r["clean_in_goal"]])
+    return ordered([str(r["image"]) for r in rows if r["target"] == target and not r["clean_in_goal"]])
 
 
 def smallest_eps(rows: list[FloatRow], target: str, image: str) -> float:
@@ -50,7 +50,7 @@ def report_text(
 ) -> str:
     """``report.md``: the settings, the success-rate table, the smallest-eps table, what was skipped."""
     largest = max(eps_list)
-    images = _ordered([str(r["image"]) for r in rows])
+    images = ordered([str(r["image"]) for r in rows])
     sweep = ", ".join(f"{e:g}" for e in eps_list)
     stop = (
         "an image's sweep stops at its first success, so the larger eps are not attacked and each "
@@ -78,7 +78,7 @@ def report_text(
         "|---|---|---|" + "---|" * len(eps_list),
     ]
     for target in targets:
-        rules = _ordered([str(r["success_rule"]) for r in rows if r["target"] == target])
+        rules = ordered([str(r["success_rule"]) for r in rows if r["target"] == target])
         curve = success_curve(rows, target, eps_list)
         cells = ["-" if math.isnan(v) else f"{v:.0f}" for v in curve]
         lines.append(
@@ -129,7 +129,7 @@ def plot(path: Path, rows: list[FloatRow], targets: list[str], eps_list: list[fl
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, target in enumerate(targets):
-        rules = _ordered([str(r["success_rule"]) for r in rows if r["target"] == target])
+        rules = ordered([str(r["success_rule"]) for r in rows if r["target"] == target])
         curve = success_curve(rows, target, eps_list)
         label = f"{target} ({', '.join(rules) or 'no result'}, {len(counted_images(rows, target))} images)"
         # Markers and dashes differ too, so a line that runs under another (both at 100%) still shows.
@@ -168,8 +168,8 @@ def write_robustness_report(
     ``raw_rows`` are ``results.csv`` rows as read (strings); ``cfg`` the run's settings.
     """
     rows = [parse_row(r) for r in raw_rows]
-    targets = [str(t) for t in cfg.get("targets") or []] or _ordered([str(r["target"]) for r in rows])
-    targets += [t for t in _ordered([str(r["target"]) for r in rows]) if t not in targets]
+    targets = [str(t) for t in cfg.get("targets") or []] or ordered([str(r["target"]) for r in rows])
+    targets += [t for t in ordered([str(r["target"]) for r in rows]) if t not in targets]
     eps_list = sorted({float(e) for e in cfg.get("eps_list") or []} | {float(r["eps"]) for r in rows})  # type: ignore[arg-type]
     text = report_text(rows, targets, eps_list, skipped, cfg)
     plot(run_dir / "robustness.png", rows, targets, eps_list, cfg)
