@@ -39,6 +39,7 @@ from benchmarks._compose import compose_run
 from blackbox.attacks import AttackFailedError, AttackProblem
 from blackbox.core.datasets import iterate, sources_from_config
 from blackbox.core.images import ImageLoadError
+from blackbox.experiment.record import measurement
 from blackbox.settings.build import attack_spec, goal_rule
 from targets._zoo import instantiate_target
 from targets.http import HttpTarget
@@ -127,7 +128,7 @@ def _attack_once(target, target_name: str, overrides: list[str], item: tuple, ep
             "failed": str(error),
             "seconds": time.perf_counter() - started,
         }
-    record = result.record(loaded, clean, has_point=has_point)
+    record = measurement(result, loaded, clean, has_point=has_point)
     return {
         "image": loaded.image_id,
         "eps": eps,
@@ -328,11 +329,13 @@ def main() -> None:
 
 
 def method_of(overrides: list[str]) -> str:
-    """The method a logged row's overrides ran: the label, the white-box attack, or the sampler."""
+    """The method a logged row's overrides ran: the label, the white-box attack, or the sampler
+    (``+shrink`` with ``shrink.enabled=true``)."""
+    shrunk = "+shrink" if "shrink.enabled=true" in overrides else ""
     for prefix in ("attack.label=", "attack=", "sampler="):
         found = [o.split("=", 1)[1] for o in overrides if o.startswith(prefix)]
         if found:
-            return found[-1]
+            return found[-1] + shrunk
     return "?"
 
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from blackbox.attacks import PGD, GaussianNoise, GradCamFGM, GradCamNoise, IterativeFGM
 from blackbox.attacks.testing import AttackConformance, counting
-from blackbox.search import PatchSearch
+from blackbox.search import PatchSearch, ShrinkSettings
 from targets._zoo import group_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -102,6 +102,18 @@ class TestPatchSearch(AttackConformance):
     @pytest.fixture
     def attack(self, search: str, sampler: str):
         return lambda: patch_search(search, sampler)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("search", SEARCH_SPACES)
+class TestPatchSearchShrink(AttackConformance):
+    """The search with the L2 shrink after its first success (``shrink.enabled=true``)."""
+
+    query_budget = BUDGET
+
+    @pytest.fixture
+    def attack(self, search: str, sampler: str):
+        return lambda: patch_search(search, sampler, shrink=ShrinkSettings(enabled=True, steps=3))
 
 
 class Overspending(GaussianNoise):

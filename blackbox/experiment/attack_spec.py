@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 
 from blackbox.attacks import Attack, AttackProblem
-from blackbox.search import PatchSearch
+from blackbox.search import PatchSearch, ShrinkSettings
 
 Family = Literal["white-box", "black-box"]
 
@@ -73,6 +73,7 @@ class SearchSpec(AttackSpec):
         ask_ahead: ask the next batch while the target answers this one.
         warm_start: gives a dense transfer perturbation (H, W, 3) in [-1, 1] for a problem; its fitted
             patches are the first trial (``warm_start=<zoo name>``), or ``None``.
+        shrink: after the first success, bisect toward the smallest successful L2 (default off).
     """
 
     sampler_name: str
@@ -86,6 +87,7 @@ class SearchSpec(AttackSpec):
     write_behind: bool = True
     ask_ahead: bool = True
     warm_start: Callable[[AttackProblem], np.ndarray] | None = field(default=None, repr=False)
+    shrink: ShrinkSettings = field(default_factory=ShrinkSettings)
     family: Family = "black-box"
 
     @property
@@ -108,4 +110,5 @@ class SearchSpec(AttackSpec):
             trial_callbacks=trial_callbacks,
             write_behind=self.write_behind,
             ask_ahead=self.ask_ahead,
+            shrink=self.shrink,
         )

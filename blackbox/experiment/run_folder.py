@@ -39,9 +39,10 @@ RESULT_SETTINGS = (
     "measure",
     "warm_start",
     "success",
+    "shrink",
 )
 # Folders made before a setting existed ran with what it then always was: success=point (issue 16).
-_BEFORE_THE_SETTING = {"success": "point"}
+_BEFORE_THE_SETTING = {"success": "point", "shrink": {"enabled": False, "steps": 8, "tolerance": 0.00390625}}
 
 
 class RunFolderBusyError(ConfigError):

@@ -2,13 +2,14 @@
 its search spaces, samplers, query budget and warm start."""
 
 from blackbox.search.accumulate import AccumulateSearch
-from blackbox.search.patch_search import PatchSearch, TrialRecord, render_trial, study_name
+from blackbox.search.patch_search import PatchSearch, ShrinkSettings, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
 
 __all__ = [
     "AccumulateSearch",
     "PatchParam",
     "PatchSearch",
+    "ShrinkSettings",
     "TrialRecord",
     "param_name",
     "render_trial",

@@ -146,6 +146,18 @@ class SearchStudy:
             trial.set_user_attr(DISCARDED, DISCARD_REASON)
             self.live.tell(trial, state=TrialState.FAIL)
 
+    def write_discarded(self) -> None:
+        """Write the trials discarded at the end of the live study, when more trials will follow
+        them (the shrink's probes): the stored trial numbers stay the live ones, which replay names."""
+        if not self.writes_behind:
+            return
+        tail = self.live.get_trials(deepcopy=False)[len(self.stored.get_trials(deepcopy=False)) :]
+        if any(DISCARDED not in t.user_attrs for t in tail):
+            raise RuntimeError(
+                "write_discarded: unwritten trials other than discarded ones; call write first"
+            )
+        self.stored.add_trials(tail)
+
     def write(self, answered: Sequence[optuna.trial.Trial] = ()) -> None:
         """Copy the trials finished since the last write, and the batch ``answered``, to the storage.
 

@@ -4,6 +4,8 @@ Every trial renders ``n_patches`` patches (see :mod:`blackbox.core.perturbation`
 quantises to 8 bits, and asks the target. It sees only the target's outputs and scores them with
 :mod:`blackbox.core.objective`. The budget is counted in target queries
 (:class:`~blackbox.search.budget.QueryBudget`); the search stops early on success if ``early_stop``.
+With ``shrink`` enabled, the rest of the budget after the first success bisects the best success's
+scale, and the result is the smallest successful L2 found (:mod:`blackbox.search._shrink`).
 
 The pieces, each in its module:
 
@@ -15,6 +17,7 @@ The pieces, each in its module:
 - :mod:`blackbox.search._session`: the loop. Batches of ``batch_size`` trials sent as one target
   call; with ``ask_ahead`` (the default) the next batch is asked while the target answers, always
   before this one is told, so the search is as deterministic as without.
+- :mod:`blackbox.search._shrink`: the decision-based L2 shrink after the first success.
 - :mod:`blackbox.search.search_space`: the declared space, its parameter names, trial configs.
 """
 
@@ -37,6 +40,7 @@ from blackbox.search._session import (
     TrialRecord,
     judge_for,
 )
+from blackbox.search._shrink import OF, ShrinkSettings, Shrunk, shrink
 from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import Region, distributions, patch_regions, render_config, trial_config
@@ -50,6 +54,7 @@ __all__ = [
     "MIN_NO_CHANGE",
     "PatchSearch",
     "SamplerFactory",
+    "ShrinkSettings",
     "TrialCallback",
     "TrialRecord",
     "batch_seed",
@@ -84,7 +89,9 @@ class PatchSearch(Attack):
     ``budget`` is in target queries per image, ``batch_size`` candidates per target call.
     ``storage`` (an Optuna storage or URL; ``None``: in memory) keeps the trials; ``trial_callbacks``
     see each trial before it is told; ``warm_start(problem)`` gives a dense ``(H, W, 3)``
-    perturbation whose fitted patches are the first trial.
+    perturbation whose fitted patches are the first trial. ``shrink`` (default off): after the first
+    success, bisect the best success's scale with the budget left and report the smallest successful
+    L2 (``queries_to_success`` stays the first success's; ``extra.first_success_l2`` keeps its L2).
 
     Raises:
         ValueError: ``budget`` or ``batch_size`` is not positive.
@@ -108,6 +115,7 @@ class PatchSearch(Attack):
         warm_start: Callable[[AttackProblem], np.ndarray] | None = None,
         write_behind: bool = True,
         ask_ahead: bool = True,
+        shrink: ShrinkSettings | None = None,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -130,6 +138,8 @@ class PatchSearch(Attack):
         self.write_behind = write_behind
         # Ask the next batch while the target answers this one (blackbox.search._session).
         self.ask_ahead = ask_ahead
+        # After the first success, bisect toward the smallest successful L2 (off: None or disabled).
+        self.shrink = shrink if shrink is not None and shrink.enabled else None
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -179,6 +189,8 @@ class PatchSearch(Attack):
         best = Best()
         used, completed = study.resume()
         for trial, queries in completed:
+            if OF in trial.user_attrs:
+                continue  # a shrink probe: the shrink rebuilds its bisection from them
             best.offer(
                 trial.number, float(trial.value), bool(trial.user_attrs.get("success")), queries, None, None
             )
@@ -195,7 +207,8 @@ class PatchSearch(Attack):
         )
         session.run()
         self._check_finished(session, problem, name)
-        return self._result(session, problem, target, name, rule)
+        shrunk = shrink(session, self.shrink) if self.shrink is not None else None
+        return self._result(session, problem, target, name, rule, shrunk)
 
     def _study_attrs(self, problem: AttackProblem) -> dict[str, object]:
         """What a new study records of its problem (dashboards and replay read them)."""
@@ -217,7 +230,7 @@ class PatchSearch(Attack):
             search=self.search,
             budget=self.budget,
             batch_size=self.batch_size,
-            early_stop=self.early_stop,
+            early_stop=self.early_stop or self.shrink is not None,
             ask_ahead=self.ask_ahead,
             progress=self.progress,
             trial_callbacks=self.trial_callbacks,
@@ -252,10 +265,21 @@ class PatchSearch(Attack):
             )
 
     def _result(
-        self, session: SearchSession, problem: AttackProblem, target: Target, name: str, rule: str
+        self,
+        session: SearchSession,
+        problem: AttackProblem,
+        target: Target,
+        name: str,
+        rule: str,
+        shrunk: Shrunk | None = None,
     ) -> AttackResult:
         best, trials = session.best, session.study.live.trials
         assert best.trial is not None
+        extra: dict[str, object] = {}
+        if shrunk is not None:  # the smallest success replaces the best-scoring one
+            best.trial, best.value = shrunk.trial, shrunk.value
+            best.adversarial, best.output = shrunk.adversarial, shrunk.output
+            extra = {"first_success_l2": shrunk.first_success_l2, "shrink_queries": shrunk.probes}
         # The best trial came from an earlier, resumed session: its image is re-rendered and asked
         # once more (its map was not stored). That query is outside the budget and reported apart.
         requeries = 0
@@ -279,6 +303,6 @@ class PatchSearch(Attack):
             best_trial=best.trial,
             perturbation=trials[best.trial].user_attrs.get("perturbation"),
             failed_queries=session.failed,
-            extra={"study": name, "resumed_best_requeries": requeries},
+            extra={"study": name, "resumed_best_requeries": requeries, **extra},
             success_rule=rule,  # type: ignore[arg-type]
         )

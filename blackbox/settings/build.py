@@ -21,7 +21,8 @@ from blackbox.core.goal_rule import GoalRule
 from blackbox.experiment.attack_spec import AttackSpec, ConfiguredSpec, Family, SearchSpec
 from blackbox.experiment.options import RunOptions, StorageSettings
 from blackbox.experiment.run_folder import stored_config
-from targets import Capability, DifferentiableTarget, load, require
+from blackbox.search import ShrinkSettings
+from targets import Capability, ConfigError, DifferentiableTarget, load, require
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
 NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
@@ -81,7 +82,25 @@ def attack_spec(cfg: DictConfig) -> AttackSpec:
         write_behind=bool(cfg.storage.get("write_behind", True)),
         ask_ahead=bool(cfg.get("ask_ahead", True)),
         warm_start=warm_start(cfg),
+        shrink=shrink_settings(cfg),
     )
+
+
+def shrink_settings(cfg: DictConfig) -> ShrinkSettings:
+    """``shrink:`` (PatchSearch's L2 shrink after the first success; off when the key is absent).
+
+    Raises:
+        ConfigError: ``shrink.steps`` or ``shrink.tolerance`` out of range.
+    """
+    node = cfg.get("shrink") or {}
+    try:
+        return ShrinkSettings(
+            enabled=bool(node.get("enabled", False)),
+            steps=int(node.get("steps", 8)),
+            tolerance=float(node.get("tolerance", 1.0 / 256)),
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def load_stand_in(setting: str, name: str, aspect_ratios: Sequence[float]) -> DifferentiableTarget:
