@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from blackbox.attacks import PGD, Attack, GaussianNoise, IterativeFGM, WhiteBoxAttack
-from blackbox.core.goal import default_goal
-from blackbox.core.images import LoadedImage
+from blackbox.attacks.testing import sample_problem
 from blackbox.search import PatchSearch
 from blackbox.settings.build import load_stand_in
 from blackbox.settings.checks import ConfigError
@@ -34,18 +33,7 @@ SMALL = ["working_width=96", "budget=3", "batch_size=3", "progress=false", "data
 
 
 def problem_on(photo: np.ndarray, target: Target):
-    from blackbox.attacks import AttackProblem
-
-    image = LoadedImage("chelsea", "test", photo, photo.shape[1::-1])
-    clean = target.query([image.as_float])[0]
-    goal = default_goal(
-        width=image.width,
-        height=image.height,
-        log_density=clean.log_density,
-        salient_point=clean.salient_point,
-        crops=clean.crops,
-    )
-    return AttackProblem(image, clean, goal, 20.0, "l2", target.name)
+    return sample_problem(target, eps=20.0, pixels=photo)
 
 
 def test_each_target_declares_what_it_gives() -> None:

@@ -11,21 +11,10 @@ from blackbox.core.goal import default_goal
 from blackbox.core.images import LoadedImage
 from blackbox.search import PatchSearch, render_trial
 from blackbox.search.budget import BudgetExhaustedError, QueryBudget
+from blackbox.search.testing import SEARCH  # two Gabor-like patches, the suites' search space
 from targets import Output, Target, TargetOutput
 from targets._zoo import group_config
 from targets.classic import ClassicSaliency
-
-SEARCH = {
-    "n_patches": 2,
-    "region": "goal",
-    "margin": 0.5,
-    "space": {
-        "size": {"low": 2.0, "high": 10.0, "log": True},
-        "amplitude": {"low": -1.0, "high": 1.0},
-        "frequency": {"low": 0.0, "high": 0.3},
-        "angle": {"low": 0.0, "high": 3.14},
-    },
-}
 
 
 class CountingTarget(Target):
