@@ -19,10 +19,11 @@ from PIL import Image
 
 from blackbox.core.images import ImageLoadError, LoadedImage, load_image, prepare
 from blackbox.experiment.artifacts import TrialArtifacts
-from blackbox.experiment.pipeline import Outcome, Pipeline
+from blackbox.experiment.pipeline import Outcome
 from blackbox.experiment.storage import journal_storage
 from blackbox.settings.build import attack_spec, run_options
 from blackbox.settings.checks import ConfigError
+from blackbox.settings.commands import pipeline_for
 from blackbox.settings.preflight import compose_overrides, preflight
 from targets import Target
 from targets._zoo import group_names, load
@@ -109,17 +110,7 @@ def attack(
         target_name, target = target, load(target, aspect_ratios=options.aspect_ratios)
     else:
         target_name = str(getattr(target, "name", type(target).__name__))
-    ratios = options.aspect_ratios
-    scorer = load(options.measure, aspect_ratios=ratios) if options.measure else None
-    pipeline = Pipeline(
-        target=target,
-        target_name=target_name,
-        goal_rule=options.goal,
-        norm=options.norm,
-        success=options.success,
-        measure=scorer,
-        measure_name=options.measure,
-    )
+    pipeline = pipeline_for(options, target, target_name)  # the command line's own
     built = attack_spec(cfg).build(
         storage=_storage(storage),
         # the per-trial attributes the command line sets (no artifact images: there is no run folder)

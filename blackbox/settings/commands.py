@@ -60,7 +60,7 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         sources = _sources(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         target = target if target is not None else instantiate_target(cfg.target)
-        pipeline = _pipeline(options, target, target_name)
+        pipeline = pipeline_for(options, target, target_name)
         experiment = open_experiment(storage, run_dir)  # storage, artifacts, which images are done
         spec = attack_spec(cfg)
         return attack_images(
@@ -102,7 +102,7 @@ def comparison(
         crafter = (load_stand_in("whitebox_target", name, options.aspect_ratios), name)
     return Comparison(
         # compare judges success by the scoring target's own rule (success=auto), as it always has
-        pipeline=_pipeline(options, target, target_name, success="auto"),
+        pipeline=pipeline_for(options, target, target_name, success="auto"),
         methods=methods(cfg),
         eps_list=eps_list(cfg),
         bisection_steps=int(cfg.smallest_eps.bisection_steps),
@@ -166,7 +166,7 @@ def _sources(cfg: DictConfig) -> list[ImageSource]:
     return sources_from_config(image=cfg.get("image"), dataset=OmegaConf.to_container(cfg.dataset))  # type: ignore[arg-type]
 
 
-def _pipeline(
+def pipeline_for(
     options: RunOptions, target: Target, target_name: str, *, success: str | None = None
 ) -> Pipeline:
     """The pipeline on ``target``; ``options.measure`` (a zoo name) scores on another model."""
