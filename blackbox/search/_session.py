@@ -148,13 +148,13 @@ class SearchSession:
                             break  # this eps and search space cannot change the image: see PatchSearch
                         continue
                 self.study.mark_in_flight(trials, first_number)
-                outputs = self._send(trials, adversarials, pool)
+                outputs = self.send(trials, adversarials, pool)
                 if outputs is None:  # the target call failed: the batch is spent
                     bar.update(len(trials))
                     if self._consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
                         break
                     continue
-                self._tell(trials, configs, adversarials, outputs)
+                self.tell(trials, configs, adversarials, outputs)
                 bar.update(len(trials))
                 bar.set_postfix(best=f"{best.value:.3g}", success=best.success)
                 if settings.early_stop and best.success:
@@ -203,7 +203,7 @@ class SearchSession:
         kept = [i for i, same in enumerate(unchanged) if not same]
         return [trials[i] for i in kept], [configs[i] for i in kept], [adversarials[i] for i in kept]
 
-    def _send(
+    def send(
         self,
         trials: list[optuna.trial.Trial],
         adversarials: list[np.ndarray],
@@ -241,7 +241,7 @@ class SearchSession:
         self._consecutive_failures = 0
         return outputs
 
-    def _tell(
+    def tell(
         self,
         trials: list[optuna.trial.Trial],
         configs: list[dict],

@@ -107,7 +107,8 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
     )
     study.write_discarded()  # probes follow them: keep the stored numbers the live ones
     low, high = 0.0, 1.0
-    for probe in probes_of(trials, base.number):
+    done = probes_of(trials, base.number)  # an earlier session's probes: the bisection so far
+    for probe in done:
         scale = float(probe.user_attrs[SCALE])
         hit = probe.state == TrialState.COMPLETE and bool(probe.user_attrs.get("success"))
         low, high = (low, min(high, scale)) if hit else (max(low, scale), high)
@@ -115,7 +116,7 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
         if hit:
             image = render_config(clean, probe.user_attrs["perturbation"])
             _offer(found, probe.number, clean, image, float(probe.value), None, None)  # type: ignore[arg-type]
-    steps = len(probes_of(trials, base.number))
+    steps = len(done)
     while steps < settings.steps and high - low > settings.tolerance and session.budget.remaining > 0:
         steps += 1
         scale = (low + high) / 2
@@ -129,10 +130,10 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
             low = scale
             continue
         study.mark_in_flight([trial], trial.number)
-        outputs = session._send([trial], [adversarial], None)
+        outputs = session.send([trial], [adversarial], None)
         if outputs is None:  # the target call failed: stop here, a re-run resumes the bisection
             break
-        session._tell([trial], [config], [adversarial], outputs)
+        session.tell([trial], [config], [adversarial], outputs)
         found.probes += 1
         value, hit = session.judge(outputs[0])
         if hit:
