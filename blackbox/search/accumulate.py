@@ -149,8 +149,6 @@ class AccumulateSearch(Attack):
         image = problem.image
         clean, width, height = image.pixels, image.width, image.height
         norm: Norm = problem.norm  # type: ignore[assignment]
-        if norm not in ("l2", "linf"):
-            raise ValueError(f"norm must be 'l2' or 'linf', got {problem.norm!r}")
         require(target, self.requires, by=self.name, name=problem.target_name)
         has_point, rule = target.gives_point, self.success_rule(problem, target)
         self.proposal.setup(height, width, problem.goal, problem.clean_output.salient_point)
@@ -214,10 +212,12 @@ class AccumulateSearch(Attack):
                     pending = delta
                 continue
             trial = study.ask(space)
-            change = _scaled(self.proposal.change(trial.params), self.step * radius, norm)
+            change = PerturbationBudget(eps=self.step * radius, norm=norm).rescale(
+                self.proposal.change(trial.params)
+            )
             candidate = delta + change
             np.clip(candidate, -room[0], room[1], out=candidate)  # what clipping to [0, 1] would waste
-            candidate = _project(candidate, radius, norm)
+            candidate = PerturbationBudget(eps=radius, norm=norm).project(candidate)
             answer = ask(candidate, radius)
             if answer is None:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -255,17 +255,6 @@ class AccumulateSearch(Attack):
             },
             success_rule=rule,
         )
-
-
-def _scaled(unit: np.ndarray, size: float, norm: Norm) -> np.ndarray:
-    """``unit`` (L2 norm 1) rescaled to norm ``size`` in ``norm``."""
-    current = _size(unit, norm)
-    return unit * (size / current) if current > 0 else unit
-
-
-def _project(delta: np.ndarray, radius: float, norm: Norm) -> np.ndarray:
-    """``delta`` moved into the ``radius`` ball (L2: scaled down; L-inf: clipped)."""
-    return PerturbationBudget(eps=radius, norm=norm).project(delta)
 
 
 def _size(delta: np.ndarray, norm: Norm) -> float:
