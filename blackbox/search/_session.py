@@ -247,13 +247,16 @@ class SearchSession:
         configs: list[dict],
         adversarials: list[np.ndarray],
         outputs: list[TargetOutput],
-    ) -> None:
-        """Score each answer, store what replays it, run the callbacks, tell the sampler."""
+    ) -> list[tuple[float, bool]]:
+        """Score each answer, store what replays it, run the callbacks, tell the sampler; return each
+        answer's score and success."""
         first_query = self.budget.used - len(trials) + 1
+        judged = []
         for index, (trial, config, adversarial, output) in enumerate(
             zip(trials, configs, adversarials, outputs, strict=True)
         ):
             value, hit = self.judge(output)
+            judged.append((value, hit))
             queries = first_query + index
             trial.set_user_attr("perturbation", config)
             trial.set_user_attr("queries", queries)
@@ -268,6 +271,7 @@ class SearchSession:
             self.study.tell(trial, float(np.clip(value, -1e6, 1e6)))
             self.best.offer(trial.number, value, hit, queries, adversarial, output)
         self.study.write(trials)
+        return judged
 
 
 def judge_for(

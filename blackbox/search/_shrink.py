@@ -133,9 +133,8 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
         outputs = session.send([trial], [adversarial], None)
         if outputs is None:  # the target call failed: stop here, a re-run resumes the bisection
             break
-        session.tell([trial], [config], [adversarial], outputs)
+        [(value, hit)] = session.tell([trial], [config], [adversarial], outputs)
         found.probes += 1
-        value, hit = session.judge(outputs[0])
         if hit:
             high = scale
             _offer(found, trial.number, clean, adversarial, value, adversarial, outputs[0])
