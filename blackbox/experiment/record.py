@@ -101,13 +101,13 @@ def build_record(
     has_point: bool,
     measure_name: str | None = None,
     on_target: Record | None = None,
-    target_counters: Mapping[str, int] | None = None,
 ) -> Record:
     """The ``results.jsonl`` line of one attack on one image (the keys: module docstring).
 
     With ``measure_name``, ``result`` is the one scored on the measuring model, ``clean_output`` that
     model's clean answer and ``on_target`` the :func:`measurement` on the attacked target (its
-    :data:`ON_TARGET_KEYS` are kept). ``target_counters`` are added when not empty.
+    :data:`ON_TARGET_KEYS` are kept). :meth:`Pipeline.run <blackbox.experiment.pipeline.Pipeline.run>`
+    adds ``target_counters``.
     """
     record = measurement(result, clean, clean_output, has_point=has_point)
     record["target"] = target_name
@@ -117,8 +117,6 @@ def build_record(
     if on_target is not None:
         record["on_target"] = {key: on_target[key] for key in ON_TARGET_KEYS}
     record["ssim"] = ssim(clean.pixels, result.adversarial)
-    if target_counters:
-        record["target_counters"] = dict(target_counters)
     return record
 
 
