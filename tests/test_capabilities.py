@@ -101,6 +101,7 @@ def test_a_run_refuses_a_white_box_attack_on_a_crop_only_target_before_any_image
         run(cfg, tmp_path, target_name="vips_entropy")
     assert str(caught.value).startswith("attack=pgd needs gradients; target=vips_entropy gives crops only")
     assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "errors.jsonl").exists()
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "optuna.journal").exists()
 
 
 def test_a_stand_in_must_give_gradients() -> None:

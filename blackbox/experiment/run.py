@@ -54,15 +54,16 @@ def attack_images(
     """Attack every image ``experiment`` schedules; write PNGs, ``results.jsonl``, ``errors.jsonl`` and
     ``summary.md``, and print the summary table and the verdict.
 
-    The caller holds ``run_dir`` (:func:`blackbox.experiment.run_folder.working_in`). Images already
+    The caller holds ``run_dir`` (:func:`blackbox.experiment.run_folder.working_in`) and has checked
+    that the target gives what the attack needs (:meth:`Pipeline.check
+    <blackbox.experiment.pipeline.Pipeline.check>`, before the experiment is opened). Images already
     done (an earlier session, another worker) are kept; skipped ones are named in ``errors.jsonl``.
 
     Raises:
-        ConfigError: the attack needs gradients and the target gives none.
+        targets.MissingCapabilityError: the target lacks what the attack needs (every attack checks).
     """
     callbacks = experiment.trial_callbacks(options.artifacts)
     attack = spec.build(storage=experiment.storage, trial_callbacks=callbacks)
-    pipeline.check(attack)
     summary = RunSummary(run_dir)
     results_path, errors_path = run_dir / "results.jsonl", run_dir / "errors.jsonl"
     # The whole job's progress (image k of N, time left); each image's search has its own bar.

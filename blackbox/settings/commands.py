@@ -61,8 +61,10 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         run_dir.mkdir(parents=True, exist_ok=True)
         target = target if target is not None else instantiate_target(cfg.target)
         pipeline = pipeline_for(options, target, target_name)
-        experiment = open_experiment(storage, run_dir)  # storage, artifacts, which images are done
         spec = attack_spec(cfg)
+        # Refused before the experiment makes its storage and artifact folder: nothing is left behind.
+        pipeline.check(spec.build())
+        experiment = open_experiment(storage, run_dir)  # storage, artifacts, which images are done
         return attack_images(
             pipeline=pipeline,
             spec=spec,
