@@ -50,10 +50,13 @@ DEFAULT_SETS = (
     "readme=dataset=folder,dataset.path=runs/benchmarks/photos",
     "heldout=dataset=folder,dataset.path=runs/benchmarks/heldout",
 )
+# The search after its first success: bisection, then rounds at smaller eps (blackbox/search/_shrink.py).
+SHRINK = "shrink.enabled=true,shrink.rounds=30"
 DEFAULT_STRATEGIES = (
-    "tpe=sampler=tpe",
+    f"texture=search=texture,sampler=tpe,{SHRINK}",
+    f"texture_random=search=texture,sampler=random,{SHRINK}",
+    f"blobs=sampler=tpe,{SHRINK}",
     "accumulate=attack=accumulate",
-    "accumulate_near=attack=accumulate,attack.proposal_settings.region=near,attack.label=accumulate_near",
 )
 
 
@@ -86,9 +89,11 @@ def problems(target, target_name: str, overrides: list[str], common: list[str]) 
 LOG: Path | None = None  # every attack's row is appended here as it ends (partial runs can be read)
 
 
-def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps: float) -> dict:
+def attack_once(
+    target, target_name: str, overrides: list[str], item: tuple, eps: float, name: str | None = None
+) -> dict:
     row = _attack_once(target, target_name, overrides, item, eps)
-    label = next(
+    label = name or next(
         (
             o.split("=", 1)[1]
             for o in reversed(overrides)
@@ -96,6 +101,8 @@ def attack_once(target, target_name: str, overrides: list[str], item: tuple, eps
         ),
         "?",
     )
+    if name is not None:
+        row["strategy"] = name
     print(
         f"    {row['image']:>28} {label:>14} eps {eps:<6g} success {row['success']!s:5} "
         f"to success {row['queries_to_success']!s:>4}  L2 {_num(row['l2']):6.2f}  {row['seconds']:5.1f} s",
@@ -234,8 +241,11 @@ def main() -> None:
     parser.add_argument(
         "--crops-url",
         default=None,
-        help="a crop-only reference server (python -m targets.serve target=T response=crop): every "
-        "attack=accumulate strategy is run again through it (target.expect=[crops]) at --crops-eps",
+        help="a crop-only reference server (python -m targets.serve target=T response=crop): the "
+        "--crops-strategies are run again through it (target.expect=[crops]) at --crops-eps",
+    )
+    parser.add_argument(
+        "--crops-strategies", nargs="*", default=None, help="strategy names (default: the first one)"
     )
     parser.add_argument("--crops-eps", type=float, nargs="*", default=[10.0])
     parser.add_argument(
@@ -310,19 +320,26 @@ def main() -> None:
             if crops_target is not None:
                 loaded, _, goal = item
                 clean = crops_target.query([loaded.as_float])[0]
+                chosen_crops = args.crops_strategies or [strategies[0][0]]
                 for name, overrides in strategies:
-                    if "attack=accumulate" not in overrides:
+                    if name not in chosen_crops:
                         continue
-                    # The map's goal and the point rule (the point estimated from the crops); ties accepted.
-                    settings = [*common, *overrides, "success=point", "attack.accept_ties=true"]
+                    # The map's goal and the point rule (the point estimated from the crops); an
+                    # accumulation accepts ties (crop-only scores are flat between crop jumps).
+                    ties = ["attack.accept_ties=true"] if "attack=accumulate" in overrides else []
+                    settings = [*common, *overrides, "success=point", *ties]
                     for eps in args.crops_eps:
-                        row = attack_once(crops_target, "http", settings, (loaded, clean, goal), eps)
+                        row = attack_once(
+                            crops_target, "http", settings, (loaded, clean, goal), eps, f"{name}@crops"
+                        )
                         rows.setdefault(f"{name}@crops", []).append(row)
             for name, overrides in strategies:
                 for eps in args.eps:
                     first_only = eps in args.first_success_eps and "attack=accumulate" in overrides
                     settings = [*common, *overrides, *(["attack.shrink=false"] if first_only else [])]
-                    rows.setdefault(name, []).append(attack_once(target, args.target, settings, item, eps))
+                    rows.setdefault(name, []).append(
+                        attack_once(target, args.target, settings, item, eps, name)
+                    )
         report["sets"][set_name] = summarise(set_name, [i[0].image_id for i in items], rows, args, out_dir)
         (out_dir / "blackbox_vs_whitebox.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwritten {out_dir}")
@@ -358,9 +375,10 @@ def summarise_logs(args, out_dir: Path) -> None:
         rows = merged.setdefault(set_name, {})
         for line in (Path(folder) / "rows.jsonl").read_text().splitlines():
             row = json.loads(line)
-            name = method_of(row.pop("overrides"))
+            overrides = row.pop("overrides")
+            name = row.get("strategy") or method_of(overrides)
             row["bisection"] = row.get("bisection") or (name == "pgd" and row["eps"] not in args.eps)
-            if name.endswith("accumulate") and "success=point" in line and "accept_ties" in line:
+            if "strategy" not in row and name.endswith("accumulate") and "accept_ties" in line:
                 name += "@crops"
             rows.setdefault(name, []).append(row)
     for set_name, rows in merged.items():

@@ -1,7 +1,13 @@
 """The decision-based L2 shrink after a search's first success (``shrink.enabled``, issue 18).
 
 Once the search has a success, the rest of the budget goes to the smallest successful L2: bisection
-on the scale of the best successful trial. Each probe re-renders that trial's config at ``scale *
+on the scale of the best successful trial. With ``rounds``, the search then goes on at ``factor``
+times the smallest successful L2 (a new *round*: ordinary trials at that smaller ``eps``, the
+sampler knowing every earlier trial), stops at its first success, bisects it, and so on until the
+budget or the rounds are spent: as decision-based attacks (HopSkipJump, Sign-OPT) walk a success
+towards the clean image, but through the search space, so every image is still one trial's config.
+
+Each probe re-renders that trial's config at ``scale *
 eps`` (its params unchanged, its stored ``perturbation`` config at the smaller ``eps``), so a probe
 is one target query and one ordinary Optuna trial, and replays byte for byte like any other.
 
@@ -9,11 +15,14 @@ Probes are trials asked with the best trial's params enqueued, marked with the u
 :data:`SCALE` (the fraction of ``eps``) and :data:`OF` (the bisected trial's number). The bisection's
 state (``low``, ``high``) is rebuilt from the stored probes, so a resumed study goes on where the
 interrupted one stopped and draws nothing at random. A probe that rounds to the clean image is not
-sent (no query) and counts as a failure.
+sent (no query) and counts as a failure. A round's trials carry their round number in their stored
+config (:data:`ROUND`); each round's ``eps`` follows from the stored trials before it, so a resumed
+study goes on in the round it stopped in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +30,9 @@ import optuna
 from optuna.trial import TrialState
 
 from blackbox.core.metrics import perturbation_norms
-from blackbox.search._session import SearchSession
+from blackbox.search._session import Best, SearchSession
 from blackbox.search._study import UNCHANGED
+from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import render_config
 from targets import TargetOutput
 
@@ -30,6 +40,10 @@ from targets import TargetOutput
 SCALE = "shrink_scale"
 # User attribute of a shrink probe: the number of the successful trial it bisects.
 OF = "shrink_of"
+# Key of a round's trial config: the round (1, 2, ...) that searched it.
+ROUND = "shrink_round"
+# Rounds end when the next would search above this fraction of the smallest successful L2.
+LAST_FRACTION = 0.95
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,16 +55,33 @@ class ShrinkSettings:
             of the search itself).
         steps: at most this many bisection probes (one query each, within the budget); >= 1.
         tolerance: stop once ``high - low`` (fractions of ``eps``) is at most this; in (0, 1).
+        rounds: after a bisection, search again at ``factor`` x the smallest successful L2 (module
+            doc), at most this many times; 0: stop after the first bisection.
+        factor: each round's ``eps`` as a fraction of the smallest successful L2 so far, in (0, 1).
+            After a round that found nothing, the next one tries halfway between its fraction and 1;
+            the rounds end once that is above :data:`LAST_FRACTION`.
+        patience: a round that has not succeeded within this many queries ends (>= 1).
 
     Raises:
-        ValueError: ``steps`` or ``tolerance`` out of range.
+        ValueError: ``steps``, ``tolerance``, ``rounds``, ``factor`` or ``patience`` out of range.
     """
 
     enabled: bool = False
     steps: int = 8
     tolerance: float = 1.0 / 256
+    rounds: int = 0
+    factor: float = 0.7
+    patience: int = 20
 
     def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"shrink.patience must be at least 1 query a round, got {self.patience}")
+        if self.rounds < 0:
+            raise ValueError(f"shrink.rounds must be >= 0 searches after the bisection, got {self.rounds}")
+        if not 0 < self.factor < 1:
+            raise ValueError(
+                f"shrink.factor must be in (0, 1) (of the smallest successful L2), got {self.factor}"
+            )
         if self.steps < 1:
             raise ValueError(f"shrink.steps must be at least 1 bisection query, got {self.steps}")
         if not 0 < self.tolerance < 1:
@@ -81,20 +112,32 @@ def probes_of(trials: list[optuna.trial.FrozenTrial], of: int) -> list[optuna.tr
     ]
 
 
-def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
-    """Bisect the scale of ``session``'s best successful trial within the budget left.
+def round_of(trial: optuna.trial.FrozenTrial) -> int:
+    """The round that searched ``trial`` (0: the search before the first bisection)."""
+    return int(trial.user_attrs.get("perturbation", {}).get(ROUND, 0))
 
-    Returns ``None`` when the search had no success. The bisected trial itself is the result when
-    no probe succeeds with a smaller L2.
+
+def shrink(
+    session: SearchSession,
+    settings: ShrinkSettings,
+    configure: Callable[[float], Callable[[Mapping[str, object]], dict]] | None = None,
+) -> Shrunk | None:
+    """Bisect the scale of ``session``'s best successful trial, then search and bisect in rounds.
+
+    ``configure(eps)`` is the search's params-to-config function at ``eps`` (needed for
+    ``settings.rounds > 0``). Returns ``None`` when the search had no success. The bisected trial
+    itself is the result when no probe succeeds with a smaller L2.
     """
     best, study, problem = session.best, session.study, session.problem
     if not best.success or best.trial is None:
         return None
     clean = problem.image.pixels
-    trials = study.live.get_trials(deepcopy=False)
-    base = trials[best.trial]
-    base_config = base.user_attrs["perturbation"]
-    base_image = best.adversarial if best.adversarial is not None else render_config(clean, base_config)
+    base = study.live.get_trials(deepcopy=False)[best.trial]
+    base_image = (
+        best.adversarial
+        if best.adversarial is not None
+        else render_config(clean, base.user_attrs["perturbation"])
+    )
     first_l2 = perturbation_norms(clean, base_image)["l2"]
     found = Shrunk(
         trial=base.number,
@@ -106,8 +149,88 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
         probes=0,
     )
     study.write_discarded()  # probes follow them: keep the stored numbers the live ones
+    if not _bisect(session, settings, base.number, found):
+        return found
+    fraction = settings.factor
+    for number in range(1, settings.rounds + 1):
+        if configure is None or session.budget.remaining == 0 or fraction > LAST_FRACTION:
+            break
+        make_config = configure(fraction * found.l2)
+
+        def in_round(params: Mapping[str, object], make=make_config, number=number) -> dict:
+            return {**make(params), ROUND: number}
+
+        stored = [t for t in study.live.get_trials(deepcopy=False) if round_of(t) == number]
+        start = min(
+            (int(t.user_attrs["queries"]) - 1 for t in stored if "queries" in t.user_attrs), default=None
+        )
+        start = session.budget.used if start is None else start
+        budget = session.budget
+        allowed = QueryBudget(
+            budget.target, limit=min(budget.limit, start + settings.patience), used=budget.used
+        )
+        phase = SearchSession(
+            settings=session.settings,
+            problem=problem,
+            study=study,
+            budget=allowed,
+            space=session.space,
+            make_config=in_round,
+            seed=session.seed,
+            judge=session.judge,
+            best=_stored_best(stored, number),
+        )
+        if allowed.remaining > 0:
+            phase.run()
+        budget.used = allowed.used
+        session.failed += phase.failed
+        if phase.gave_up is not None:
+            break
+        if not phase.best.success or phase.best.trial is None:
+            fraction = (1 + fraction) / 2  # nothing that small here: try a smaller step
+            continue
+        fraction = settings.factor
+        trial = study.live.get_trials(deepcopy=False)[phase.best.trial]
+        image = phase.best.adversarial
+        _offer(
+            found,
+            trial.number,
+            clean,
+            image if image is not None else render_config(clean, trial.user_attrs["perturbation"]),
+            phase.best.value,
+            image,
+            phase.best.output,
+        )
+        study.write_discarded()
+        if not _bisect(session, settings, trial.number, found):
+            break
+    return found
+
+
+def _stored_best(trials: list[optuna.trial.FrozenTrial], number: int) -> Best:
+    """Round ``number``'s best from the stored trials (a resumed round goes on from them)."""
+    best = Best()
+    for t in trials:
+        if t.state == TrialState.COMPLETE and OF not in t.user_attrs and round_of(t) == number:
+            best.offer(
+                t.number,
+                float(t.value),
+                bool(t.user_attrs.get("success")),
+                t.user_attrs["queries"],
+                None,
+                None,
+            )  # type: ignore[arg-type]
+    return best
+
+
+def _bisect(session: SearchSession, settings: ShrinkSettings, of: int, found: Shrunk) -> bool:
+    """Bisect the successful trial ``of``'s scale into ``found``; ``False`` if a target call failed."""
+    study, clean = session.study, session.problem.image.pixels
+    trials = study.live.get_trials(deepcopy=False)
+    base = trials[of]
+    base_config = base.user_attrs["perturbation"]
     low, high = 0.0, 1.0
-    done = probes_of(trials, base.number)  # an earlier session's probes: the bisection so far
+    done = probes_of(trials, of)  # an earlier session's probes: the bisection so far
     for probe in done:
         scale = float(probe.user_attrs[SCALE])
         hit = probe.state == TrialState.COMPLETE and bool(probe.user_attrs.get("success"))
@@ -121,7 +244,7 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
         steps += 1
         scale = (low + high) / 2
         config = dict(base_config, eps=float(base_config["eps"]) * scale)
-        study.live.enqueue_trial(dict(base.params), user_attrs={SCALE: scale, OF: base.number})
+        study.live.enqueue_trial(dict(base.params), user_attrs={SCALE: scale, OF: of})
         trial = study.live.ask(session.space)
         adversarial = render_config(clean, config)
         if np.array_equal(adversarial, clean):
@@ -132,7 +255,7 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
         study.mark_in_flight([trial], trial.number)
         outputs = session.send([trial], [adversarial], None)
         if outputs is None:  # the target call failed: stop here, a re-run resumes the bisection
-            break
+            return False
         [(value, hit)] = session.tell([trial], [config], [adversarial], outputs)
         found.probes += 1
         if hit:
@@ -140,7 +263,7 @@ def shrink(session: SearchSession, settings: ShrinkSettings) -> Shrunk | None:
             _offer(found, trial.number, clean, adversarial, value, adversarial, outputs[0])
         else:
             low = scale
-    return found
+    return True
 
 
 def _offer(

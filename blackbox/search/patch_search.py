@@ -29,6 +29,7 @@ import numpy as np
 import optuna
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
+from blackbox.core.perturbation import PerturbationBudget
 from blackbox.search import features
 from blackbox.search._session import (
     MAX_CONSECUTIVE_FAILURES,
@@ -40,7 +41,7 @@ from blackbox.search._session import (
     TrialRecord,
     judge_for,
 )
-from blackbox.search._shrink import OF, ShrinkSettings, Shrunk, shrink
+from blackbox.search._shrink import OF, ShrinkSettings, Shrunk, round_of, shrink
 from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
 from blackbox.search.search_space import Region, distributions, patch_regions, render_config, trial_config
@@ -158,9 +159,13 @@ class PatchSearch(Attack):
                 raise ValueError(
                     "warm_start fits Gaussian patches: use it with search=blobs or patches, not grid"
                 )
-            space, make_config = features.config_maker(
-                self.search, problem.goal, width, height, eps=problem.eps, norm=problem.norm
-            )
+
+            def configure(eps: float) -> Callable[[Mapping[str, object]], dict]:
+                return features.config_maker(
+                    self.search, problem.goal, width, height, eps=eps, norm=problem.norm
+                )[1]
+
+            space = features.feature_distributions(self.search, problem.goal, width, height)
         else:
             regions = patch_regions(
                 self.search, problem.goal, width, height, problem.clean_output.salient_point
@@ -168,8 +173,13 @@ class PatchSearch(Attack):
             region = regions if len(set(regions)) > 1 else regions[0]
             space = distributions(self.search, region)
 
-            def make_config(params: Mapping[str, object]) -> dict:
-                return trial_config(self.search, params=params, region=region, budget=problem.budget)
+            def configure(eps: float) -> Callable[[Mapping[str, object]], dict]:
+                budget = PerturbationBudget(eps=eps, norm=problem.norm)  # type: ignore[arg-type]
+                return lambda params: trial_config(self.search, params=params, region=region, budget=budget)
+
+        make_config = configure(
+            problem.eps
+        )  # a trial's params -> its config; shrink rounds search smaller eps
 
         name = study_name(problem, self.sampler_name, rule)
         seed = study_seed(self.seed, name)
@@ -180,6 +190,13 @@ class PatchSearch(Attack):
             attrs=self._study_attrs(problem),
             write_behind=self.write_behind,
         )
+        prior = (
+            features.prior_params(self.search, problem.goal, width, height, problem.clean_output)
+            if features.is_feature_space(self.search)
+            else None
+        )
+        if prior is not None and not study.trials():
+            study.live.enqueue_trial(prior)  # the searched space's best first guess (search.prior)
         if self.warm_start is not None and not study.trials():
             delta = self.warm_start(problem)
             n_patches = int(self.search["n_patches"])
@@ -189,8 +206,8 @@ class PatchSearch(Attack):
         best = Best()
         used, completed = study.resume()
         for trial, queries in completed:
-            if OF in trial.user_attrs:
-                continue  # a shrink probe: the shrink rebuilds its bisection from them
+            if OF in trial.user_attrs or round_of(trial):
+                continue  # a shrink probe or round: the shrink rebuilds its state from them
             best.offer(
                 trial.number, float(trial.value), bool(trial.user_attrs.get("success")), queries, None, None
             )
@@ -207,7 +224,7 @@ class PatchSearch(Attack):
         )
         session.run()
         self._check_finished(session, problem, name)
-        shrunk = shrink(session, self.shrink) if self.shrink is not None else None
+        shrunk = shrink(session, self.shrink, configure) if self.shrink is not None else None
         return self._result(session, problem, target, name, rule, shrunk)
 
     def _study_attrs(self, problem: AttackProblem) -> dict[str, object]:

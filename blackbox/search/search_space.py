@@ -46,8 +46,9 @@ CHANNELS = ("r", "g", "b")  # one amplitude per RGB channel
 LOCATION_KEYS = ("x", "y")  # the patch's centre, in pixels
 PATTERN_KEYS = ("size", "frequency", "angle")
 #: A grid feature's own parameters (``search=grid``, :mod:`blackbox.search.features`): its size in
-#: grid cells, its fill (checker, noise, colour) and signed weight; it shares ``x``, ``y`` and the channels.
-FEATURE_KEYS = ("w", "h", "kind", "weight")
+#: grid cells, its fill (checker, noise, colour, texture), signed weight and a texture's ``squares``
+#: per cell; it shares ``x``, ``y`` and the channels.
+FEATURE_KEYS = ("w", "h", "kind", "weight", "squares")
 #: Every parameter a patch (or a grid feature) can have, in the order the search declares them.
 PARAM_KEYS = LOCATION_KEYS + PATTERN_KEYS + CHANNELS + FEATURE_KEYS
 _PARAM_NAME = re.compile(rf"^p(\d+)_({'|'.join(PARAM_KEYS)})$")

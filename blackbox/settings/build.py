@@ -90,7 +90,7 @@ def shrink_settings(cfg: DictConfig) -> ShrinkSettings:
     """``shrink:`` (PatchSearch's L2 shrink after the first success; off when the key is absent).
 
     Raises:
-        ConfigError: ``shrink.steps`` or ``shrink.tolerance`` out of range.
+        ConfigError: ``shrink.steps``, ``tolerance``, ``rounds`` or ``factor`` out of range.
     """
     node = cfg.get("shrink") or {}
     try:
@@ -98,6 +98,9 @@ def shrink_settings(cfg: DictConfig) -> ShrinkSettings:
             enabled=bool(node.get("enabled", False)),
             steps=int(node.get("steps", 8)),
             tolerance=float(node.get("tolerance", 1.0 / 256)),
+            rounds=int(node.get("rounds", 0)),
+            factor=float(node.get("factor", 0.7)),
+            patience=int(node.get("patience", 20)),
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
