@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from blackbox.core.metrics import perturbation_norms
 from blackbox.search import PatchSearch, ShrinkSettings, render_trial
-from blackbox.search._shrink import OF, SCALE
+from blackbox.search._shrink import OF, ROUND, SCALE
 from blackbox.settings.build import shrink_settings
 from targets import ConfigError
 from targets.classic import ClassicSaliency
@@ -128,6 +128,9 @@ def test_an_interrupted_shrink_resumes_where_it_stopped(setup, tmp_path) -> None
     [
         ({"enabled": True, "steps": 0}, "shrink.steps"),
         ({"enabled": True, "tolerance": 2}, "shrink.tolerance"),
+        ({"enabled": True, "rounds": -1}, "shrink.rounds"),
+        ({"enabled": True, "factor": 1.0}, "shrink.factor"),
+        ({"enabled": True, "patience": 0}, "shrink.patience"),
     ],
 )
 def test_bad_shrink_settings_say_which_key(node, words) -> None:
@@ -137,3 +140,57 @@ def test_bad_shrink_settings_say_which_key(node, words) -> None:
 
 def test_missing_shrink_key_is_off() -> None:
     assert shrink_settings(OmegaConf.create({})) == ShrinkSettings()
+
+
+ROUNDS = ShrinkSettings(enabled=True, rounds=10, factor=0.7, patience=6)
+
+
+def test_rounds_search_again_below_the_smallest_success(setup, photo) -> None:
+    target, problem = setup
+    storage = optuna.storages.InMemoryStorage()
+    once = shrinking(80).run(problem, target)
+    target.seen = 0
+    result = shrinking(80, storage=storage, shrink=ROUNDS).run(problem, target)
+    l2 = perturbation_norms(photo, result.adversarial)["l2"]
+    assert result.success and target.seen == result.queries <= 80
+    assert problem.goal.contains(target.inner.query([result.adversarial / 255.0])[0].salient_point)
+    # The same search and first bisection, then the rounds: never worse, and here better.
+    assert result.queries_to_success == once.queries_to_success
+    assert l2 < perturbation_norms(photo, once.adversarial)["l2"]
+    study = optuna.load_study(study_name=result.extra["study"], storage=storage)
+    searched = [
+        t for t in study.trials if ROUND in t.user_attrs.get("perturbation", {}) and OF not in t.user_attrs
+    ]
+    assert searched, "no round was searched"
+    for number in {t.user_attrs["perturbation"][ROUND] for t in searched}:
+        asked = [
+            t for t in searched if t.user_attrs["perturbation"][ROUND] == number and "queries" in t.user_attrs
+        ]
+        assert len(asked) <= ROUNDS.patience  # a round that finds nothing ends
+        assert max(t.user_attrs["perturbation"]["eps"] for t in asked) < EPS
+    best = study.trials[result.best_trial]
+    assert render_trial(problem, best.user_attrs["perturbation"]).tobytes() == result.adversarial.tobytes()
+    assert l2 <= best.user_attrs["perturbation"]["eps"] + 1e-9
+
+
+@pytest.mark.parametrize("cut_after", [3, 12, 25])
+def test_interrupted_rounds_resume_to_the_uninterrupted_result(setup, tmp_path, cut_after) -> None:
+    from blackbox.experiment.storage import make_storage
+
+    target, problem = setup
+    whole = shrinking(80, shrink=ROUNDS).run(problem, target)
+    cut = whole.queries_to_success + cut_after
+    assert cut < whole.queries
+    shrinking(cut, storage=make_storage("journal", tmp_path), shrink=ROUNDS).run(problem, target)
+    resumed = shrinking(80, storage=make_storage("journal", tmp_path), shrink=ROUNDS).run(problem, target)
+    assert resumed.adversarial.tobytes() == whole.adversarial.tobytes()
+    assert (resumed.queries, resumed.queries_to_success) == (whole.queries, whole.queries_to_success)
+    assert resumed.extra["first_success_l2"] == whole.extra["first_success_l2"]
+
+
+def test_rounds_are_seeded(setup) -> None:
+    target, problem = setup
+    first = shrinking(80, shrink=ROUNDS).run(problem, target)
+    second = shrinking(80, shrink=ROUNDS).run(problem, target)
+    assert first.adversarial.tobytes() == second.adversarial.tobytes()
+    assert (first.queries, first.best_trial) == (second.queries, second.best_trial)
