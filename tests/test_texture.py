@@ -15,9 +15,9 @@ from blackbox.search.features import (
     check_feature_space,
     feature_distributions,
     grid_shape,
-    prior_params,
     render_delta,
 )
+from blackbox.search.prior import goal_cells, prior_trials
 from targets import CropBox, TargetOutput, load
 from tests.test_faults import compose_overrides
 
@@ -28,7 +28,8 @@ TEXTURE = {
     "cells": "square",
     "margin": 0.5,
     "kinds": ["texture"],
-    "prior": "salient_cell",
+    "prior": "salient_cells",
+    "prior_cells": 3,
     "space": {
         "w": {"low": 1.0, "high": 2.0},
         "h": {"low": 1.0, "high": 2.0},
@@ -70,46 +71,63 @@ def test_the_last_square_cell_is_cut_at_the_image_edge() -> None:
     assert np.count_nonzero(delta[..., 0]) == (427 - 13 * 32) * 32  # the 14th row holds 11 px
 
 
-def _map_with_peak(x: int, y: int) -> TargetOutput:
+def _map_with(*salient: tuple[int, int, float]) -> TargetOutput:
     density = np.full((427, 640), -20.0, dtype=np.float32)
     density[200, 100] = 0.0  # the global peak, outside the goal
-    density[y, x] = -1.0  # the goal's most salient pixel
-    return TargetOutput(
-        crops=[CropBox(0, 0, 427, 427, 1.0)], log_density=density, salient_point=(100.0, 200.0)
+    for x, y, value in salient:
+        density[y, x] = value
+    crops = [CropBox(0, 0, 427, 427, 1.0)]
+    return TargetOutput(crops=crops, log_density=density, salient_point=(100.0, 200.0))
+
+
+def test_the_goals_cells_are_those_the_band_overlaps() -> None:
+    cells = goal_cells(TEXTURE, BAND, 640, 427)  # columns 400..464 px: cells 12..14; every row
+    assert cells[:3] == [(12, 0), (13, 0), (14, 0)] and len(cells) == 3 * 14
+
+
+def test_the_prior_asks_the_goals_most_salient_cells_first() -> None:
+    # Cell (13, 9) holds the goal's maximum, (12, 2) the next, (14, 5) the third.
+    trials = prior_trials(
+        TEXTURE, BAND, 640, 427, _map_with((430, 300, -1.0), (401, 70, -2.0), (450, 170, -3.0))
     )
-
-
-def test_the_prior_picks_the_goals_most_salient_cell() -> None:
-    params = prior_params(TEXTURE, BAND, 640, 427, _map_with_peak(x=430, y=300))
-    assert params is not None
-    assert (params["p0_x"], params["p0_y"]) == (13.5, 9.5)  # 430 // 32, 300 // 32
-    assert params["p0_kind"] == "texture" and params["p0_weight"] == 1.0 and params["p0_squares"] == 4.0
+    assert [(t["p0_x"], t["p0_y"]) for t in trials] == [(13.5, 9.5), (12.5, 2.5), (14.5, 5.5)]
+    first = trials[0]
+    assert first["p0_kind"] == "texture" and first["p0_weight"] == 1.0 and first["p0_squares"] == 4.0
+    assert (first["p0_w"], first["p0_h"]) == (1.0, 1.0)
     space = feature_distributions(TEXTURE, BAND, 640, 427)
-    assert set(params) == set(space)
-    assert all(space[k]._contains(space[k].to_internal_repr(v)) for k, v in params.items())
+    for params in trials:
+        assert set(params) == set(space)
+        assert all(space[k]._contains(space[k].to_internal_repr(v)) for k, v in params.items())
 
 
-def test_without_a_map_the_prior_uses_the_clean_point_clipped_into_the_goal() -> None:
-    crops_only = TargetOutput(
-        crops=[CropBox(0, 0, 427, 427, 1.0)], log_density=None, salient_point=(100.0, 150.0)
-    )
-    params = prior_params(TEXTURE, BAND, 640, 427, crops_only)
-    assert params is not None and (params["p0_x"], params["p0_y"]) == (12.5, 4.5)  # x 400, y 150
+def test_a_maximum_outside_the_goal_does_not_count() -> None:
+    # The peak at x=100 is outside the band: only the band's own pixels rank its cells.
+    trials = prior_trials({**TEXTURE, "prior_cells": 1}, BAND, 640, 427, _map_with((463, 420, -5.0)))
+    [params] = trials
+    # The last row's centre lies past the image (427 px): clipped into the space, still row 13.
+    assert params["p0_x"] == 14.5 and int(params["p0_y"]) == 13 and params["p0_y"] == pytest.approx(427 / 32)
 
 
-def test_no_prior_means_no_first_trial() -> None:
-    assert prior_params({**TEXTURE, "prior": "none"}, BAND, 640, 427, _map_with_peak(430, 300)) is None
-    assert (
-        prior_params({k: v for k, v in TEXTURE.items() if k != "prior"}, BAND, 640, 427, _map_with_peak(1, 1))
-        is None
-    )
+def test_without_a_map_the_prior_asks_the_cells_nearest_the_clean_point() -> None:
+    crops = [CropBox(0, 0, 427, 427, 1.0)]
+    crops_only = TargetOutput(crops=crops, log_density=None, salient_point=(100.0, 150.0))
+    trials = prior_trials(TEXTURE, BAND, 640, 427, crops_only)
+    assert (trials[0]["p0_x"], trials[0]["p0_y"]) == (12.5, 4.5)  # column 400 px, row 150 px
+    assert {(t["p0_x"], t["p0_y"]) for t in trials[1:]} == {(12.5, 3.5), (12.5, 5.5)}  # the rows beside it
+
+
+def test_no_prior_means_no_first_trials() -> None:
+    assert prior_trials({**TEXTURE, "prior": "none"}, BAND, 640, 427, _map_with((430, 300, -1.0))) == []
+    unset = {k: v for k, v in TEXTURE.items() if k != "prior"}
+    assert prior_trials(unset, BAND, 640, 427, _map_with((430, 300, -1.0))) == []
 
 
 @pytest.mark.parametrize(
     ("change", "says"),
     [
         ({"cells": "round"}, "search.cells must be one of stretched, square"),
-        ({"prior": "best"}, "search.prior must be one of none, salient_cell"),
+        ({"prior": "best"}, "search.prior must be one of none, salient_cells"),
+        ({"prior_cells": 0}, "search.prior_cells must be a whole number >= 1"),
         ({"space": {"squares": {"low": 0.5, "high": 8.0}}}, "squares per cell side"),
         ({"kinds": ["texture", "stripes"]}, "search.kinds"),
     ],
@@ -122,7 +140,7 @@ def test_bad_texture_spaces_are_refused_saying_what_to_use(change: dict, says: s
 def test_the_shipped_config_is_this_space() -> None:
     search = compose_overrides(["search=texture"]).search
     check_feature_space(search)
-    assert search.kinds == ["texture"] and search.cells == "square" and search.prior == "salient_cell"
+    assert search.kinds == ["texture"] and search.cells == "square" and search.prior == "salient_cells"
 
 
 def test_a_texture_search_asks_the_prior_first_and_replays() -> None:
@@ -145,8 +163,10 @@ def test_a_texture_search_asks_the_prior_first_and_replays() -> None:
     result = search.run(problem, target)
     assert result.queries == 6
     study = optuna.load_study(study_name=result.extra["study"], storage=storage)
-    first = study.trials[0]
-    assert first.params == pytest.approx(prior_params(TEXTURE, goal, 640, 426, clean))
+    expected = prior_trials(TEXTURE, goal, 640, 426, clean)
+    assert len(expected) == 3
+    for trial, params in zip(study.trials, expected, strict=False):
+        assert trial.params == pytest.approx(params)
     best = study.trials[result.best_trial]
     assert render_trial(problem, best.user_attrs["perturbation"]).tobytes() == result.adversarial.tobytes()
     l2 = np.sqrt((((result.adversarial.astype(float) - chelsea.pixels) / 255) ** 2).sum())

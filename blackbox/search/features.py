@@ -15,7 +15,7 @@ feature* instead is a rectangle of whole cells of that shrink grid, filled with 
   *network* (``twitter``), which reads a copy 320 px long through cells of 16 px, a fine texture in
   one cell is the strongest stimulus a budget buys there: on the README's pictures, one cell of the
   goal band (the one the clean map finds most salient) with 4 squares per cell moved twitter's point
-  at L2 10 on 5 of 8, where a cell of flat colour moved none (``search=texture``; README,
+  at L2 10 on 5 of 8 (``search=texture``; README,
   "Search design on saliency networks").
 
 ``cells: square`` makes the grid's cells square, ``grid`` along the image's long side (a network's
@@ -52,16 +52,16 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from blackbox.core.goal import Goal, goal_slices
+from blackbox.core.goal import Goal
 from blackbox.core.perturbation import Norm, PerturbationBudget
 from blackbox.search.proposals import Proposal
 from blackbox.search.search_space import SearchSpaceError, param_name
-from targets import TargetOutput
 
 #: ``search.kind`` of this space (``conf/search/grid.yaml``).
 KIND = "grid"
 FEATURE_KINDS = ("checker", "noise", "colour", "texture")
 CELL_SHAPES = ("stretched", "square")
+PRIORS = ("none", "salient_cells")  # search.prior: the first trials (blackbox/search/prior.py)
 NOISE_SEED = 1_000_003  # noise of feature k is drawn from default_rng(NOISE_SEED + k)
 RANGE_KEYS = ("w", "h", "weight", "colour", "squares")
 _DEFAULTS = {
@@ -89,7 +89,7 @@ def _int_setting(search: Mapping, key: str, default: int, low: int) -> int:
     return value
 
 
-def _range(search: Mapping, key: str) -> tuple[float, float]:
+def feature_range(search: Mapping, key: str) -> tuple[float, float]:
     spec = (search.get("space") or {}).get(key)
     if spec is None:
         return _DEFAULTS[key]
@@ -129,11 +129,12 @@ def check_feature_space(search: Mapping) -> None:
             f"search.space has unknown keys {sorted(unknown)}; use {', '.join(RANGE_KEYS)}"
         )
     for key in RANGE_KEYS:
-        _range(search, key)
+        feature_range(search, key)
     if search.get("prior", "none") not in PRIORS:
         raise FeatureSpaceError(
             f"search.prior must be one of {', '.join(PRIORS)}, got {search.get('prior')!r}"
         )
+    _int_setting(search, "prior_cells", 4, 1)
 
 
 def grid_shape(search: Mapping, height: int, width: int) -> tuple[int, int, float, float]:
@@ -171,15 +172,15 @@ def feature_distributions(
     for k in range(n_features):
         result[param_name(k, "x")] = FloatDistribution(x0, x1)
         result[param_name(k, "y")] = FloatDistribution(y0, y1)
-        result[param_name(k, "w")] = FloatDistribution(*_range(search, "w"))
-        result[param_name(k, "h")] = FloatDistribution(*_range(search, "h"))
+        result[param_name(k, "w")] = FloatDistribution(*feature_range(search, "w"))
+        result[param_name(k, "h")] = FloatDistribution(*feature_range(search, "h"))
         result[param_name(k, "kind")] = CategoricalDistribution(kinds)
-        result[param_name(k, "weight")] = FloatDistribution(*_range(search, "weight"))
+        result[param_name(k, "weight")] = FloatDistribution(*feature_range(search, "weight"))
         if "colour" in kinds:
             for channel in "rgb":
-                result[param_name(k, channel)] = FloatDistribution(*_range(search, "colour"))
+                result[param_name(k, channel)] = FloatDistribution(*feature_range(search, "colour"))
         if "texture" in kinds:
-            result[param_name(k, "squares")] = FloatDistribution(*_range(search, "squares"))
+            result[param_name(k, "squares")] = FloatDistribution(*feature_range(search, "squares"))
     return result
 
 
@@ -217,60 +218,6 @@ def config_maker(
     """The search's distributions and the function turning a trial's params into its config."""
     space = feature_distributions(search, goal, width, height)
     return space, lambda params: feature_config(search, params=params, eps=eps, norm=norm)
-
-
-PRIORS = ("none", "salient_cell")
-
-
-def prior_params(
-    search: Mapping, goal: Goal, width: int, height: int, clean: TargetOutput
-) -> dict[str, object] | None:
-    """The first trial ``search.prior`` asks for, or ``None`` (``prior: none``, the default).
-
-    ``salient_cell``: one feature, one cell, of the space's first kind at full weight, in the goal's
-    cell that the clean map finds most salient (its log-density's maximum inside the goal box): the
-    cell that needs the least saliency added to win. Without a map, the cell of the goal nearest the
-    clean salient point (the point the crops imply). Measured on twitter (module doc): that one cell
-    moved the point at L2 10 on 5 of the 8 README pictures that have a goal.
-
-    Raises:
-        FeatureSpaceError: an unknown ``prior``.
-    """
-    prior = search.get("prior", "none")
-    if prior not in PRIORS:
-        raise FeatureSpaceError(f"search.prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-    if prior == "none":
-        return None
-    x0, y0, x1, y1 = goal.box
-    if clean.log_density is not None:
-        rows, cols = goal_slices(goal, *clean.log_density.shape)
-        inside = clean.log_density[rows, cols]
-        iy, ix = np.unravel_index(int(np.argmax(inside)), inside.shape)
-        x, y = cols.start + ix + 0.5, rows.start + iy + 0.5
-    else:
-        px, py = clean.salient_point
-        x, y = float(np.clip(px, x0, x1)), float(np.clip(py, y0, y1))
-    _, _, cell_w, cell_h = grid_shape(search, height, width)
-    kinds = list(search.get("kinds", FEATURE_KINDS))
-    low, high = _range(search, "squares")
-    params: dict[str, object] = {
-        param_name(0, "x"): math.floor(x / cell_w) + 0.5,
-        param_name(0, "y"): math.floor(y / cell_h) + 0.5,
-        param_name(0, "w"): max(1.0, _range(search, "w")[0]),
-        param_name(0, "h"): max(1.0, _range(search, "h")[0]),
-        param_name(0, "kind"): kinds[0],
-        param_name(0, "weight"): _range(search, "weight")[1],
-    }
-    if "texture" in kinds:
-        params[param_name(0, "squares")] = float(np.clip(4.0, low, high))
-    if "colour" in kinds:
-        params.update({param_name(0, c): _range(search, "colour")[1] for c in "rgb"})
-    space = feature_distributions(search, goal, width, height)
-    # Inside the space's bounds (the goal grown by margin always holds the goal's own cells).
-    return {
-        k: float(np.clip(v, space[k].low, space[k].high)) if isinstance(v, float) else v  # type: ignore[attr-defined]
-        for k, v in params.items()
-    }
 
 
 def _cell_edges(n: int, size: int, cell: float | None = None) -> np.ndarray:
@@ -408,6 +355,7 @@ class GridFeatureProposal(Proposal):
 __all__ = [
     "FEATURE_KINDS",
     "KIND",
+    "PRIORS",
     "FeatureSpaceError",
     "GridFeatureProposal",
     "cell_region",
@@ -418,7 +366,6 @@ __all__ = [
     "features_from_params",
     "grid_shape",
     "is_feature_space",
-    "prior_params",
     "render_delta",
     "render_features",
 ]

@@ -5,7 +5,9 @@ quantises to 8 bits, and asks the target. It sees only the target's outputs and 
 :mod:`blackbox.core.objective`. The budget is counted in target queries
 (:class:`~blackbox.search.budget.QueryBudget`); the search stops early on success if ``early_stop``.
 With ``shrink`` enabled, the rest of the budget after the first success bisects the best success's
-scale, and the result is the smallest successful L2 found (:mod:`blackbox.search._shrink`).
+scale (and, with ``shrink.rounds``, searches again below it), and the result is the smallest
+successful L2 found (:mod:`blackbox.search._shrink`). A grid-feature space may name a first trial
+(``search.prior``, :mod:`blackbox.search.prior`), asked before the sampler's own.
 
 The pieces, each in its module:
 
@@ -17,7 +19,8 @@ The pieces, each in its module:
 - :mod:`blackbox.search._session`: the loop. Batches of ``batch_size`` trials sent as one target
   call; with ``ask_ahead`` (the default) the next batch is asked while the target answers, always
   before this one is told, so the search is as deterministic as without.
-- :mod:`blackbox.search._shrink`: the decision-based L2 shrink after the first success.
+- :mod:`blackbox.search._shrink`: the decision-based L2 shrink after the first success, and its
+  rounds of search at smaller eps.
 - :mod:`blackbox.search.search_space`: the declared space, its parameter names, trial configs.
 """
 
@@ -44,6 +47,7 @@ from blackbox.search._session import (
 from blackbox.search._shrink import OF, ShrinkSettings, Shrunk, round_of, shrink
 from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
+from blackbox.search.prior import prior_trials
 from blackbox.search.search_space import Region, distributions, patch_regions, render_config, trial_config
 from blackbox.search.warm_start import fit_patches
 from targets import Target, require
@@ -91,8 +95,9 @@ class PatchSearch(Attack):
     ``storage`` (an Optuna storage or URL; ``None``: in memory) keeps the trials; ``trial_callbacks``
     see each trial before it is told; ``warm_start(problem)`` gives a dense ``(H, W, 3)``
     perturbation whose fitted patches are the first trial. ``shrink`` (default off): after the first
-    success, bisect the best success's scale with the budget left and report the smallest successful
-    L2 (``queries_to_success`` stays the first success's; ``extra.first_success_l2`` keeps its L2).
+    success, bisect the best success's scale with the budget left (then search and bisect in
+    ``shrink.rounds`` at smaller eps) and report the smallest successful L2 (``queries_to_success``
+    stays the first success's; ``extra.first_success_l2`` keeps its L2).
 
     Raises:
         ValueError: ``budget`` or ``batch_size`` is not positive.
@@ -190,13 +195,10 @@ class PatchSearch(Attack):
             attrs=self._study_attrs(problem),
             write_behind=self.write_behind,
         )
-        prior = (
-            features.prior_params(self.search, problem.goal, width, height, problem.clean_output)
-            if features.is_feature_space(self.search)
-            else None
-        )
-        if prior is not None and not study.trials():
-            study.live.enqueue_trial(prior)  # the searched space's best first guess (search.prior)
+        if features.is_feature_space(self.search) and not study.trials():
+            # The space's best first guesses (search.prior), asked before the sampler's own.
+            for params in prior_trials(self.search, problem.goal, width, height, problem.clean_output):
+                study.live.enqueue_trial(params)
         if self.warm_start is not None and not study.trials():
             delta = self.warm_start(problem)
             n_patches = int(self.search["n_patches"])
