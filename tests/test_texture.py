@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+
 import numpy as np
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from blackbox.attacks import AttackProblem
 from blackbox.core.goal import Goal
@@ -18,8 +23,10 @@ from blackbox.search.features import (
     render_delta,
 )
 from blackbox.search.prior import goal_cells, prior_trials
+from blackbox.settings.commands import run
+from blackbox.settings.replay import main as replay_main
 from targets import CropBox, TargetOutput, load
-from tests.test_faults import compose_overrides
+from tests.test_faults import SMALL, compose_overrides
 
 TEXTURE = {
     "kind": "grid",
@@ -171,3 +178,21 @@ def test_a_texture_search_asks_the_prior_first_and_replays() -> None:
     assert render_trial(problem, best.user_attrs["perturbation"]).tobytes() == result.adversarial.tobytes()
     l2 = np.sqrt((((result.adversarial.astype(float) - chelsea.pixels) / 255) ** 2).sum())
     assert l2 <= 10.0 + 1e-9
+
+
+def test_a_texture_run_with_shrink_rounds_replays_to_its_saved_adversarial(tmp_path) -> None:
+    # The whole pipeline (python -m blackbox's run, journal storage) and blackbox.replay on its folder:
+    # the reported image is a bisection probe or a round's trial (its config carries the round).
+    overrides = [*SMALL, "search=texture", "dataset.names=[chelsea]", "eps=20", "budget=40"]
+    overrides += ["shrink.enabled=true", "shrink.rounds=5", "shrink.patience=4", "early_stop=true"]
+    cfg = compose_overrides(overrides)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        summary = run(cfg, tmp_path, target_name="classic")
+    [record] = summary.records
+    assert record["success"] and record["l2"] < record["first_success_l2"] <= 20.0 + 1e-9
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
+    saved = tmp_path / "adversarial" / "chelsea.png"
+    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
