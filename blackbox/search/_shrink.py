@@ -155,56 +155,57 @@ def shrink(
     for number in range(1, settings.rounds + 1):
         if configure is None or session.budget.remaining == 0 or fraction > LAST_FRACTION:
             break
-        make_config = configure(fraction * found.l2)
-
-        def in_round(params: Mapping[str, object], make=make_config, number=number) -> dict:
-            return {**make(params), ROUND: number}
-
-        stored = [t for t in study.live.get_trials(deepcopy=False) if round_of(t) == number]
-        start = min(
-            (int(t.user_attrs["queries"]) - 1 for t in stored if "queries" in t.user_attrs), default=None
-        )
-        start = session.budget.used if start is None else start
-        budget = session.budget
-        allowed = QueryBudget(
-            budget.target, limit=min(budget.limit, start + settings.patience), used=budget.used
-        )
-        phase = SearchSession(
-            settings=session.settings,
-            problem=problem,
-            study=study,
-            budget=allowed,
-            space=session.space,
-            make_config=in_round,
-            seed=session.seed,
-            judge=session.judge,
-            best=_stored_best(stored, number),
-        )
-        if allowed.remaining > 0:
-            phase.run()
-        budget.used = allowed.used
-        session.failed += phase.failed
+        phase = _search_round(session, settings, number, configure(fraction * found.l2))
         if phase.gave_up is not None:
-            break
+            break  # the target failed: a re-run resumes this round
         if not phase.best.success or phase.best.trial is None:
-            fraction = (1 + fraction) / 2  # nothing that small here: try a smaller step
+            fraction = (1 + fraction) / 2  # nothing this small found: the next round steps down less
             continue
         fraction = settings.factor
         trial = study.live.get_trials(deepcopy=False)[phase.best.trial]
         image = phase.best.adversarial
-        _offer(
-            found,
-            trial.number,
-            clean,
-            image if image is not None else render_config(clean, trial.user_attrs["perturbation"]),
-            phase.best.value,
-            image,
-            phase.best.output,
-        )
+        if image is None:  # found by an earlier session
+            image = render_config(clean, trial.user_attrs["perturbation"])
+        _offer(found, trial.number, clean, image, phase.best.value, phase.best.adversarial, phase.best.output)
         study.write_discarded()
         if not _bisect(session, settings, trial.number, found):
             break
     return found
+
+
+def _search_round(
+    session: SearchSession,
+    settings: ShrinkSettings,
+    number: int,
+    make_config: Callable[[Mapping[str, object]], dict],
+) -> SearchSession:
+    """Round ``number``: the search at a smaller ``eps`` (``make_config``'s) until its first
+    success or ``patience`` queries, counted from the round's first stored query when resumed."""
+    study, budget = session.study, session.budget
+
+    def in_round(params: Mapping[str, object]) -> dict:
+        return {**make_config(params), ROUND: number}
+
+    stored = [t for t in study.live.get_trials(deepcopy=False) if round_of(t) == number]
+    asked = [int(t.user_attrs["queries"]) - 1 for t in stored if "queries" in t.user_attrs]
+    start = min(asked, default=budget.used)
+    allowed = QueryBudget(budget.target, limit=min(budget.limit, start + settings.patience), used=budget.used)
+    phase = SearchSession(
+        settings=session.settings,
+        problem=session.problem,
+        study=study,
+        budget=allowed,
+        space=session.space,
+        make_config=in_round,
+        seed=session.seed,
+        judge=session.judge,
+        best=_stored_best(stored, number),
+    )
+    if allowed.remaining > 0:
+        phase.run()
+    budget.used = allowed.used
+    session.failed += phase.failed
+    return phase
 
 
 def _stored_best(trials: list[optuna.trial.FrozenTrial], number: int) -> Best:
@@ -212,14 +213,8 @@ def _stored_best(trials: list[optuna.trial.FrozenTrial], number: int) -> Best:
     best = Best()
     for t in trials:
         if t.state == TrialState.COMPLETE and OF not in t.user_attrs and round_of(t) == number:
-            best.offer(
-                t.number,
-                float(t.value),
-                bool(t.user_attrs.get("success")),
-                t.user_attrs["queries"],
-                None,
-                None,
-            )  # type: ignore[arg-type]
+            success = bool(t.user_attrs.get("success"))
+            best.offer(t.number, float(t.value), success, int(t.user_attrs["queries"]), None, None)  # type: ignore[arg-type]
     return best
 
 
