@@ -214,7 +214,7 @@ def _stored_best(trials: list[optuna.trial.FrozenTrial], number: int) -> Best:
     for t in trials:
         if t.state == TrialState.COMPLETE and OF not in t.user_attrs and round_of(t) == number:
             success = bool(t.user_attrs.get("success"))
-            best.offer(t.number, float(t.value), success, int(t.user_attrs["queries"]), None, None)  # type: ignore[arg-type]
+            best.offer(t.number, float(t.value), success, int(t.user_attrs["queries"]), None, None)
     return best
 
 
