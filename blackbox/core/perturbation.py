@@ -259,7 +259,7 @@ class PerturbationBudget:
         active = np.flatnonzero(np.abs(step) >= 0.5)
         base_active, step_active = clean[box].reshape(-1)[active].astype(np.float64), step[active]
 
-        best = np.rint(np.clip(base_active + 1.0 * step_active, 0.0, 255.0))
+        best = np.rint(np.clip(base_active + step_active, 0.0, 255.0))  # scale 1
         fits, size = self._rounding_fits(best - base_active)
         if not fits:
             best = self._largest_fitting(base_active, step_active, size)
