@@ -12,6 +12,15 @@ so ``wall - in target`` is what the framework itself costs.
 **Storage cost per trial**: the same attack against a target that answers instantly (a constant
 output), once per storage kind; ``ms/trial`` minus the in-memory figure is the storage's cost.
 
+**Where the time goes** (per trial, on the same runs): ``sampler`` (Optuna's ``ask``: TPE's Parzen
+estimators; with ``ask_ahead`` it runs while the target answers, so it overlaps ``target``),
+``render`` (patches rendered, rescaled and quantised to 8 bits; with ``ask_ahead`` the next batch is
+rendered while the target answers too), ``target`` (inside the target's
+calls, its input checks included), ``score`` (the objective on each answer), ``storage`` (tell and
+the batch's write to the storage), ``callbacks`` (trial attributes and artifact PNGs) and ``other``
+(wall minus the rest: the loop, image conversions; negative when the sampler hid behind the target).
+The components are timed by wrapping those functions here, not inside the search.
+
 Prints tables and writes JSON under ``runs/benchmarks/``.
 """
 
@@ -23,21 +32,31 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import optuna
 
+import blackbox.search._session as session_module
+import blackbox.search.patch_search as patch_search_module
 from benchmarks._compose import compose_run
 from blackbox.core.images import load_bundled
+from blackbox.experiment.artifacts import TrialArtifacts
+from blackbox.search._study import SearchStudy
 from blackbox.settings.commands import run
 from targets import DEFAULT_ASPECT_RATIOS, Output, Target, TargetOutput, crop_boxes, load
 
 PHOTO = "chelsea"
+COMPONENTS = ("sampler", "render", "target", "score", "storage", "callbacks")
 
 
 class TimedTarget(Target):
-    """Forwards to ``inner`` and adds up the wall time spent inside its calls."""
+    """Forwards to ``inner`` and adds up the wall time spent inside its calls.
+
+    It overrides :meth:`query` itself, so the images are checked once (by ``inner``), as the
+    search's own target checks them: wrapping ``_query`` would check them twice and count both.
+    """
 
     def __init__(self, inner: Target) -> None:
         super().__init__(aspect_ratios=inner.aspect_ratios)
@@ -50,13 +69,16 @@ class TimedTarget(Target):
     def outputs(self) -> frozenset[Output]:
         return self.inner.outputs
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def query(self, images: Sequence[np.ndarray] | np.ndarray) -> list[TargetOutput]:
         started = time.perf_counter()
         try:
             return self.inner.query(images)
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1
+
+    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+        return self.inner.query(images)
 
 
 class InstantTarget(Target):
@@ -75,6 +97,49 @@ class InstantTarget(Target):
             point = (width / 2, height / 2)
             results.append(TargetOutput(point, crop_boxes(width, height, point, self.aspect_ratios)))
         return results
+
+
+def _timed(function: Callable, totals: dict[str, float], key: str) -> Callable:
+    def wrapper(*args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - started
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def component_timers() -> Iterator[dict[str, float]]:
+    """Seconds spent in each search component (but ``target``: see :class:`TimedTarget`) meanwhile.
+
+    Wraps the functions the search calls for each (Optuna's ``Study.ask``, the session's
+    ``render_config``, the judge, :class:`SearchStudy`'s writes, :class:`TrialArtifacts`), and puts
+    them back on exit.
+    """
+    totals = dict.fromkeys(COMPONENTS, 0.0)
+    patches: list[tuple[object, str, object]] = [
+        (optuna.Study, "ask", _timed(optuna.Study.ask, totals, "sampler")),
+        (session_module, "render_config", _timed(session_module.render_config, totals, "render")),
+        (TrialArtifacts, "__call__", _timed(TrialArtifacts.__call__, totals, "callbacks")),
+    ]
+    for method in ("tell", "write", "mark_in_flight", "fail", "skip_unchanged"):
+        patches.append((SearchStudy, method, _timed(getattr(SearchStudy, method), totals, "storage")))
+    judge_for = patch_search_module.judge_for
+
+    def timed_judge_for(*args: object, **kwargs: object) -> Callable:
+        return _timed(judge_for(*args, **kwargs), totals, "score")
+
+    patches.append((patch_search_module, "judge_for", timed_judge_for))
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield totals
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 def attack_seconds(target: Target, overrides: Sequence[str]) -> tuple[float, float]:
@@ -106,7 +171,13 @@ def single_query_ms(target: Target, repeats: int) -> tuple[float, float]:
 def overhead_row(name: str, inner: Target, sampler: str, budget: int, repeats: int, extra: list[str]) -> dict:
     latency, latency_cpu = single_query_ms(inner, repeats)
     timed = TimedTarget(inner)
-    wall, cpu = attack_seconds(timed, [f"target={name}", f"sampler={sampler}", f"budget={budget}", *extra])
+    with component_timers() as totals:
+        wall, cpu = attack_seconds(
+            timed, [f"target={name}", f"sampler={sampler}", f"budget={budget}", *extra]
+        )
+    totals["target"] = timed.seconds
+    per_trial = {key: 1000.0 * seconds / budget for key, seconds in totals.items()}
+    per_trial["other"] = 1000.0 * wall / budget - sum(per_trial.values())
     return {
         "kind": "overhead",
         "target": name,
@@ -122,7 +193,23 @@ def overhead_row(name: str, inner: Target, sampler: str, budget: int, repeats: i
         "ratio": wall / (budget * latency / 1000.0),
         "cpu_ratio": cpu / (budget * latency_cpu / 1000.0),
         "framework_ms_per_trial": 1000.0 * (wall - timed.seconds) / budget,
+        "components_ms_per_trial": per_trial,
     }
+
+
+def print_breakdown(rows: Sequence[dict]) -> None:
+    """One line per run: milliseconds per trial in each component (see the module docstring)."""
+    keys = (*COMPONENTS, "other")
+    print("\n| run | sampler | wall ms/trial | " + " | ".join(keys) + " |")
+    print("|---|---|---|" + "---|" * len(keys))
+    for row in rows:
+        parts = row["components_ms_per_trial"]
+        if row["kind"] == "overhead":
+            label, wall = row["target"], 1000.0 * row["wall_s"] / row["budget"]
+        else:
+            label, wall = f"instant, {row['storage']}", row["ms_per_trial"]
+        cells = " | ".join(f"{parts[key]:.1f}" for key in keys)
+        print(f"| {label} | {row['sampler']} | {wall:.1f} | {cells} |")
 
 
 def main() -> None:
@@ -137,6 +224,8 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[dict] = []
 
+    storage = next((o.split("=", 1)[1] for o in args.extra if o.startswith("storage=")), "journal")
+    print(f"storage={storage}, budget={args.budget}, early stop off, photo {PHOTO}")
     print("| target | sampler | query ms | wall s | in target s | ratio | framework ms/trial | CPU ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.targets:
@@ -157,10 +246,14 @@ def main() -> None:
     for sampler in args.samplers:
         memory_ms = None
         for storage in args.storages:
-            wall, _ = attack_seconds(
-                instant, [f"sampler={sampler}", f"storage={storage}", f"budget={args.budget}", *args.extra]
-            )
+            with component_timers() as totals:
+                wall, _ = attack_seconds(
+                    instant,
+                    [f"sampler={sampler}", f"storage={storage}", f"budget={args.budget}", *args.extra],
+                )
             per_trial = 1000.0 * wall / args.budget
+            components = {key: 1000.0 * seconds / args.budget for key, seconds in totals.items()}
+            components["other"] = per_trial - sum(components.values())
             memory_ms = per_trial if storage == "memory" else memory_ms
             extra = None if memory_ms is None else per_trial - memory_ms
             rows.append(
@@ -171,6 +264,7 @@ def main() -> None:
                     "extra": args.extra,
                     "ms_per_trial": per_trial,
                     "over_memory_ms": extra,
+                    "components_ms_per_trial": components,
                 }
             )
             print(
@@ -178,6 +272,7 @@ def main() -> None:
                 flush=True,
             )
 
+    print_breakdown(rows)
     out = args.out / f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

@@ -298,3 +298,51 @@ def test_asked_ahead_trials_are_discarded_without_spending_queries(photo) -> Non
     discarded = [t for t in trials if "discarded" in t.user_attrs]
     assert len(discarded) == 3 and all(t.state == optuna.trial.TrialState.FAIL for t in discarded)
     assert len(trials) - len(discarded) == result.queries
+
+
+class RecordingTarget(CountingTarget):
+    """Keeps every image it was sent, and the GIL switch interval while it answered."""
+
+    def __init__(self, inner: Target) -> None:
+        super().__init__(inner)
+        self.images: list[np.ndarray] = []
+        self.switch_intervals: list[float] = []
+
+    def _query(self, images):
+        import sys
+
+        self.images += [image.copy() for image in images]
+        self.switch_intervals.append(sys.getswitchinterval())
+        return super()._query(images)
+
+
+def test_ask_ahead_renders_the_next_batch_once_and_sends_what_rendering_later_sends(
+    photo, monkeypatch
+) -> None:
+    import sys
+
+    import blackbox.search._session as session_module
+
+    rendered = []
+    render_config = session_module.render_config
+    monkeypatch.setattr(
+        session_module,
+        "render_config",
+        lambda clean, config: rendered.append(config) or render_config(clean, config),
+    )
+    switch_interval = sys.getswitchinterval()
+    lowered = min(switch_interval, session_module.ASK_AHEAD_SWITCH_INTERVAL_S)
+    sent = []
+    for render_ahead in (True, False):
+        if not render_ahead:  # each batch rendered when its turn comes, as before render-ahead
+            monkeypatch.setattr(session_module.SearchSession, "_render_ahead", lambda self: None)
+        rendered.clear()
+        target = RecordingTarget(ClassicSaliency())
+        result = make_search(12).run(problem_for(photo, target), target)
+        assert result.queries == 12 and len(rendered) == 12  # a batch rendered ahead is not rendered again
+        sent.append(target.images)
+        # While the target answers beside the sampler the GIL changes hands often; then as before.
+        # (The first query is the clean image's, made by problem_for before the search.)
+        assert target.switch_intervals == [switch_interval] + [lowered] * 4
+        assert sys.getswitchinterval() == switch_interval
+    assert all(np.array_equal(a, b) for a, b in zip(*sent, strict=True))

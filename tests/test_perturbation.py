@@ -129,3 +129,70 @@ def test_budget_round_trips_through_a_trial_config() -> None:
     assert str(budget) == "linf=20"
     with pytest.raises(TypeError):
         PerturbationBudget(20.0, "l2")  # type: ignore[misc]  # keyword-only
+
+
+def bisection_apply(budget: PerturbationBudget, clean: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """The quantisation as first written (a 12-step bisection of the scale): the bytes to keep."""
+    moved = np.any(delta != 0, axis=2)
+    rows, cols = np.flatnonzero(moved.any(axis=1)), np.flatnonzero(moved.any(axis=0))
+    if rows.size == 0:
+        return clean.copy()
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    base, step = clean[box].astype(np.float64), delta[box] * 255.0
+    active = np.flatnonzero(np.abs(step) >= 0.5)
+    base_active, step_active = base.reshape(-1)[active], step.reshape(-1)[active]
+
+    def rounded(scale: float) -> np.ndarray:
+        return np.rint(np.clip(base_active + scale * step_active, 0.0, 255.0))
+
+    def fits(candidate: np.ndarray) -> bool:
+        return budget.fits((candidate - base_active) / 255.0)
+
+    best = rounded(1.0)
+    if not fits(best):
+        low, high, best = 0.0, 1.0, None
+        for _ in range(12):
+            middle = (low + high) / 2
+            candidate = rounded(middle)
+            if fits(candidate):
+                low, best = middle, candidate
+            else:
+                high = middle
+        if best is None:
+            best = base_active + np.trunc(np.clip(base_active + step_active, 0.0, 255.0) - base_active)
+    window = clean[box].copy()
+    window.reshape(-1)[active] = best.astype(np.uint8)
+    out = clean.copy()
+    out[box] = window
+    return out
+
+
+@pytest.mark.parametrize(
+    ("norm", "eps"), [("l2", 0.01), ("l2", 1.0), ("l2", 20.0), ("linf", 0.004), ("linf", 0.05)]
+)
+def test_quantisation_gives_the_bytes_of_the_bisection(photo, norm, eps) -> None:
+    """Every stored trial must re-render to its bytes: the faster search finds the bisection's scale.
+
+    Wide blobs (the default search space), small Gabor patches, perturbations clipped hard at 0 and
+    255, and the sizes where rounding misses the budget by one level (the linear guess is off by most).
+    """
+    rng = np.random.default_rng(7)
+    height, width = photo.shape[:2]
+    budget = PerturbationBudget(eps=eps, norm=norm)
+    searched = 0
+    for index in range(60):
+        patches = random_patches(rng, int(rng.integers(1, 6)), width, height)
+        if index % 3 == 0:  # wide plain blobs
+            patches = [
+                Patch(x=p.x, y=p.y, size=float(rng.uniform(20, 80)), amplitude=p.amplitude) for p in patches
+            ]
+        delta = budget.rescale(render(patches, height, width))
+        if index % 4 == 1:  # most of the budget lost to clipping
+            delta = delta * float(rng.uniform(2, 50))
+        clean = photo if index % 5 else np.where(photo > 127, 255, 0).astype(np.uint8)
+        expected = bisection_apply(budget, clean, delta)
+        step = delta * 255.0
+        over = budget.size((np.rint(np.clip(clean + step, 0, 255)) - clean) / 255.0) > eps
+        searched += int(over)
+        assert np.array_equal(budget.apply(clean, delta), expected), index
+    assert searched >= 10  # the search itself was exercised, not only the first rounding
