@@ -324,10 +324,12 @@ def main() -> None:
                 for name, overrides in strategies:
                     if name not in chosen_crops:
                         continue
-                    # The map's goal and the point rule (the point estimated from the crops); an
-                    # accumulation accepts ties (crop-only scores are flat between crop jumps).
+                    # The map's goal, and the strategy's rule (default: the point, estimated from
+                    # the crops); an accumulation accepts ties (crop-only scores are flat between
+                    # crop jumps).
                     ties = ["attack.accept_ties=true"] if "attack=accumulate" in overrides else []
-                    settings = [*common, *overrides, "success=point", *ties]
+                    rule = [] if any(o.startswith("success=") for o in overrides) else ["success=point"]
+                    settings = [*common, *overrides, *rule, *ties]
                     for eps in args.crops_eps:
                         row = attack_once(
                             crops_target, "http", settings, (loaded, clean, goal), eps, f"{name}@crops"
