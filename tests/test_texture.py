@@ -115,12 +115,23 @@ def test_a_maximum_outside_the_goal_does_not_count() -> None:
     assert params["p0_x"] == 14.5 and int(params["p0_y"]) == 13 and params["p0_y"] == pytest.approx(427 / 32)
 
 
-def test_without_a_map_the_prior_asks_the_cells_nearest_the_clean_point() -> None:
+def test_without_a_map_the_prior_sweeps_the_goals_middle_column_nearest_the_point_first() -> None:
     crops = [CropBox(0, 0, 427, 427, 1.0)]
     crops_only = TargetOutput(crops=crops, log_density=None, salient_point=(100.0, 150.0))
-    trials = prior_trials(TEXTURE, BAND, 640, 427, crops_only)
-    assert (trials[0]["p0_x"], trials[0]["p0_y"]) == (12.5, 4.5)  # column 400 px, row 150 px
-    assert {(t["p0_x"], t["p0_y"]) for t in trials[1:]} == {(12.5, 3.5), (12.5, 5.5)}  # the rows beside it
+    trials = prior_trials(TEXTURE, BAND, 640, 427, crops_only)  # prior_cells (3) caps only maps
+    assert len(trials) == 14 and {t["p0_x"] for t in trials} == {13.5}  # the band's centre, 432 px
+    rows = [int(t["p0_y"]) for t in trials]
+    assert rows[0] == 4 and set(rows[1:3]) == {3, 5} and sorted(rows) == list(range(14))  # y 150 px first
+
+
+def test_a_row_band_is_swept_along_its_columns() -> None:
+    band = Goal(0.0, 200.0, 639.0, 264.0, "protocol", 100.0, 232.0, axis="y")
+    crops_only = TargetOutput(
+        crops=[CropBox(0, 0, 640, 300, 2.0)], log_density=None, salient_point=(330.0, 40.0)
+    )
+    trials = prior_trials(TEXTURE, band, 640, 427, crops_only)
+    assert {t["p0_y"] for t in trials} == {7.5} and len(trials) == 20  # the band's centre row, 232 px
+    assert int(trials[0]["p0_x"]) == 10  # x 330 px first
 
 
 def test_no_prior_means_no_first_trials() -> None:

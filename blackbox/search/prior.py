@@ -5,10 +5,13 @@ goal is to raise the goal's cell that is already the most salient: it needs the 
 beat the current peak. ``prior: salient_cells`` asks, before the sampler's own draws, one trial per
 goal cell for the ``prior_cells`` best cells: one feature, one cell, of the space's first kind, at
 full weight (``squares`` 4, the best texture measured). The cells are ranked by the clean map's
-log-density maximum over the cell's part of the goal box; without a map (a crop-only target), by
-distance from the salient point the clean crops imply. Measured on twitter (README, "Search design
-on saliency networks"): at L2 10 the goal's most salient cell alone moved the point on 5 of the 8
-README pictures that have a goal, and on 6 within the 3 best cells.
+log-density maximum over the cell's part of the goal box. Without a map (a crop-only target) the
+crops score stays flat until a crop jumps, so nothing tells the goal's cells apart: the prior then
+sweeps the goal's middle line of cells along its long side, one cell per row of a column band,
+nearest the salient point the clean crops imply first (``prior_cells`` does not cap it).
+
+Measured on twitter (README, "Search design on saliency networks"): at L2 10 the goal's most
+salient cell alone moved the point on 5 of the 8 README pictures that have a goal.
 
 The trials are ordinary trials (enqueued in the study, told to the sampler), so a search with a
 prior replays and resumes as any other.
@@ -67,11 +70,28 @@ def rank_cells(
             return -float(part.max()) if part.size else math.inf
 
     else:
+        # Crops only: every cell of the goal's middle line along its long side, nearest the point
+        # the crops imply first. Until a crop jumps the score cannot tell the cells apart, so one
+        # try per line is the cheapest sweep.
         px, py = clean.salient_point
+        x0, y0, x1, y1 = goal.box
+        if x1 - x0 <= y1 - y0:  # a column band (the protocol's): one cell per row
+            middle = min(c for c, _ in cells) + (len({c for c, _ in cells}) - 1) // 2
+            centre = int(((x0 + x1) / 2) // cell_w)
+            middle = centre if any(c == centre for c, _ in cells) else middle
+            cells = [(c, r) for c, r in cells if c == middle]
 
-        def key(cell: tuple[int, int]) -> float:
-            c, r = cell
-            return math.hypot((c + 0.5) * cell_w - px, (r + 0.5) * cell_h - py)
+            def key(cell: tuple[int, int]) -> float:
+                return abs((cell[1] + 0.5) * cell_h - py)
+
+        else:  # a row band: one cell per column
+            middle = min(r for _, r in cells) + (len({r for _, r in cells}) - 1) // 2
+            centre = int(((y0 + y1) / 2) // cell_h)
+            middle = centre if any(r == centre for _, r in cells) else middle
+            cells = [(c, r) for c, r in cells if r == middle]
+
+            def key(cell: tuple[int, int]) -> float:
+                return abs((cell[0] + 0.5) * cell_w - px)
 
     return sorted(cells, key=key)
 
@@ -82,7 +102,8 @@ def prior_trials(
     """The params of the first trials ``search.prior`` asks for (``[]`` for ``prior: none``).
 
     ``clean`` is the clean image's output (``log_density`` ``(H, W)`` float, or ``None``: crops
-    only). Every value lies inside the space's distributions.
+    only). With a map, ``prior_cells`` trials; without, one per cell of the goal's middle line.
+    Every value lies inside the space's distributions.
 
     Raises:
         FeatureSpaceError: an unknown ``prior``, or ``prior_cells`` not a whole number >= 1.
@@ -98,7 +119,8 @@ def prior_trials(
     space = feature_distributions(search, goal, width, height)
     kinds = list(search.get("kinds", FEATURE_KINDS))
     trials = []
-    for col, row in rank_cells(search, goal, width, height, clean)[:count]:
+    ranked = rank_cells(search, goal, width, height, clean)
+    for col, row in ranked[:count] if clean.log_density is not None else ranked:
         params: dict[str, object] = {
             param_name(0, "x"): col + 0.5,
             param_name(0, "y"): row + 0.5,
