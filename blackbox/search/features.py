@@ -11,12 +11,11 @@ feature* instead is a rectangle of whole cells of that shrink grid, filled with 
 * ``noise``: +-1 grey per pixel, a fixed pseudo-random pattern (seeded by the feature's index). It
   fills the histogram of the slices it covers: ``entropy`` keeps that end.
 * ``colour``: one RGB colour (amplitudes ``r``, ``g``, ``b``) on every pixel: colour and skin terms.
-* ``texture``: a fine +-1 grey checkerboard, ``squares`` squares along a cell's side. For a saliency
-  *network* (``twitter``), which reads a copy 320 px long through cells of 16 px, a fine texture in
-  one cell is the strongest stimulus a budget buys there: on the README's pictures, one cell of the
-  goal band (the one the clean map finds most salient) with 4 squares per cell moved twitter's point
-  at L2 10 on 5 of 8 (``search=texture``; README,
-  "Search design on saliency networks").
+* ``texture``: a fine +-1 grey checkerboard, ``squares`` squares along a cell's side, counted from
+  the image's corner. For a saliency *network* (``twitter``, which reads a copy 320 px long through
+  cells of 16 px) it is the strongest change per unit of L2 measured in one cell: on the goal's cell
+  the clean map finds most salient, 4 squares per side moved twitter's point at L2 10 on 5 of the 8
+  README pictures with a goal (``python -m benchmarks.texture_probes``; ``search=texture``).
 
 ``cells: square`` makes the grid's cells square, ``grid`` along the image's long side (a network's
 cells); the default ``stretched`` divides each axis into ``grid`` (libvips' shrink).
@@ -29,10 +28,12 @@ to the image's edge moved ``entropy``'s on 7.
 Parameters of feature ``k`` (Optuna names ``p{k}_...`` as for patches, so ``sampler=sparse_rs``
 mutates them): ``x``, ``y``: its centre in grid cells (within the goal grown by ``margin``, in
 cells); ``w``, ``h``: its size in cells (rounded, at least 1); ``kind``: one of ``kinds``;
-``weight``: its share of the budget (signed: a ``checker`` of weight -1 has the opposite phase);
-``r``, ``g``, ``b``: the colour of a ``colour`` feature. The features are summed (an ``(H, W, 3)``
-float64 delta in [0, 1] pixel units), the sum rescaled to ``eps`` and quantised as every perturbation
-(:meth:`blackbox.core.perturbation.PerturbationBudget.apply`), so the budget holds exactly as for patches.
+``weight``: its share of the budget (signed: a ``checker`` or ``texture`` of weight -1 has the
+opposite phase); ``r``, ``g``, ``b``: the colour of a ``colour`` feature; ``squares``: a
+``texture``'s squares per cell side (rounded to whole pixels when rendered). The features are
+summed (an ``(H, W, 3)`` float64 delta in [0, 1] pixel units), the sum rescaled to ``eps`` and
+quantised as every perturbation (:meth:`blackbox.core.perturbation.PerturbationBudget.apply`), so
+the budget holds exactly as for patches.
 
 A trial's config (``kind: grid``, the declared space, ``eps``, ``norm`` and the drawn ``features``)
 is all :func:`render_features` needs: a replay is byte-identical (numpy float64, seeded noise).
@@ -90,6 +91,7 @@ def _int_setting(search: Mapping, key: str, default: int, low: int) -> int:
 
 
 def feature_range(search: Mapping, key: str) -> tuple[float, float]:
+    """``(low, high)`` of ``search.space.<key>``, or its default; :class:`FeatureSpaceError` if unusable."""
     spec = (search.get("space") or {}).get(key)
     if spec is None:
         return _DEFAULTS[key]

@@ -182,9 +182,8 @@ class PatchSearch(Attack):
                 budget = PerturbationBudget(eps=eps, norm=problem.norm)  # type: ignore[arg-type]
                 return lambda params: trial_config(self.search, params=params, region=region, budget=budget)
 
-        make_config = configure(
-            problem.eps
-        )  # a trial's params -> its config; shrink rounds search smaller eps
+        # A trial's params -> its config (the shrink's rounds configure smaller eps).
+        make_config = configure(problem.eps)
 
         name = study_name(problem, self.sampler_name, rule)
         seed = study_seed(self.seed, name)
