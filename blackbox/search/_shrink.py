@@ -22,7 +22,7 @@ study goes on in the round it stopped in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,7 +199,9 @@ def _search_round(
         make_config=in_round,
         seed=session.seed,
         judge=session.judge,
-        best=_stored_best(stored, number),
+        best=stored_best(
+            [(t, int(t.user_attrs["queries"])) for t in stored if t.state == TrialState.COMPLETE], number
+        ),
     )
     if allowed.remaining > 0:
         phase.run()
@@ -208,13 +210,14 @@ def _search_round(
     return phase
 
 
-def _stored_best(trials: list[optuna.trial.FrozenTrial], number: int) -> Best:
-    """Round ``number``'s best from the stored trials (a resumed round goes on from them)."""
+def stored_best(completed: Iterable[tuple[optuna.trial.FrozenTrial, int]], number: int = 0) -> Best:
+    """Round ``number``'s best (0: the search before the shrink) among stored completed trials, each
+    with the queries spent up to it. Probes are left out: the shrink rebuilds its bisections."""
     best = Best()
-    for t in trials:
-        if t.state == TrialState.COMPLETE and OF not in t.user_attrs and round_of(t) == number:
-            success = bool(t.user_attrs.get("success"))
-            best.offer(t.number, float(t.value), success, int(t.user_attrs["queries"]), None, None)
+    for trial, queries in completed:
+        if OF not in trial.user_attrs and round_of(trial) == number:
+            success = bool(trial.user_attrs.get("success"))
+            best.offer(trial.number, float(trial.value), success, queries, None, None)
     return best
 
 

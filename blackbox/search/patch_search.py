@@ -37,14 +37,13 @@ from blackbox.search import features
 from blackbox.search._session import (
     MAX_CONSECUTIVE_FAILURES,
     MIN_NO_CHANGE,
-    Best,
     SearchSession,
     SessionSettings,
     TrialCallback,
     TrialRecord,
     judge_for,
 )
-from blackbox.search._shrink import OF, ShrinkSettings, Shrunk, round_of, shrink
+from blackbox.search._shrink import ShrinkSettings, Shrunk, shrink, stored_best
 from blackbox.search._study import SearchStudy, batch_seed, study_seed
 from blackbox.search.budget import QueryBudget
 from blackbox.search.prior import prior_trials
@@ -204,14 +203,8 @@ class PatchSearch(Attack):
             study.live.enqueue_trial(
                 fit_patches(delta, n_patches=n_patches, region=regions, space=self.search)
             )
-        best = Best()
         used, completed = study.resume()
-        for trial, queries in completed:
-            if OF in trial.user_attrs or round_of(trial):
-                continue  # a shrink probe or round: the shrink rebuilds its state from them
-            best.offer(
-                trial.number, float(trial.value), bool(trial.user_attrs.get("success")), queries, None, None
-            )
+        best = stored_best(completed)  # the shrink rebuilds its probes and rounds from theirs
         session = SearchSession(
             settings=self._session_settings(),
             problem=problem,

@@ -27,8 +27,7 @@ import numpy as np
 from blackbox.core.goal import Goal, goal_slices
 from blackbox.search.features import (
     FEATURE_KINDS,
-    PRIORS,
-    FeatureSpaceError,
+    check_feature_space,
     feature_distributions,
     feature_range,
     grid_shape,
@@ -73,25 +72,17 @@ def rank_cells(
         # Crops only: every cell of the goal's middle line along its long side, nearest the point
         # the crops imply first. Until a crop jumps the score cannot tell the cells apart, so one
         # try per line is the cheapest sweep.
-        px, py = clean.salient_point
         x0, y0, x1, y1 = goal.box
-        if x1 - x0 <= y1 - y0:  # a column band (the protocol's): one cell per row
-            middle = min(c for c, _ in cells) + (len({c for c, _ in cells}) - 1) // 2
-            centre = int(((x0 + x1) / 2) // cell_w)
-            middle = centre if any(c == centre for c, _ in cells) else middle
-            cells = [(c, r) for c, r in cells if c == middle]
+        column_band = x1 - x0 <= y1 - y0  # (the protocol's): one cell per row, else one per column
+        across, along = (0, 1) if column_band else (1, 0)  # index into (col, row)
+        centre = int(((x0 + x1) / 2) // cell_w) if column_band else int(((y0 + y1) / 2) // cell_h)
+        lines = sorted({cell[across] for cell in cells})
+        middle = centre if centre in lines else lines[(len(lines) - 1) // 2]
+        cells = [cell for cell in cells if cell[across] == middle]
+        point, side = (clean.salient_point[1], cell_h) if column_band else (clean.salient_point[0], cell_w)
 
-            def key(cell: tuple[int, int]) -> float:
-                return abs((cell[1] + 0.5) * cell_h - py)
-
-        else:  # a row band: one cell per column
-            middle = min(r for _, r in cells) + (len({r for _, r in cells}) - 1) // 2
-            centre = int(((y0 + y1) / 2) // cell_h)
-            middle = centre if any(r == centre for _, r in cells) else middle
-            cells = [(c, r) for c, r in cells if r == middle]
-
-            def key(cell: tuple[int, int]) -> float:
-                return abs((cell[0] + 0.5) * cell_w - px)
+        def key(cell: tuple[int, int]) -> float:
+            return abs((cell[along] + 0.5) * side - point)
 
     return sorted(cells, key=key)
 
@@ -106,16 +97,13 @@ def prior_trials(
     Every value lies inside the space's distributions.
 
     Raises:
-        FeatureSpaceError: an unknown ``prior``, or ``prior_cells`` not a whole number >= 1.
+        FeatureSpaceError: an unusable space, e.g. an unknown ``prior``, or ``prior_cells`` not a
+            whole number >= 1 (:func:`blackbox.search.features.check_feature_space`).
     """
-    prior = search.get("prior", "none")
-    if prior not in PRIORS:
-        raise FeatureSpaceError(f"search.prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-    count = search.get("prior_cells", 4)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise FeatureSpaceError(f"search.prior_cells must be a whole number >= 1, got {count!r}")
-    if prior == "none":
+    check_feature_space(search)  # prior and prior_cells among the rest
+    if search.get("prior", "none") == "none":
         return []
+    count = int(search.get("prior_cells", 4))
     space = feature_distributions(search, goal, width, height)
     kinds = list(search.get("kinds", FEATURE_KINDS))
     trials = []
