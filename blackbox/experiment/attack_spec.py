@@ -16,7 +16,9 @@ import numpy as np
 import optuna
 
 from blackbox.attacks import Attack, AttackProblem
-from blackbox.search import PatchSearch, ShrinkSettings
+from blackbox.search import PatchSearch, ShrinkSettings, StagedSearch
+from blackbox.search.features import is_feature_space
+from blackbox.search.staged import is_staged
 
 Family = Literal["white-box", "black-box"]
 
@@ -96,19 +98,37 @@ class SearchSpec(AttackSpec):
 
     def build(self, *, storage=None, trial_callbacks=()) -> Attack:
         factory = self.sampler_factory
-        return PatchSearch(
-            sampler_factory=lambda seed: factory(seed=seed),
-            sampler_name=self.sampler_name,
-            search=dict(self.search),
-            budget=self.budget,
-            batch_size=self.batch_size,
-            early_stop=self.early_stop,
-            storage=storage,
-            seed=self.seed,
-            progress=self.progress,
-            warm_start=self.warm_start,
-            trial_callbacks=trial_callbacks,
-            write_behind=self.write_behind,
-            ask_ahead=self.ask_ahead,
-            shrink=self.shrink,
-        )
+
+        def search(
+            space: Mapping, budget: int, sampler_name: str, shrink: bool, warm_start, store
+        ) -> PatchSearch:
+            return PatchSearch(
+                sampler_factory=lambda seed: factory(seed=seed),
+                sampler_name=sampler_name,
+                search=dict(space),
+                budget=budget,
+                batch_size=self.batch_size,
+                early_stop=self.early_stop,
+                storage=store,
+                seed=self.seed,
+                progress=self.progress,
+                warm_start=warm_start,
+                trial_callbacks=trial_callbacks,
+                write_behind=self.write_behind,
+                ask_ahead=self.ask_ahead,
+                shrink=self.shrink if shrink else None,
+            )
+
+        if not is_staged(self.search):
+            return search(self.search, self.budget, self.sampler_name, True, self.warm_start, storage)
+
+        def stage(*, search_space: Mapping, budget: int, stage: str, shrink: bool, memory) -> PatchSearch:
+            # Each stage its own study (<sampler>:<stage>), in the run's storage or the staged
+            # search's memory; the warm start fits Gaussian patches, so only a patch stage takes it.
+            warm = None if is_feature_space(search_space) else self.warm_start
+            name = f"{self.sampler_name}:{stage}"
+            return search(
+                search_space, budget, name, shrink, warm, storage if storage is not None else memory
+            )
+
+        return StagedSearch(make_stage=stage, search=self.search, budget=self.budget, name=self.sampler_name)

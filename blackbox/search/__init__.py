@@ -1,15 +1,18 @@
 """The black-box search: :class:`PatchSearch` (an Optuna study over perturbation parameters),
-its search spaces, samplers, query budget and warm start."""
+its search spaces, samplers, query budget and warm start; :class:`StagedSearch` runs two spaces on one
+budget."""
 
 from blackbox.search.accumulate import AccumulateSearch
 from blackbox.search.patch_search import PatchSearch, ShrinkSettings, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
+from blackbox.search.staged import StagedSearch
 
 __all__ = [
     "AccumulateSearch",
     "PatchParam",
     "PatchSearch",
     "ShrinkSettings",
+    "StagedSearch",
     "TrialRecord",
     "param_name",
     "render_trial",

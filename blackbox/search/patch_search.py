@@ -56,6 +56,7 @@ SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
 __all__ = [
     "MAX_CONSECUTIVE_FAILURES",
     "MIN_NO_CHANGE",
+    "NothingChangedError",
     "PatchSearch",
     "SamplerFactory",
     "ShrinkSettings",
@@ -65,6 +66,10 @@ __all__ = [
     "render_trial",
     "study_name",
 ]
+
+
+class NothingChangedError(AttackFailedError):
+    """Every candidate rounded to the clean image at this eps, so the search sent nothing."""
 
 
 def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -> str:
@@ -263,7 +268,7 @@ class PatchSearch(Attack):
                 "to resume"
             )
         if session.best.trial is None and session.no_change:
-            raise AttackFailedError(
+            raise NothingChangedError(
                 f"{image_id}: every one of {session.no_change} candidate perturbations rounded to the clean "
                 f"image at eps={problem.eps:g} ({problem.norm}), so none was sent to the target; raise "
                 "eps, or use fewer, smaller patches (search.n_patches, search.space.size) so the budget "

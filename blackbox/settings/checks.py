@@ -66,7 +66,7 @@ def check_run_config(cfg: Mapping) -> None:
     _check_kinds(cfg)
     _check_goal_shape(goal)
     if "search" in cfg:
-        check_search(cfg["search"], working_width=width)
+        check_search(cfg["search"], working_width=width, budget=budget)
         if cfg.get("warm_start") and cfg["search"].get("kind") == "grid":
             raise ConfigError("warm_start fits Gaussian patches: use it with search=blobs or search=patches")
     storage = cfg.get("storage") or {}
@@ -113,11 +113,27 @@ def _check_goal_shape(goal: Mapping) -> None:
         raise ConfigError(f"goal.point must be [x, y] in working-resolution pixels, got {point!r}")
 
 
-def check_search(search: Mapping, *, working_width: int | None) -> None:
-    """The declared search space is usable: the same checks a run makes, before any work."""
-    from blackbox.search.features import FeatureSpaceError, check_feature_space, is_feature_space
-    from blackbox.search.search_space import REGION_KINDS, Region, distributions  # it imports the goal
+def check_search(search: Mapping, *, working_width: int | None, budget: int | None = None) -> None:
+    """The declared search space is usable: the same checks a run makes, before any work.
 
+    ``budget`` (target queries per image), when given, must leave a staged search's second stage
+    some queries.
+    """
+    from blackbox.search.features import FeatureSpaceError, check_feature_space, is_feature_space
+    from blackbox.search.search_space import REGION_KINDS, Region, SearchSpaceError, distributions
+    from blackbox.search.staged import STAGES, check_staged, is_staged
+
+    if is_staged(search):  # two spaces on one budget (blackbox/search/staged.py)
+        try:
+            check_staged(search, budget)
+        except SearchSpaceError as error:
+            raise ConfigError(str(error)) from None
+        for stage in STAGES:
+            try:
+                check_search(search[stage], working_width=working_width)
+            except ConfigError as error:  # name the key as the user writes it: search.first.space...
+                raise ConfigError(str(error).replace("search.", f"search.{stage}.")) from None
+        return
     if is_feature_space(search):  # grid features (blackbox/search/features.py)
         try:
             check_feature_space(search)
