@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from blackbox.attacks import Attack, AttackResult
 from blackbox.core.metrics import perturbation_norms
@@ -17,9 +21,12 @@ from blackbox.search.search_space import SearchSpaceError
 from blackbox.search.staged import check_staged, is_staged
 from blackbox.settings.build import attack_spec
 from blackbox.settings.checks import check_run_config
+from blackbox.settings.commands import run
 from blackbox.settings.preflight import compose_overrides
+from blackbox.settings.replay import main as replay_main
 from targets import ConfigError, Target, TargetOutput
 from targets.classic import ClassicSaliency
+from tests.test_faults import SMALL
 from tests.test_patch_search import CountingTarget, problem_for
 
 EPS = 30.0  # large enough for the searches to succeed within a few queries on chelsea
@@ -227,3 +234,28 @@ def test_a_first_stage_that_changes_nothing_leaves_the_whole_budget() -> None:
     result = search.run(None, None)  # type: ignore[arg-type]
     assert calls[-1] == {"stage": "then", "budget": 50, "shrink": True}
     assert (result.queries, result.queries_to_success, result.extra["stage"]) == (20, 7, "then")
+
+
+def test_a_staged_run_replays_its_result_from_the_stage_that_gave_it(tmp_path) -> None:
+    # The whole pipeline (python -m blackbox's run, journal storage) and blackbox.replay on its folder,
+    # without --study: the result's own study is picked among the two stages'.
+    overrides = [*SMALL, "search=texture_blobs", "dataset.names=[chelsea]", "eps=20", "budget=24"]
+    cfg = compose_overrides([*overrides, "shrink.enabled=true"])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        summary = run(cfg, tmp_path, target_name="classic")
+    [record] = summary.records
+    assert record["stage"] in ("first", "then") and record["study"].endswith(f"tpe:{record['stage']}")
+    assert record["queries"] <= 24
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
+    saved = tmp_path / "adversarial" / "chelsea.png"
+    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+    other = record["first_study"] if record["stage"] == "then" else record["study"].replace(":first", ":then")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code = replay_main([str(tmp_path), "--image", "chelsea", "--study", other])
+    if record["stage"] == "then":  # the first stage's study exists, but the result is not its trial
+        assert code == 2 and "came from study" in err.getvalue()
+    else:  # the first stage succeeded: no second stage ran
+        assert code == 2 and "no study named" in err.getvalue()

@@ -67,9 +67,13 @@ def replay(
             raise ReplayError(
                 f"no study named {study_name!r} for image {image_id!r} in {run_dir}; its studies:\n{names}"
             )
-    elif len(summaries) > 1:  # a compare run: one study per sampler and eps
+    elif len(summaries) > 1 and not _is_compare(run_dir):  # a staged search: one study per stage
+        recorded = (_result_record(run_dir, image_id, {}) or {}).get("study")
+        summaries = [s for s in summaries if s.study_name == recorded] or summaries
+    if len(summaries) > 1:  # a compare run: one study per sampler and eps
         raise ReplayError(
-            f"{image_id!r} has {len(summaries)} studies in {run_dir} (one per black-box method and eps); "
+            f"{image_id!r} has {len(summaries)} studies in {run_dir} (one per black-box method and eps, "
+            "or per stage of a staged search); "
             f"pick one by adding one of these flags:\n{names}"
         )
     summary = summaries[0]
@@ -80,6 +84,11 @@ def replay(
             raise ReplayError(
                 f"no finished result for {image_id!r} in study {summary.study_name!r} (its search was "
                 "interrupted before it saved one); pass --trial N to replay one of its trials"
+            )
+        if record.get("study") not in (None, summary.study_name):  # a staged search's other stage
+            raise ReplayError(
+                f"the result for {image_id!r} came from study {record['study']!r}, not "
+                f"{summary.study_name!r}: pass --study with that name, or --trial N for a trial of this one"
             )
         trial_number = int(record["best_trial"])
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -138,7 +147,7 @@ def _result_record(run_dir: Path, image_id: str, attrs: dict) -> dict | None:
             (
                 r
                 for _, r in _compare_records(run_dir, image_id)
-                if r.get("method") == attrs.get("sampler")
+                if r.get("method") == str(attrs.get("sampler")).split(":")[0]  # a stage: <sampler>:<stage>
                 and abs(float(r.get("eps", -1)) - float(attrs.get("eps", -2))) < 1e-9
             ),
             None,
