@@ -7,17 +7,16 @@ it ships, on a budget of a few queries.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import optuna
 import pytest
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from blackbox.attacks import PGD, GaussianNoise, GradCamFGM, GradCamNoise, IterativeFGM
+from blackbox.attacks import PGD, Attack, GaussianNoise, GradCamFGM, GradCamNoise, IterativeFGM
 from blackbox.attacks.testing import AttackConformance, counting
-from blackbox.search import PatchSearch, ShrinkSettings
-from targets._zoo import group_config
+from blackbox.search import ShrinkSettings
+from blackbox.settings.build import attack_spec
+from blackbox.settings.preflight import compose_overrides
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SEARCH_SPACES = sorted(p.stem for p in (CONF / "search").glob("*.yaml"))
@@ -27,7 +26,7 @@ BUDGET = 7  # two batches of 3 and one cut to the budget
 
 def test_every_shipped_search_space_and_sampler_is_covered() -> None:
     # A new conf/search or conf/sampler file joins the suite below by itself; this says it did.
-    assert {"blobs", "patches"} <= set(SEARCH_SPACES)
+    assert {"blobs", "patches", "grid", "texture", "texture_blobs"} <= set(SEARCH_SPACES)
     assert {"tpe", "random", "cmaes", "gp", "sparse_rs"} <= set(SAMPLERS)
 
 
@@ -69,29 +68,17 @@ class TestGradCamNoise(GradientAttackConformance):
         return lambda: GradCamNoise(seed=0)
 
 
-def patch_search(search: str, sampler: str, *, budget: int = BUDGET, **kwargs) -> PatchSearch:
-    """The black-box search as ``python -m blackbox search=<search> sampler=<sampler>`` builds it."""
-    root = OmegaConf.create(
-        {
-            "budget": budget,
-            "sampler": group_config("sampler", sampler),
-            "search": group_config("search", search),
-        }
-    )
-    build = instantiate(root.sampler.factory)
-
-    def factory(seed: int) -> optuna.samplers.BaseSampler:
-        return build(seed=seed)
-
-    settings = {"batch_size": 3, "early_stop": False, "progress": False, **kwargs}
-    return PatchSearch(
-        sampler_factory=factory,
-        sampler_name=sampler,
-        search=OmegaConf.to_container(root.search, resolve=True),  # type: ignore[arg-type]
-        budget=budget,
-        seed=1,
-        **settings,
-    )
+def patch_search(
+    search: str, sampler: str, *, budget: int = BUDGET, shrink: ShrinkSettings | None = None
+) -> Attack:
+    """The black-box search as ``python -m blackbox search=<search> sampler=<sampler>`` builds it
+    (a ``PatchSearch``, or a ``StagedSearch`` of two for ``kind: staged``)."""
+    overrides = [f"search={search}", f"sampler={sampler}", f"budget={budget}", "seed=1"]
+    overrides += ["batch_size=3", "early_stop=false", "progress=false", "storage=memory"]
+    spec = attack_spec(compose_overrides(overrides))
+    if shrink is not None:
+        spec = dataclasses.replace(spec, shrink=shrink)  # type: ignore[type-var]
+    return spec.build()
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from blackbox.attacks import Attack, AttackResult
 from blackbox.core.metrics import perturbation_norms
 from blackbox.experiment.storage import make_storage
-from blackbox.search import StagedSearch, render_trial
+from blackbox.search import PatchSearch, StagedSearch, render_trial
 from blackbox.search.patch_search import NothingChangedError
 from blackbox.search.search_space import SearchSpaceError
 from blackbox.search.staged import check_staged, is_staged
@@ -259,3 +259,11 @@ def test_a_staged_run_replays_its_result_from_the_stage_that_gave_it(tmp_path) -
         assert code == 2 and "came from study" in err.getvalue()
     else:  # the first stage succeeded: no second stage ran
         assert code == 2 and "no study named" in err.getvalue()
+
+
+def test_a_patch_search_refuses_a_staged_space_saying_what_runs_it() -> None:
+    search = dict(compose_overrides(["search=texture_blobs"]).search)
+    with pytest.raises(ValueError, match="StagedSearch"):
+        PatchSearch(
+            sampler_factory=optuna.samplers.RandomSampler, sampler_name="random", search=search, budget=9
+        )

@@ -104,7 +104,7 @@ class PatchSearch(Attack):
     stays the first success's; ``extra.first_success_l2`` keeps its L2).
 
     Raises:
-        ValueError: ``budget`` or ``batch_size`` is not positive.
+        ValueError: ``budget`` or ``batch_size`` is not positive, or ``search`` is staged.
     """
 
     name = "blackbox"
@@ -129,6 +129,11 @@ class PatchSearch(Attack):
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
+        if search.get("kind") == "staged":  # (blackbox.search.staged imports this module)
+            raise ValueError(
+                "a staged search (kind: staged) runs two PatchSearches: build it with "
+                "blackbox.search.StagedSearch, or from config (blackbox.settings.build.attack_spec)"
+            )
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.sampler_factory = sampler_factory
