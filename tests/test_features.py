@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -31,11 +30,11 @@ from blackbox.search.features import (
 from blackbox.search.proposals import make_proposal
 from blackbox.settings.commands import run
 from blackbox.settings.preflight import preflight
-from blackbox.settings.replay import main as replay_main
 from targets import UserError
 from targets.vips import VipsSmartcrop
 from tests.test_faults import SMALL, compose_overrides
 from tests.test_patch_search import CountingTarget
+from tests.test_replay import replays_to_the_saved_image
 
 GRID = {
     "kind": "grid",
@@ -230,12 +229,7 @@ def test_a_grid_run_replays_to_its_saved_adversarial(tmp_path) -> None:
         summary = run(cfg, tmp_path, target_name="vips_entropy")
     assert [r["image"] for r in summary.records] == ["chelsea"]
     assert summary.records[0]["success_rule"] == "crops" and summary.records[0]["l2"] <= 4.0 + 1e-9
-    (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
-    saved = tmp_path / "adversarial" / "chelsea.png"
-    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+    assert replays_to_the_saved_image(tmp_path, cfg, "chelsea")
 
 
 def test_the_grid_proposal_renders_one_unit_feature_near_the_goal() -> None:

@@ -16,6 +16,17 @@ from tests.conftest import REPO
 from tests.test_faults import SMALL, compose_overrides, quiet_run
 
 
+def replays_to_the_saved_image(run_dir: Path, cfg, image_id: str) -> bool:
+    """Save ``cfg`` as ``run_dir``'s ``.hydra/config.yaml`` (as the CLI does), replay ``image_id``
+    without ``--study`` or ``--trial``, and say whether the PNG is the run's saved adversarial."""
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert replay_main([str(run_dir), "--image", image_id]) == 0
+    saved = run_dir / "adversarial" / f"{image_id}.png"
+    return Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+
+
 def _compare(run_dir: Path, *overrides: str) -> None:
     """A small comparison in ``run_dir`` with the ``.hydra/config.yaml`` its CLI would write."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from omegaconf import OmegaConf
 
 from blackbox.attacks import Attack, AttackResult
 from blackbox.core.metrics import perturbation_norms
@@ -28,6 +26,7 @@ from targets import ConfigError, Target, TargetOutput
 from targets.classic import ClassicSaliency
 from tests.test_faults import SMALL
 from tests.test_patch_search import CountingTarget, problem_for
+from tests.test_replay import replays_to_the_saved_image
 
 EPS = 30.0  # large enough for the searches to succeed within a few queries on chelsea
 STAGED = ["search=texture_blobs", "sampler=random", "batch_size=4", "progress=false"]
@@ -246,12 +245,7 @@ def test_a_staged_run_replays_its_result_from_the_stage_that_gave_it(tmp_path) -
     [record] = summary.records
     assert record["stage"] in ("first", "then") and record["study"].endswith(f"tpe:{record['stage']}")
     assert record["queries"] <= 24
-    (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
-    saved = tmp_path / "adversarial" / "chelsea.png"
-    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+    assert replays_to_the_saved_image(tmp_path, cfg, "chelsea")
     other = record["first_study"] if record["stage"] == "then" else record["study"].replace(":first", ":then")
     with contextlib.redirect_stderr(io.StringIO()) as err:
         code = replay_main([str(tmp_path), "--image", "chelsea", "--study", other])

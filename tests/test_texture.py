@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from omegaconf import OmegaConf
 
 from blackbox.attacks import AttackProblem
 from blackbox.core.goal import Goal
@@ -25,9 +23,9 @@ from blackbox.search.features import (
 )
 from blackbox.search.prior import goal_cells, prior_trials
 from blackbox.settings.commands import run
-from blackbox.settings.replay import main as replay_main
 from targets import CropBox, TargetOutput, load
 from tests.test_faults import SMALL, compose_overrides
+from tests.test_replay import replays_to_the_saved_image
 
 TEXTURE = {
     "kind": "grid",
@@ -201,9 +199,4 @@ def test_a_texture_run_with_shrink_rounds_replays_to_its_saved_adversarial(tmp_p
         summary = run(cfg, tmp_path, target_name="classic")
     [record] = summary.records
     assert record["success"] and record["l2"] < record["first_success_l2"] <= 20.0 + 1e-9
-    (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 0
-    saved = tmp_path / "adversarial" / "chelsea.png"
-    assert Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
+    assert replays_to_the_saved_image(tmp_path, cfg, "chelsea")
