@@ -48,25 +48,39 @@ def l2_ratio(strategy: dict[str, float], pgd: dict[str, float]) -> tuple[float |
 
 
 def plot(path: Path, title: str, curves: dict, flat: dict, budget: int) -> None:
+    """One panel per eps: success against queries of each black-box curve, white-box levels dashed.
+
+    A method keeps one colour and dash in every panel, and one legend sits beside them.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     eps_values = sorted({eps for (_, eps) in curves} | {eps for (_, eps) in flat})
-    figure, axes = plt.subplots(1, len(eps_values), figsize=(5.5 * len(eps_values), 4), squeeze=False)
+    names = list(dict.fromkeys(name for (name, _) in curves))
+    # Ten colours, then the same ten dotted: a method keeps its look in every panel.
+    style = {name: (plt.get_cmap("tab10")(i % 10), "-" if i < 10 else ":") for i, name in enumerate(names)}
+    figure, axes = plt.subplots(1, len(eps_values), figsize=(5 * len(eps_values) + 2.5, 4), squeeze=False)
+    handles: dict[str, object] = {}
     for axis, eps in zip(axes[0], eps_values, strict=True):
         for (name, e), curve in curves.items():
             if e == eps:
-                axis.step(np.arange(1, budget + 1), 100 * np.asarray(curve), where="post", label=name)
+                colour, dash = style[name]
+                (line,) = axis.step(
+                    np.arange(1, budget + 1),
+                    100 * np.asarray(curve),
+                    where="post",
+                    color=colour,
+                    linestyle=dash,
+                )
+                handles.setdefault(name, line)
         for (name, e), rate in flat.items():
             if e == eps:
-                axis.axhline(
-                    100 * rate,
-                    linestyle="--",
-                    color="grey" if name == "pgd" else "black",
-                    label=f"{name} (white-box)",
+                line = axis.axhline(
+                    100 * rate, linestyle="--", color="grey" if name == "pgd" else "black", linewidth=1
                 )
+                handles.setdefault(f"{name} (white-box)", line)
         axis.set(
             title=f"{title}, eps {eps:g}",
             xlabel="target queries",
@@ -74,8 +88,8 @@ def plot(path: Path, title: str, curves: dict, flat: dict, budget: int) -> None:
             xscale="log",
             ylim=(-2, 102),
         )
-        axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
+    figure.legend(list(handles.values()), list(handles), loc="center right", fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1 - 2.3 / (5 * len(eps_values) + 2.5), 1))
     figure.savefig(path, dpi=90)
     plt.close(figure)
 
