@@ -15,7 +15,7 @@ of counted pictures that succeeded within 20 / 50 / 100 / 200 queries, and the m
 of the smallest successful L2 divided by PGD's (PGD's smallest: a bisection on eps below its
 smallest successful sweep size, ``--bisect`` steps; a black-box strategy's: the smallest successful
 L2 it reached within the budget, over the eps), then each of the issue's goals as met / not met with
-its figures. Writes JSON and one success-against- queries plot per set (PNG) under
+its figures. Writes JSON and one success-against-queries plot per set (PNG) under
 ``runs/benchmarks/``. ``--summarise`` merges the rows of several runs (one row per method, picture
 and eps: seeded methods run twice count once).
 
