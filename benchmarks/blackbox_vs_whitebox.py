@@ -336,7 +336,7 @@ def summarise_logs(args, out_dir: Path) -> None:
     for set_name, keyed in merged.items():
         rows = {name: list(by_key.values()) for name, by_key in keyed.items()}
         # A picture counts when every method finished it at every eps that method was run at (crop-only
-        # rows, run at fewer eps, do not decide); eps a method was not run at are left out of its rows.
+        # rows, run at fewer eps, do not decide); a method not run at some eps shows no figures there.
         done = []
         for name, method_rows in rows.items():
             if name.endswith("@crops"):
