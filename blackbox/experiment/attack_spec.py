@@ -100,7 +100,12 @@ class SearchSpec(AttackSpec):
         factory = self.sampler_factory
 
         def search(
-            space: Mapping, budget: int, sampler_name: str, shrink: bool, warm_start, store
+            space: Mapping,
+            budget: int,
+            sampler_name: str,
+            shrink: bool,
+            warm_start: Callable[[AttackProblem], np.ndarray] | None,
+            store: optuna.storages.BaseStorage | str | None,
         ) -> PatchSearch:
             return PatchSearch(
                 sampler_factory=lambda seed: factory(seed=seed),
@@ -122,7 +127,14 @@ class SearchSpec(AttackSpec):
         if not is_staged(self.search):
             return search(self.search, self.budget, self.sampler_name, True, self.warm_start, storage)
 
-        def stage(*, search_space: Mapping, budget: int, stage: str, shrink: bool, memory) -> PatchSearch:
+        def stage(
+            *,
+            search_space: Mapping,
+            budget: int,
+            stage: str,
+            shrink: bool,
+            memory: optuna.storages.BaseStorage,
+        ) -> PatchSearch:
             # Each stage its own study (<sampler>:<stage>), in the run's storage or the staged
             # search's memory; the warm start fits Gaussian patches, so only a patch stage takes it.
             warm = None if is_feature_space(search_space) else self.warm_start

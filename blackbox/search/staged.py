@@ -114,19 +114,18 @@ class StagedSearch(Attack):
             first = probe.run(problem, target)
         except NothingChangedError:  # e.g. an eps too small for the first space: the second has all
             then = make_stage(search_space=then_space, budget=self.budget, stage="then", shrink=True)
-            result = then.run(problem, target)
-            return dataclasses.replace(result, method=self.name, extra={**result.extra, "stage": "then"})
+            return self._relabel(then.run(problem, target), "then", None)
         if first.success:
             # The same study again with the whole budget: it resumes at the success and shrinks.
             whole = make_stage(search_space=first_space, budget=self.budget, stage="first", shrink=True)
-            return self._relabel(whole.run(problem, target), "first", first)
+            return self._relabel(whole.run(problem, target), "first", first.extra.get("study"))
         then = make_stage(
             search_space=then_space, budget=self.budget - first.queries, stage="then", shrink=True
         ).run(problem, target)
         # A failed second stage reports the better-scoring of the two stages' best images.
         stage, best = ("then", then) if then.success or then.score >= first.score else ("first", first)
         return dataclasses.replace(
-            self._relabel(best, stage, first),
+            self._relabel(best, stage, first.extra.get("study")),
             success=then.success,
             queries=first.queries + then.queries,
             queries_to_success=None
@@ -135,6 +134,8 @@ class StagedSearch(Attack):
             failed_queries=first.failed_queries + then.failed_queries,
         )
 
-    def _relabel(self, result: AttackResult, stage: str, first: AttackResult) -> AttackResult:
-        extra = {**result.extra, "stage": stage, "first_study": first.extra.get("study")}
+    def _relabel(self, result: AttackResult, stage: str, first_study: str | None) -> AttackResult:
+        """``result`` under this search's name, saying which stage gave it and the first stage's study
+        (``None``: the first stage sent nothing)."""
+        extra = {**result.extra, "stage": stage, "first_study": first_study}
         return dataclasses.replace(result, method=self.name, extra=extra)
