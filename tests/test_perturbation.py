@@ -196,3 +196,65 @@ def test_quantisation_gives_the_bytes_of_the_bisection(photo, norm, eps) -> None
         searched += int(over)
         assert np.array_equal(budget.apply(clean, delta), expected), index
     assert searched >= 10  # the search itself was exercised, not only the first rounding
+
+
+@pytest.mark.parametrize(("eps", "levels"), [(0.5, 2), (5.0, 1), (20.0, 3), (20.0, 4), (2.0, 40)])
+def test_a_capped_budget_holds_both_norms_after_quantisation(photo, eps, levels) -> None:
+    """The L-inf cap holds together with the L2 eps on the 8-bit image, for any perturbation."""
+    rng = np.random.default_rng(3)
+    height, width = photo.shape[:2]
+    budget = PerturbationBudget(eps=eps, norm="l2", eps_inf=levels / 255)
+    assert budget.cap_levels == levels
+    for index in range(20):
+        delta = render(random_patches(rng, 4, width, height), height, width)
+        delta = budget.rescale(delta) if index % 2 else delta * 3  # filled, or far over both bounds
+        adversarial = budget.apply(photo, delta)
+        moved = adversarial.astype(np.int64) - photo
+        assert np.abs(moved).max() <= levels
+        assert budget.size(moved / 255.0) <= eps + 1e-12
+        assert budget.fits(moved / 255.0)
+        # A perturbation far over both bounds moves some pixel (at L2 0.5 a uniform scale may move none).
+        assert moved.any() or index % 2 or eps < 1
+
+
+def test_the_cap_bounds_every_method_and_is_the_smaller_bound_under_linf() -> None:
+    budget = PerturbationBudget(eps=2.0, eps_inf=0.01)
+    big = np.full(16, 3.0)
+    for delta in (budget.rescale(big), budget.project(big)):
+        assert np.abs(delta).max() <= 0.01 and budget.size(delta) <= 2.0 + 1e-12
+    spread = np.full(100_000, 0.01)  # within the cap, over the L2 eps: shrunk into both
+    projected = budget.project(spread)
+    assert budget.size(projected) == pytest.approx(2.0) and np.abs(projected).max() <= 0.01
+    assert not budget.fits(spread) and budget.fits(projected)
+    assert PerturbationBudget(eps=0.05, norm="linf", eps_inf=0.02).cap == 0.02
+    assert PerturbationBudget(eps=0.01, norm="linf", eps_inf=0.02).cap == 0.01
+    assert PerturbationBudget(eps=2.0).cap is None and PerturbationBudget(eps=2.0).cap_levels is None
+
+
+def test_a_cap_below_one_level_is_refused_and_a_bad_cap_named() -> None:
+    from blackbox.core.perturbation import PerturbationBudgetError, UnusableBudgetError
+
+    with pytest.raises(UnusableBudgetError, match=r"eps_inf=0\.5 levels is below one 8-bit level"):
+        PerturbationBudget(eps=20.0, eps_inf=0.5 / 255).check_quantisable()
+    PerturbationBudget(eps=20.0, eps_inf=1 / 255).check_quantisable()
+    for cap in (0.0, -1.0, float("nan"), "3", True):
+        with pytest.raises(PerturbationBudgetError, match="eps_inf"):
+            PerturbationBudget(eps=20.0, eps_inf=cap)  # type: ignore[arg-type]
+
+
+def test_a_capped_budget_round_trips_and_old_configs_have_no_cap() -> None:
+    budget = PerturbationBudget(eps=20.0, eps_inf=3 / 255)
+    assert PerturbationBudget.from_mapping(budget.as_dict()) == budget
+    assert str(budget) == "l2=20,linf<=3/255"
+    assert PerturbationBudget.from_mapping({"eps": 20.0, "norm": "l2"}).eps_inf is None  # stored before caps
+    assert budget.with_eps(5.0) == PerturbationBudget(eps=5.0, eps_inf=3 / 255)
+
+
+def test_capped_budget_arithmetic_is_the_same_in_numpy_and_torch() -> None:
+    import torch
+
+    budget = PerturbationBudget(eps=0.7, eps_inf=0.05)
+    delta = np.random.default_rng(0).normal(size=(12, 10, 3)) * 0.1
+    tensor = torch.from_numpy(delta)
+    for method in (budget.rescale, budget.project, budget.clamp):
+        np.testing.assert_allclose(method(tensor).numpy(), method(delta), rtol=1e-12)

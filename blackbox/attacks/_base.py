@@ -24,8 +24,9 @@ class AttackFailedError(RuntimeError):
 class AttackProblem:
     """One image to attack: the clean 8-bit image, what the target said of it, and the goal.
 
-    ``eps`` and ``norm`` are the perturbation budget's two numbers, kept as fields for the callers
-    that build a problem positionally; attacks use :attr:`budget`, which holds the norm arithmetic.
+    ``eps``, ``norm`` and ``eps_inf`` (the L-inf cap, [0, 1] units, or ``None``) are the perturbation
+    budget's numbers, kept as fields for the callers that build a problem positionally; attacks use
+    :attr:`budget`, which holds the norm arithmetic.
 
     Raises:
         blackbox.core.perturbation.PerturbationBudgetError: ``norm`` is not ``l2``/``linf`` or
@@ -39,14 +40,15 @@ class AttackProblem:
     norm: str
     target_name: str
     success: str = "auto"  # the success setting: auto | point | crops | any_crop (blackbox.core.objective)
+    eps_inf: float | None = None  # the L-inf cap beside eps, [0, 1] units (3 / 255: 3 levels); None: none
 
     def __post_init__(self) -> None:
         self.budget  # noqa: B018 - a bad eps or norm is refused here, where the problem is made
 
     @cached_property
     def budget(self) -> PerturbationBudget:
-        """The perturbation budget (``eps`` in ``norm``), with its norm, rescale and projection."""
-        return PerturbationBudget(eps=self.eps, norm=self.norm)  # type: ignore[arg-type]
+        """The perturbation budget (``eps`` in ``norm``, capped by ``eps_inf``), with its norm arithmetic."""
+        return PerturbationBudget(eps=self.eps, norm=self.norm, eps_inf=self.eps_inf)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -69,11 +71,12 @@ class AttackResult:
     failed_queries: int = 0
     extra: dict = field(default_factory=dict)
     success_rule: SuccessRule = "point"  # the rule ``success`` was judged by (blackbox.core.objective)
+    eps_inf: float | None = None  # the L-inf cap the attack worked within, [0, 1] units (None: none)
 
     @property
     def budget(self) -> PerturbationBudget:
-        """The perturbation budget the attack worked within (``eps`` in ``norm``)."""
-        return PerturbationBudget(eps=self.eps, norm=self.norm)  # type: ignore[arg-type]
+        """The perturbation budget the attack worked within (``eps`` in ``norm``, capped by ``eps_inf``)."""
+        return PerturbationBudget(eps=self.eps, norm=self.norm, eps_inf=self.eps_inf)  # type: ignore[arg-type]
 
 
 class Attack(abc.ABC):

@@ -78,6 +78,7 @@ class WhiteBoxAttack(Attack):
             goal=problem.goal,
             eps=problem.eps,
             norm=problem.norm,
+            eps_inf=problem.eps_inf,
             queries=1,
             # Its one query is the one that succeeded (None, as for a search that never hit, if not).
             queries_to_success=1 if success else None,

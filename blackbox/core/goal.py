@@ -12,9 +12,11 @@ full-width band of ``band_width`` x image height (``axis="y"``, see :func:`goal_
 
 Strongly blurred models often give a profile with a single maximum. Then the *fallback* goal is a
 band ``fallback_distance`` x the extent away from the peak, on the side with more room (clamped
-inside the image). Crop-only targets give no map: there the peak is the salient point's coordinate
-and the fallback applies. ``Goal.source`` records which rule made the goal, so protocol and
-fallback images can be told apart in the results.
+inside the image). Crop-only targets give no map: there the goal is the band just *beyond the
+narrowest clean crop* (what that crop hides now). The same band replaces a protocol or fallback goal
+that every clean crop already shows (:class:`blackbox.core.goal_rule.GoalRule`), so every picture
+whose crops cut it gets a goal some clean crop leaves out. ``Goal.source`` records which rule made
+the goal, so the kinds of image can be told apart in the results.
 
 Edges, decided once: a goal box is *closed*, ``x0 <= x <= x1`` and ``y0 <= y <= y1``. A point
 exactly on an edge is inside (a cropper whose salient point only takes grid-cell centres lands on
@@ -35,7 +37,7 @@ from scipy.signal import find_peaks
 from targets import CropBox, UserError
 from targets.crop import is_cut, uncut
 
-GoalSource = Literal["protocol", "fallback", "user_box", "user_point"]
+GoalSource = Literal["protocol", "fallback", "beyond_crop", "user_box", "user_point"]
 Axis = Literal["x", "y"]
 
 
@@ -176,6 +178,20 @@ def _beyond_narrowest_crop(
     return end + 1 + half if room_after >= room_before else start - 1 - half
 
 
+def beyond_crop_goal(
+    *, crops: Sequence[CropBox], width: int, height: int, peak: float, band_width: float, axis: Axis
+) -> Goal | None:
+    """The band just beyond the narrowest clean crop cutting ``axis`` (source ``beyond_crop``).
+
+    What that crop hides now, one pixel clear of it, on the side with more room; ``None`` when no
+    crop cuts ``axis`` or no band fits beside the crop. ``peak`` is the clean peak along ``axis``.
+    """
+    beyond = _beyond_narrowest_crop(crops, width, height, band_width, axis)
+    if beyond is None:
+        return None
+    return Goal(*_band(beyond, width, height, band_width, axis), "beyond_crop", peak, beyond, axis)
+
+
 def default_goal(
     *,
     width: int,
@@ -205,9 +221,11 @@ def default_goal(
             return Goal(*_band(target, width, height, band_width, axis), "protocol", peak, target, axis)
     else:
         peak = float(salient_point[0 if axis == "x" else 1])
-        beyond = _beyond_narrowest_crop(crops, width, height, band_width, axis)
+        beyond = beyond_crop_goal(
+            crops=crops, width=width, height=height, peak=peak, band_width=band_width, axis=axis
+        )
         if beyond is not None:
-            return Goal(*_band(beyond, width, height, band_width, axis), "beyond_crop", peak, beyond, axis)
+            return beyond
     room_after = extent - 1 - peak
     direction = 1.0 if room_after >= peak else -1.0
     target = float(np.clip(peak + direction * fallback_distance * extent, 0, extent - 1))

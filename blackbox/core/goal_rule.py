@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blackbox.core.goal import Goal, GoalError, default_goal, goal_axis, peak_along, user_goal
+from blackbox.core.goal import Goal, GoalError, beyond_crop_goal, default_goal, goal_axis, peak_along, user_goal
 from blackbox.core.images import LoadedImage
 from targets import TargetOutput
 
@@ -41,10 +41,15 @@ class GoalRule:
         """The goal for ``image``, along the axis its clean crops cut (:func:`goal_axis`).
 
         ``clean`` is what the scoring target (the measure, when there is one) said of the clean image.
+        A default goal that every clean crop already shows (the protocol's second maximum often lies
+        inside every crop) is replaced by the band just beyond the narrowest clean crop
+        (:func:`beyond_crop_goal`, source ``beyond_crop``): what that crop hides now. So every picture
+        whose crops cut it gets a goal some clean crop leaves out.
 
         Raises:
-            GoalError: every clean crop already shows the goal: no crop could move to it, so no
-                result on it could be a success (the image is skipped with that reason).
+            GoalError: every clean crop already shows the goal (a user's goal, or an image no clean
+                crop cuts): no crop could move to it, so no result on it could be a success (the
+                image is skipped with that reason).
         """
         axis = goal_axis(clean.crops, image.width, image.height)
         if self.box is not None or self.point is not None:
@@ -68,6 +73,15 @@ class GoalRule:
                 axis=axis,
                 crops=clean.crops,
             )
+            if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
+                goal = beyond_crop_goal(
+                    crops=clean.crops,
+                    width=image.width,
+                    height=image.height,
+                    peak=goal.peak_x,
+                    band_width=self.band_width,
+                    axis=axis,
+                ) or goal
         if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
             raise GoalError(
                 f"every clean crop already shows the goal {[round(v) for v in goal.box]} ({goal.source}, "

@@ -5,14 +5,18 @@ pixel ``(x, y)``, times a cosine grating of ``frequency`` cycles/px at ``angle``
 per RGB channel. ``frequency = 0`` gives a plain colour blob. Patches are summed, the sum is
 rescaled to the budget, added, clipped to [0, 1] and quantised to 8 bits.
 
-The budget is one value, :class:`PerturbationBudget` (``eps`` and ``norm``), in the units of [0, 1]
-pixels at the working resolution: the L2 norm of the whole ``(H, W, 3)`` perturbation (the paper's
-sizes 10, 20, 30 at 640 px wide), or its L-inf norm. It holds all the norm arithmetic, for numpy
-arrays (the black-box search, quantisation) and torch tensors (the white-box attacks) alike: size,
-rescale, projection, steepest direction. The *quantised* perturbation never exceeds ``eps``: it is
-rounded to the nearest 8-bit level, and if that rounding pushed it over the budget, the perturbation
-is scaled down (bisection) until its rounding fits. Rendering is numpy float64, so it is
-deterministic and a replay is byte-identical.
+The budget is one value, :class:`PerturbationBudget`, in the units of [0, 1] pixels at the working
+resolution: ``eps`` in ``norm``, the L2 norm of the whole ``(H, W, 3)`` perturbation (the paper's
+sizes 10, 20, 30 at 640 px wide) or its L-inf norm, and, beside an L2 ``eps``, an L-inf cap
+``eps_inf`` that holds *together* with it. L2 alone lets an attack pour its whole budget into a few
+pixels (a blob moving pixels by 100 levels stays within L2 20), which a person sees; the cap bounds
+what any one pixel may change, which is what makes a dense perturbation invisible. The budget holds
+all the norm arithmetic, for numpy arrays (the black-box search, quantisation) and torch tensors
+(the white-box attacks) alike: size, rescale, projection onto both balls, steepest direction. The
+*quantised* perturbation never exceeds either bound: it is clamped to the cap's whole levels, rounded
+to the nearest 8-bit level, and if that rounding pushed the L2 over ``eps``, the perturbation is
+scaled down (bisection) until its rounding fits. Rendering is numpy float64, so it is deterministic
+and a replay is byte-identical.
 """
 
 from __future__ import annotations
@@ -115,21 +119,26 @@ def _is_tensor(value: Any) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class PerturbationBudget:
-    """How large a perturbation may be: ``eps`` in its ``norm``, in [0, 1] pixel units.
+    """How large a perturbation may be: ``eps`` in its ``norm``, and an L-inf cap, in [0, 1] pixel units.
 
     ``norm="l2"``: the L2 norm of the whole ``(H, W, 3)`` perturbation (the paper's sizes are 10, 20,
     30 at 640 px wide). ``norm="linf"``: the largest change of any channel, a fraction of the range.
-    Every method takes a numpy array or a torch tensor and gives back the same kind, so the norm
-    arithmetic is written once for the search and for the white-box attacks.
+    ``eps_inf`` (optional): an L-inf cap that holds together with ``eps`` (``3 / 255``: no channel of
+    any pixel moves by more than 3 levels); :attr:`cap` is the L-inf bound in force (the smaller of
+    ``eps`` and ``eps_inf`` under ``norm="linf"``). Every method takes a numpy array or a torch tensor
+    and gives back the same kind, so the norm arithmetic is written once for the search and for the
+    white-box attacks.
 
     Raises:
-        PerturbationBudgetError: ``norm`` is not ``"l2"`` or ``"linf"``, or ``eps`` is not a finite
-            number > 0. (An eps below one 8-bit level is allowed here, so an attack on it can say that
-            its image did not change; :meth:`check_quantisable` refuses it, as the settings do.)
+        PerturbationBudgetError: ``norm`` is not ``"l2"`` or ``"linf"``, or ``eps`` or ``eps_inf`` is
+            not a finite number > 0. (An eps below one 8-bit level is allowed here, so an attack on it
+            can say that its image did not change; :meth:`check_quantisable` refuses it, as the
+            settings do.)
     """
 
     eps: float
     norm: Norm = "l2"
+    eps_inf: float | None = None
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -142,18 +151,50 @@ class PerturbationBudget:
                 f"eps must be a finite number > 0 (the perturbation budget in [0,1] pixel units), got {eps!r}"
             )
         object.__setattr__(self, "eps", float(eps))
+        cap = self.eps_inf
+        if cap is not None:
+            if isinstance(cap, bool) or not isinstance(cap, (int, float, np.floating, np.integer)):
+                raise PerturbationBudgetError(f"eps_inf must be a number (the L-inf cap) or None, got {cap!r}")
+            if not (math.isfinite(cap) and cap > 0):
+                raise PerturbationBudgetError(
+                    f"eps_inf must be a finite number > 0 (the L-inf cap in [0,1] pixel units), got {cap!r}"
+                )
+            object.__setattr__(self, "eps_inf", float(cap))
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> PerturbationBudget:
-        """The budget of a stored trial config or record (its ``eps`` and ``norm`` keys)."""
-        return cls(eps=float(values["eps"]), norm=values["norm"])
+        """The budget of a stored trial config or record (its ``eps``, ``norm`` and ``eps_inf`` keys).
+
+        A config stored before the cap existed has no ``eps_inf``: no cap, as it was made.
+        """
+        cap = values.get("eps_inf")
+        return cls(eps=float(values["eps"]), norm=values["norm"], eps_inf=None if cap is None else float(cap))
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"eps": ..., "norm": ...}``, as trial configs and records store it."""
-        return {"eps": self.eps, "norm": self.norm}
+        """``{"eps": ..., "norm": ..., "eps_inf": ...}``, as trial configs and records store it."""
+        return {"eps": self.eps, "norm": self.norm, "eps_inf": self.eps_inf}
 
     def __str__(self) -> str:
-        return f"{self.norm}={self.eps:g}"
+        text = f"{self.norm}={self.eps:g}"
+        return text if self.eps_inf is None else f"{text},linf<={levels(self.eps_inf):g}/255"
+
+    @property
+    def cap(self) -> float | None:
+        """The L-inf bound in force, in [0, 1] units: ``eps`` for ``norm="linf"`` (or ``eps_inf`` if
+        smaller), else ``eps_inf``; ``None`` when nothing bounds a single pixel."""
+        if self.norm == "linf":
+            return self.eps if self.eps_inf is None else min(self.eps, self.eps_inf)
+        return self.eps_inf
+
+    @property
+    def cap_levels(self) -> int | None:
+        """The cap in whole 8-bit levels (what a quantised pixel may move at most); ``None``: no cap."""
+        cap = self.cap
+        return None if cap is None else int(math.floor(cap * 255.0 + 1e-6))
+
+    def with_eps(self, eps: float) -> PerturbationBudget:
+        """The same norm and cap with another ``eps`` (the shrink's smaller L2 budgets)."""
+        return PerturbationBudget(eps=eps, norm=self.norm, eps_inf=self.eps_inf)
 
     def check_quantisable(self, *, key: str = "eps") -> None:
         """Refuse an ``eps`` below one 8-bit level, naming ``key`` and the smallest usable value.
@@ -167,6 +208,11 @@ class PerturbationBudget:
                 f"every perturbation would round back to the clean image; use {key} >= {ONE_LEVEL:.4f} "
                 "(the paper's L2 sizes are 10 to 30)"
             )
+        if self.eps_inf is not None and self.cap_levels == 0:
+            raise UnusableBudgetError(
+                f"eps_inf={levels(self.eps_inf):g} levels is below one 8-bit level: every perturbation "
+                "would round back to the clean image; use eps_inf >= 1 (in 8-bit levels)"
+            )
 
     def size(self, delta: Array) -> float:
         """The norm of ``delta`` (any shape); numpy is summed in float64."""
@@ -177,28 +223,46 @@ class PerturbationBudget:
         return float(np.max(np.abs(delta))) if delta.size else 0.0
 
     def fits(self, delta: Array) -> bool:
-        """Whether ``delta`` is within the budget (its norm at most ``eps``)."""
-        return self.size(delta) <= self.eps
+        """Whether ``delta`` is within the budget: its norm at most ``eps``, no element over the cap."""
+        if self.size(delta) > self.eps:
+            return False
+        cap = self.cap
+        return cap is None or PerturbationBudget(eps=cap, norm="linf").size(delta) <= cap
+
+    def clamp(self, delta: Array) -> Array:
+        """``delta`` with every element clamped to the cap (unchanged without one)."""
+        cap = self.cap
+        if cap is None:
+            return delta
+        return delta.clamp(-cap, cap) if _is_tensor(delta) else np.clip(delta, -cap, cap)
 
     def rescale(self, delta: Array) -> Array:
-        """``delta`` scaled so its norm is exactly ``eps``; a zero perturbation stays zero."""
+        """``delta`` scaled so its norm is exactly ``eps``, then clamped to the cap; zero stays zero."""
         if _is_tensor(delta):
             size = self._tensor_size(delta)
-            return delta * (self.eps / size) if size > 0 else delta
+            return self.clamp(delta * (self.eps / size)) if size > 0 else delta
         size = self.size(delta)
-        return delta if size == 0 else delta * (self.eps / size)
+        return delta if size == 0 else self.clamp(delta * (self.eps / size))
 
     def project(self, delta: Array) -> Array:
-        """The nearest perturbation within the ``eps`` ball (clamp for L-inf, shrink for L2)."""
+        """A perturbation within both balls: clamped to the cap, then shrunk to the L2 ``eps``.
+
+        For one norm it is the Euclidean projection (clamp for L-inf, shrink for L2). For L2 with a
+        cap, shrinking a clamped ``delta`` keeps it inside the cap, so the result lies in both balls
+        (the exact projection onto their intersection needs an iterative method; this one is what
+        PGD under two norms commonly uses, e.g. Croce & Hein's "mixed" threat models).
+        """
+        delta = self.clamp(delta)
         if self.norm == "linf":
-            return (
-                delta.clamp(-self.eps, self.eps) if _is_tensor(delta) else np.clip(delta, -self.eps, self.eps)
-            )
+            return delta
         size = delta.norm() if _is_tensor(delta) else self.size(delta)
         return delta * (self.eps / size) if size > self.eps else delta
 
     def direction(self, gradient: Array) -> Array:
-        """The steepest ascent step of unit norm: ``g / ||g||_2`` for L2, ``sign(g)`` for L-inf."""
+        """The steepest ascent step of unit norm: ``g / ||g||_2`` for L2, ``sign(g)`` for L-inf.
+
+        Under L2 with a cap the L2 direction is kept; :meth:`project` then enforces the cap.
+        """
         if self.norm == "linf":
             return gradient.sign() if _is_tensor(gradient) else np.sign(gradient)
         size = gradient.norm() if _is_tensor(gradient) else self.size(gradient)
@@ -238,11 +302,12 @@ class PerturbationBudget:
     def apply(self, clean: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """The 8-bit adversarial image: ``clean`` (``(H, W, 3)`` uint8) plus ``delta`` (float, [0, 1] units).
 
-        Rounds to the nearest level. If rounding pushed the norm over ``eps``, ``delta`` is scaled by
-        the largest ``k / 4096`` (``k`` in 1..4095) whose rounding fits, the scale a 12-step bisection
-        of [0, 1] finds; only if none fits is ``delta`` truncated toward ``clean`` (every element
-        shrinks, so that always fits). Work is confined to the perturbation's bounding box, which for
-        patches is a small part of the image.
+        With ``eps_inf``, clamps every element to the cap's whole levels (:attr:`cap_levels`: a rounded
+        element then never moves further); then rounds to the nearest level. If rounding pushed the norm over ``eps``,
+        ``delta`` is scaled by the largest ``k / 4096`` (``k`` in 1..4095) whose rounding fits, the
+        scale a 12-step bisection of [0, 1] finds; only if none fits is ``delta`` truncated toward
+        ``clean`` (every element shrinks, so that always fits). Work is confined to the
+        perturbation's bounding box, which for patches is a small part of the image.
         """
         # Rows and columns that move, read off one contiguous comparison: ``np.any(..., axis=2)`` over
         # a 3-long axis, or one comparison per channel, is several times slower.
@@ -254,6 +319,11 @@ class PerturbationBudget:
             return clean.copy()
         box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
         step = (delta[box] * 255.0).reshape(-1)
+        if self.eps_inf is not None:
+            # Whole levels: |step| <= cap rounds to at most cap levels, at every scale <= 1. (A plain
+            # norm=linf budget keeps the scale search alone, so its stored trials re-render as made.)
+            cap = self.cap_levels
+            step = np.clip(step, -cap, cap)
         # An element moved by less than half a level rounds back to its clean value at every scale
         # <= 1: only the others can change the image or its norm, so only they are searched over.
         active = np.flatnonzero(np.abs(step) >= 0.5)
@@ -327,6 +397,11 @@ class PerturbationBudget:
                 return size <= self.eps, size
         size = self.size(levels / 255.0)
         return size <= self.eps, size
+
+
+def levels(value: float) -> float:
+    """A size in [0, 1] units as 8-bit levels (``3 / 255`` is 3 levels)."""
+    return round(value * 255.0, 6)
 
 
 def perturb(clean: np.ndarray, patches: Sequence[Patch], budget: PerturbationBudget) -> np.ndarray:

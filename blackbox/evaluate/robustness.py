@@ -113,6 +113,7 @@ class Robustness:
         norm: str,
         success: str,
         spec: SearchSpec,
+        eps_inf: float | None = None,
         eps_list: Sequence[float],
         stop_at_first_success: bool,
         sources: Sequence[ImageSource],
@@ -123,7 +124,7 @@ class Robustness:
         progress: bool = True,
     ) -> None:
         self.targets = dict(targets)
-        self.goal_rule, self.norm, self.success = goal_rule, norm, success
+        self.goal_rule, self.norm, self.success, self.eps_inf = goal_rule, norm, success, eps_inf
         self.spec = spec
         self.eps_list = list(eps_list)
         self.stop = bool(stop_at_first_success)
@@ -150,6 +151,7 @@ class Robustness:
                 target_name=name,
                 goal_rule=self.goal_rule,
                 norm=self.norm,
+                eps_inf=self.eps_inf,
                 success=self.success,
             )
             for source, loaded in iterate(self.sources, self.working_width):

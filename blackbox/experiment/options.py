@@ -62,6 +62,8 @@ class RunOptions:
         eps: the perturbation's size: its L2 norm in [0, 1] pixel units at the working resolution, or
             the L-inf bound as a fraction of the range (``norm="linf"``).
         norm: ``l2`` | ``linf``.
+        eps_inf: the L-inf cap beside ``eps``, in [0, 1] units (the ``eps_inf`` setting is in 8-bit
+            levels: ``eps_inf=3`` is ``3 / 255`` here); ``None``: no cap.
         success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (:mod:`blackbox.core.objective`).
         goal: the goal rule (``goal.*``).
         working_width: images are resized to this width (pixels) first; ``None`` keeps their size.
@@ -77,6 +79,7 @@ class RunOptions:
 
     eps: float
     norm: str = "l2"
+    eps_inf: float | None = None
     success: str = "auto"
     goal: GoalRule = field(default_factory=GoalRule)
     working_width: int | None = 640

@@ -104,6 +104,7 @@ class Pipeline:
         target_name: its name in records and study names (a zoo name, or one of the caller's).
         goal_rule: how the goal is chosen from the scoring target's clean answer.
         norm: ``l2`` or ``linf``, the norm ``eps`` bounds.
+        eps_inf: the L-inf cap beside ``eps``, in [0, 1] units (``None``: none).
         success: the success setting, ``auto`` | ``point`` | ``crops`` | ``any_crop``
             (:mod:`blackbox.core.objective`); ``auto`` is resolved per target.
         measure: score every result on this model instead of ``target`` (a transfer measurement).
@@ -114,6 +115,7 @@ class Pipeline:
     target_name: str
     goal_rule: GoalRule = field(default_factory=GoalRule)
     norm: str = "l2"
+    eps_inf: float | None = None
     success: str = "auto"
     measure: Target | None = None
     measure_name: str | None = None
@@ -153,7 +155,9 @@ class Pipeline:
 
     def problem(self, clean: Clean, goal: Goal, *, eps: float) -> AttackProblem:
         """The attack problem on ``target`` at ``eps`` (the norm and success setting are the pipeline's)."""
-        return AttackProblem(clean.image, clean.output, goal, eps, self.norm, self.target_name, self.success)
+        return AttackProblem(
+            clean.image, clean.output, goal, eps, self.norm, self.target_name, self.success, self.eps_inf
+        )
 
     def attack(
         self,

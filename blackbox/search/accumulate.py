@@ -245,6 +245,7 @@ class AccumulateSearch(Attack):
             goal=problem.goal,
             eps=problem.eps,
             norm=problem.norm,
+            eps_inf=problem.eps_inf,
             queries=budget.used,
             queries_to_success=found.first_success_queries,
             score=found.value,

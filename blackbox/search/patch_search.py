@@ -318,6 +318,7 @@ class PatchSearch(Attack):
             goal=problem.goal,
             eps=problem.eps,
             norm=problem.norm,
+            eps_inf=problem.eps_inf,
             queries=session.budget.used,
             queries_to_success=best.first_success_queries,
             score=best.value,

@@ -40,6 +40,12 @@ def goal_rule(cfg: Mapping) -> GoalRule:
     )
 
 
+def eps_inf(cfg: Mapping) -> float | None:
+    """``eps_inf`` (8-bit levels, or null) as the budget's L-inf cap in [0, 1] units."""
+    levels = cfg.get("eps_inf")
+    return None if levels is None else float(levels) / 255.0
+
+
 def run_options(cfg: DictConfig, *, eps: float | None = None) -> RunOptions:
     """The settings every image of a run shares (``eps`` overrides ``cfg.eps``, for sweeps)."""
     threads = cfg.get("torch_threads")
@@ -47,6 +53,7 @@ def run_options(cfg: DictConfig, *, eps: float | None = None) -> RunOptions:
     return RunOptions(
         eps=float(cfg.eps if eps is None else eps),
         norm=str(cfg.norm),
+        eps_inf=eps_inf(cfg),
         success=str(cfg.get("success", "auto")),
         goal=goal_rule(cfg),
         working_width=int(width) if width is not None else None,

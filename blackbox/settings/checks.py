@@ -8,7 +8,7 @@ from blackbox.core.objective import SUCCESS_SETTINGS
 from blackbox.core.perturbation import PerturbationBudget, PerturbationBudgetError
 from targets import ConfigError  # defined with the zoo, which raises it too; re-exported here
 
-__all__ = ["ConfigError", "check_eps", "check_run_config", "check_search"]
+__all__ = ["ConfigError", "check_eps", "check_eps_inf", "check_run_config", "check_search"]
 
 
 def check_eps(eps: float, norm: str, *, key: str = "eps") -> None:
@@ -17,6 +17,17 @@ def check_eps(eps: float, norm: str, *, key: str = "eps") -> None:
         PerturbationBudget(eps=eps, norm=norm).check_quantisable(key=key)  # type: ignore[arg-type]
     except PerturbationBudgetError as error:  # below one level; an unknown norm or eps <= 0 too
         raise ConfigError(str(error)) from None
+
+
+def check_eps_inf(levels: object) -> None:
+    """``eps_inf``: null, or the L-inf cap in whole 8-bit levels from 1 to 255; raise :class:`ConfigError`."""
+    if levels is None:
+        return
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 255:
+        raise ConfigError(
+            f"eps_inf must be a whole number of 8-bit levels from 1 to 255 (the most any pixel channel "
+            f"may change: 3 is 3/255), or null for no cap; got {levels!r}"
+        )
 
 
 def _number(cfg: Mapping, key: str) -> float:
@@ -36,6 +47,7 @@ def check_run_config(cfg: Mapping) -> None:
     if norm == "linf" and eps > 1:
         raise ConfigError(f"with norm=linf, eps is a fraction of the pixel range (e.g. 0.03); got {eps:g}")
     check_eps(eps, norm)
+    check_eps_inf(cfg.get("eps_inf"))
     budget = cfg.get("budget")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
         raise ConfigError(f"budget must be a positive whole number of target queries, got {budget!r}")

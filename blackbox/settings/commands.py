@@ -151,6 +151,7 @@ def robustness_sweep(
         targets={name: builder(name) for name in target_names(cfg)},
         goal_rule=options.goal,
         norm=options.norm,
+        eps_inf=options.eps_inf,
         success=options.success,
         spec=attack_spec(cfg),  # type: ignore[arg-type]
         eps_list=eps_list(cfg),
@@ -178,6 +179,7 @@ def pipeline_for(
         target_name=target_name,
         goal_rule=options.goal,
         norm=options.norm,
+        eps_inf=options.eps_inf,
         success=options.success if success is None else success,
         measure=load(measure, aspect_ratios=options.aspect_ratios) if measure else None,
         measure_name=measure,
