@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
+import time
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,10 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from blackbox.core.images import ImageLoadError, load_image
+from targets.http import HttpTarget, RequestRejectedError, ServiceUnavailableError
+from targets.testing import sample_images
 from tests.test_faults import quiet_run
+from tests.test_target_http import FaultyService
 
 CASES2 = Path(__file__).resolve().parents[2] / "shared" / "cases2"
 
@@ -46,7 +52,9 @@ def _curve(gamma: float) -> bytes:
 
 def _desc(text: str) -> bytes:
     ascii_text = text.encode() + b"\0"
-    return b"desc\0\0\0\0" + struct.pack(">I", len(ascii_text)) + ascii_text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
+    return (
+        b"desc\0\0\0\0" + struct.pack(">I", len(ascii_text)) + ascii_text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
+    )
 
 
 def icc_profile(space: str, tags: dict[bytes, bytes]) -> bytes:
@@ -167,7 +175,9 @@ def test_the_attacked_and_written_image_is_the_displayed_one_and_says_srgb(tmp_p
     assert l2 <= record["eps"] + 0.05  # within eps of what a viewer shows (a level of rounding aside)
 
 
-@pytest.mark.skipif(not (CASES2 / "adobergb_tagged.png").exists(), reason="../shared/cases2 not beside the clone")
+@pytest.mark.skipif(
+    not (CASES2 / "adobergb_tagged.png").exists(), reason="../shared/cases2 not beside the clone"
+)
 def test_shared_case_adobe_rgb_is_read_as_displayed() -> None:
     path = CASES2 / "adobergb_tagged.png"
     with Image.open(path) as image:
@@ -224,3 +234,192 @@ def test_text_chunks_over_the_total_limit_are_named(tmp_path, photo, monkeypatch
 def test_shared_case_ztxt_bomb_is_named() -> None:
     with pytest.raises(ImageLoadError, match=r"its zTXt chunk .*metadata decompression bomb"):
         load_image(CASES2 / "ztxt_bomb.png")
+
+
+# --- Kinds 3 and 4: HTTP answers that never end, and redirects -----------------------------------
+
+
+class MisbehavingService:
+    """A loopback service whose paths misbehave as named; ``/ok`` paths answer with a real model.
+
+    ``/trickle``: 200, then a byte every 0.2 s; ``/endless``: 200, a chunked body without end;
+    ``/huge``: declares 10 GiB; ``/moved``: 301 to ``/ok/v2``; ``/kept``: 307 to ``/ok/v2``;
+    ``/away``: 307 to another host name; ``/loop``: 307 to itself.
+    """
+
+    def __init__(self) -> None:
+        self.model = FaultyService()  # for its answers
+        self.seen: list[tuple[str, str]] = []  # (method, path) of every request
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def head(self, status: int, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                service.seen.append(("GET", self.path))
+                self.head(405, {"Content-Length": "0"})
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                service.seen.append(("POST", self.path))
+                path = self.path.split("?")[0]
+                port = self.server.server_address[1]
+                try:
+                    if path.startswith("/ok"):
+                        answer = service.model.answer(body, self.path)
+                        self.head(
+                            200, {"Content-Type": "application/json", "Content-Length": str(len(answer))}
+                        )
+                        self.wfile.write(answer)
+                    elif path == "/trickle":
+                        self.head(200, {"Content-Type": "application/json", "Content-Length": "1000"})
+                        for _ in range(100):  # at most 20 s, long after the client gave up
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    elif path == "/endless":
+                        self.head(200, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+                        chunk = b"[" * 65536
+                        for _ in range(2000):  # 128 MiB at most
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    elif path == "/huge":
+                        self.head(200, {"Content-Type": "application/json", "Content-Length": str(10 << 30)})
+                    else:
+                        location = {
+                            "/moved": "/ok/v2/saliency",
+                            "/kept": "/ok/v2/saliency",
+                            "/away": f"http://localhost:{port}/ok/v2/saliency",
+                            "/loop": "/loop",
+                        }[path]
+                        status = 301 if path == "/moved" else 307
+                        self.head(status, {"Location": location, "Content-Length": "0"})
+                except OSError:  # the client gave up
+                    self.close_connection = True
+
+        return Handler
+
+    def __enter__(self) -> str:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def http_client(url: str, **kwargs) -> HttpTarget:
+    settings = {"max_retries": 1, "backoff": 0.0, "seed": 0, "sleep": lambda _: None, **kwargs}
+    return HttpTarget(url=url, **settings)
+
+
+IMAGE = sample_images()[0]
+
+
+@pytest.fixture(scope="module")
+def service():
+    misbehaving = MisbehavingService()
+    with misbehaving as base:
+        yield base, misbehaving
+
+
+def test_an_answer_that_trickles_in_ends_at_the_deadline_and_is_retried(service) -> None:
+    base, _ = service
+    target = http_client(f"{base}/trickle", read_timeout=5.0, answer_timeout=0.6)
+    started = time.perf_counter()
+    with pytest.raises(
+        ServiceUnavailableError, match=r"longer than target.answer_timeout=0.6 s .*bytes of it"
+    ):
+        target.query([IMAGE])
+    assert time.perf_counter() - started < 2 * 0.6 + 1.0  # two attempts, each cut at the deadline
+    assert target.counters()["retries"] == 1 and target.counters()["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [("endless", r"grew past target.max_answer_mb=1 "), ("huge", r"declares 10,737,418,240 bytes, over")],
+)
+def test_an_answer_past_the_size_cap_fails_and_is_retried(service, path, match) -> None:
+    base, _ = service
+    target = http_client(f"{base}/{path}", max_answer_mb=1)
+    with pytest.raises(ServiceUnavailableError, match=match):
+        target.query([IMAGE])
+    assert target.counters()["retries"] == 1
+
+
+def test_the_limits_are_settings_with_defaults_and_checked() -> None:
+    from targets import load
+
+    target = load("http")
+    assert isinstance(target, HttpTarget)
+    assert target.answer_timeout == 300.0 and target.max_answer_bytes == 256 << 20
+    for key in ("answer_timeout", "max_answer_mb"):
+        with pytest.raises(ValueError, match=key):
+            HttpTarget(url="http://127.0.0.1:1/x", **{key: 0})
+
+
+def test_a_run_skips_an_image_whose_answer_never_ends_with_the_reason(service, tmp_path) -> None:
+    base, _ = service
+    target = http_client(f"{base}/trickle", answer_timeout=0.3, max_retries=0)
+    summary, _ = quiet_run(tmp_path, "dataset.names=[chelsea]", target=target, name="http")
+    assert not summary.records and "answer_timeout=0.3" in summary.skipped[0]["error"]
+
+
+def test_a_redirect_that_would_drop_the_image_is_refused_saying_where_the_service_moved(service) -> None:
+    base, misbehaving = service
+    target = http_client(f"{base}/moved")
+    with pytest.raises(RequestRejectedError) as info:
+        target.query([IMAGE])
+    message = str(info.value)
+    assert "HTTP 301 Moved Permanently" in message and f"set target.url={base}/ok/v2/saliency" in message
+    assert "aspect_ratios" not in message.split("to ", 1)[1]  # the address to use, not ours with our query
+    assert target.counters()["requests"] == 1 and target.retries == 0
+    assert ("GET", "/ok/v2/saliency") not in [(m, p.split("?")[0]) for m, p in misbehaving.seen]
+
+
+def test_a_redirect_that_keeps_the_image_is_followed_and_said_once(service) -> None:
+    base, misbehaving = service
+    target = http_client(f"{base}/kept")
+    with pytest.warns(
+        UserWarning, match=rf"redirected \(HTTP 307 .*\) to {base}/ok/v2/saliency.*target.url="
+    ):
+        first = target.query([IMAGE])
+    with warnings_as_errors():  # said once: the second query follows quietly
+        second = target.query([IMAGE])
+    assert first == second and target.counters()["answered"] == 2
+    followed = [p for m, p in misbehaving.seen if m == "POST" and p.startswith("/ok/v2/saliency")]
+    assert len(followed) >= 2 and all("aspect_ratios=" in p for p in followed)  # the query kept
+
+
+@pytest.mark.filterwarnings("ignore:POST .* is redirected")  # the loop's first hop is followed
+@pytest.mark.parametrize(("path", "match"), [("away", "another host"), ("loop", "more than 5 redirects")])
+def test_a_redirect_to_another_host_or_a_loop_is_refused(service, path, match) -> None:
+    base, _ = service
+    with pytest.raises(RequestRejectedError, match=match):
+        http_client(f"{base}/{path}").query([IMAGE])
+
+
+class warnings_as_errors:
+    def __enter__(self) -> None:
+        import warnings
+
+        self.context = warnings.catch_warnings()
+        self.context.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc: object) -> None:
+        self.context.__exit__(*exc)
