@@ -423,3 +423,59 @@ class warnings_as_errors:
 
     def __exit__(self, *exc: object) -> None:
         self.context.__exit__(*exc)
+
+
+# --- Kind 6: the Python API's resume; and its target.* settings -------------------------------
+
+
+@pytest.fixture(scope="module")
+def chelsea() -> np.ndarray:
+    from skimage.data import chelsea
+
+    return chelsea()
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"settings": ["early_stop=false", "search=patches"]}, "search.space.angle.high: - there"),
+        ({"settings": ["early_stop=false", "search.n_patches=5"]}, "search.n_patches: 4 there, 5 now"),
+        ({"budget": 4}, "budget: 3 there, 4 now"),
+        ({"seed": 7}, "seed: 0 there, 7 now"),
+        ({"settings": ["early_stop=true"]}, "early_stop: false there, true now"),
+        ({"settings": ["early_stop=false", "aspect_ratios=[0.56,1.0,2.0]"]}, "aspect_ratios"),
+    ],
+)
+def test_the_api_refuses_to_resume_a_study_made_with_other_settings(
+    chelsea, tmp_path, changed, named
+) -> None:
+    import blackbox
+    from blackbox.settings.checks import ConfigError
+
+    journal = tmp_path / "trials.journal"
+    first = {"budget": 3, "working_width": 160, "storage": journal, "settings": ["early_stop=false"]}
+    done = blackbox.attack(chelsea, **first)
+    with pytest.raises(ConfigError, match=rf"made with other settings \(.*{named}.*another storage="):
+        blackbox.attack(chelsea, **{**first, **changed})
+    again = blackbox.attack(chelsea, **first, progress=False)  # the same settings still resume it
+    assert again.queries == done.queries == 3 and np.array_equal(again.adversarial, done.adversarial)
+    # the batch size is not a result-deciding setting, as for run folders
+    assert (
+        blackbox.attack(chelsea, **{**first, "settings": ["early_stop=false", "batch_size=2"]}).queries == 3
+    )
+
+
+def test_the_api_honours_target_settings(chelsea, service) -> None:
+    import blackbox
+
+    base, misbehaving = service
+    before = len(misbehaving.seen)
+    outcome = blackbox.attack(
+        chelsea,
+        target="http",
+        budget=2,
+        working_width=160,
+        settings=[f"target.url={base}/ok/api", "target.expect=[crops]", "target.max_retries=0"],
+    )
+    assert outcome.queries == 2 and outcome.adversarial_output.log_density is None  # crops only, as set
+    assert [p.split("?")[0] for _, p in misbehaving.seen[before:]] == ["/ok/api"] * 3  # clean + 2
