@@ -8,8 +8,12 @@ Optuna cannot read, 6 the Python API's resume, 7 a sweep's table, 8 run folders 
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -23,7 +27,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from blackbox.core.images import ImageLoadError, load_image
 from targets.http import HttpTarget, RequestRejectedError, ServiceUnavailableError
 from targets.testing import sample_images
-from tests.test_faults import quiet_run
+from tests.test_faults import SMALL, quiet_run
 from tests.test_target_http import FaultyService
 
 CASES2 = Path(__file__).resolve().parents[2] / "shared" / "cases2"
@@ -479,3 +483,119 @@ def test_the_api_honours_target_settings(chelsea, service) -> None:
     )
     assert outcome.queries == 2 and outcome.adversarial_output.log_density is None  # crops only, as set
     assert [p.split("?")[0] for _, p in misbehaving.seen[before:]] == ["/ok/api"] * 3  # clean + 2
+
+
+# --- Kind 5: storage this Optuna cannot read ---------------------------------------------------
+
+ONE_IMAGE = ("dataset.names=[chelsea]", "budget=3")
+
+
+def _insert_line(path: Path, number: int, line: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(number - 1, line + "\n")
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        (
+            '{"op_code": 42, "worker_id": "w"}',
+            r"line 4 holds an operation this Optuna \(.*\) does not know \(op_code 42\)",
+        ),
+        ('{"op_code": 4, "worker_id": "w"}', r"line 4 is JSON but not an Optuna journal record .*KeyError"),
+        ("[1, 2]", r"line 4 is JSON but not an Optuna journal record .*TypeError"),
+    ],
+    ids=["unknown operation", "missing field", "not an object"],
+)
+def test_a_journal_record_optuna_cannot_apply_is_named_with_its_line(tmp_path, record, match) -> None:
+    from blackbox.experiment.jsonl import JsonlError
+    from blackbox.settings.dashboard import main as dashboard_main
+
+    quiet_run(tmp_path, *ONE_IMAGE, "dataset.names=[chelsea,coffee]")
+    _insert_line(tmp_path / "optuna.journal", 4, record)
+    with pytest.raises(JsonlError, match=rf"optuna.journal, {match}.*mv .*optuna.journal "):
+        quiet_run(tmp_path, *ONE_IMAGE, "dataset.names=[chelsea,coffee]")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert dashboard_main([str(tmp_path), "--port", "0"]) == 2  # the dashboard says the same
+    assert "line 4" in err.getvalue()
+
+
+def _schema_from(path: Path, revision: str, version: str) -> None:
+    """Make an Optuna SQLite file look as if Optuna ``version`` (schema ``revision``) made it."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as database:
+        database.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        database.execute("UPDATE version_info SET library_version = ?", (version,))
+        database.commit()
+
+
+@pytest.mark.parametrize(
+    ("revision", "version", "match"),
+    [
+        (
+            "v3.0.0.d",
+            "3.0.0",
+            r"made by Optuna 3.0.0, whose schema this Optuna \(.*\) reads only once upgraded.*"
+            r"optuna storage upgrade --storage sqlite:///",
+        ),
+        (
+            "v9.9.9.a",
+            "9.9.9",
+            r"made by Optuna 9.9.9, newer than this Optuna \(.*\).*pip install 'optuna>=9.9.9'",
+        ),
+    ],
+    ids=["older", "newer"],
+)
+def test_an_sqlite_schema_of_another_optuna_names_both_versions(tmp_path, revision, version, match) -> None:
+    from blackbox.experiment.storage import StorageVersionError
+
+    quiet_run(tmp_path, *ONE_IMAGE, "storage=sqlite")
+    _schema_from(tmp_path / "optuna.sqlite3", revision, version)
+    with pytest.raises(StorageVersionError, match=rf"optuna.sqlite3 was {match}"):
+        quiet_run(tmp_path, *ONE_IMAGE, "storage=sqlite")
+
+
+def test_an_sqlite_file_that_is_no_database_is_named_and_reading_makes_no_file(tmp_path) -> None:
+    from blackbox.experiment.storage import StorageVersionError
+    from blackbox.experiment.study import open_for_reading
+    from blackbox.settings.build import storage_settings
+    from blackbox.settings.preflight import compose_overrides
+
+    quiet_run(tmp_path, *ONE_IMAGE, "storage=sqlite")
+    (tmp_path / "optuna.sqlite3").write_bytes(b"not a database, whatever its name says\n" * 100)
+    with pytest.raises(StorageVersionError, match=r"optuna.sqlite3 is not an SQLite database .*mv "):
+        quiet_run(tmp_path, *ONE_IMAGE, "storage=sqlite")
+    (tmp_path / "optuna.sqlite3").unlink()
+    with pytest.raises(FileNotFoundError, match=r"optuna\.sqlite3 is missing"):
+        open_for_reading(tmp_path, storage_settings(compose_overrides(["storage=sqlite"])))
+    assert not (tmp_path / "optuna.sqlite3").exists()
+
+
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_the_cli_exits_2_without_a_traceback_on_storage_of_another_optuna(tmp_path, storage) -> None:
+    run_dir = tmp_path / "run"
+    assert cli(run_dir, *ONE_IMAGE, f"storage={storage}").returncode == 0
+    if storage == "journal":
+        _insert_line(run_dir / "optuna.journal", 2, '{"op_code": 99, "worker_id": "w"}')
+    else:
+        _schema_from(run_dir / "optuna.sqlite3", "v9.9.9.a", "9.9.9")
+    done = cli(run_dir, *ONE_IMAGE, f"storage={storage}", "dataset.names=[chelsea,coffee]")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ("line 2 holds an operation" if storage == "journal" else "made by Optuna 9.9.9") in done.stderr
+
+
+def cli(run_dir: Path, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m blackbox`` as a user runs it, small and quiet."""
+    from tests.conftest import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "blackbox", *SMALL, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
