@@ -53,6 +53,8 @@ SLOW = frozenset(
         "test_distill.py::test_cli_tiny_run_and_clear_errors",
         "test_distill.py::test_tiny_run_writes_checkpoint_log_and_fidelity",
         "test_faults.py::test_shared_case_torn_journal_is_exit_2_naming_the_line",
+        "test_faults_round2.py::test_a_sweep_over_images_one_refused_shows_every_job",
+        "test_faults_round2.py::test_the_cli_exits_2_without_a_traceback_on_storage_of_another_optuna",
         "test_http_run.py::test_cli_run_through_http_never_stores_the_secret",
         "test_multirun.py::test_a_sweep_runs_every_job",
         "test_multirun.py::test_joblib_launched_workers_share_one_postgres_experiment",

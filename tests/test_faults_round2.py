@@ -599,3 +599,71 @@ def cli(run_dir: Path, *overrides: str, **kwargs) -> subprocess.CompletedProcess
         timeout=300,
         **kwargs,
     )
+
+
+# --- Kind 7: a sweep's table -----------------------------------------------------------------
+
+
+def test_the_sweep_table_has_a_row_per_job_numbered_by_its_folder_with_exit_code_and_skips(tmp_path) -> None:
+    from blackbox.experiment.jsonl import append_record
+    from blackbox.experiment.summary import sweep_table
+    from blackbox.settings.sweep_table import JOBS, sweep_jobs
+
+    def job(number: int, code: int, image: str) -> None:
+        append_record(
+            tmp_path / JOBS, {"job": number, "folder": str(number), "overrides": [image], "exit_code": code}
+        )
+
+    quiet_run(tmp_path / "0", "dataset.names=[chelsea]", "budget=3")
+    job(0, 0, "image=a.png")
+    (tmp_path / "1").mkdir()  # every input refused: no results, its skip in errors.jsonl
+    append_record(tmp_path / "1" / "errors.jsonl", {"image": "b", "source": "b.png", "error": "not an image"})
+    job(1, 4, "image=b.png")
+    job(2, 2, "image=missing.png")  # a bad setting: its folder was removed
+    quiet_run(tmp_path / "3", "dataset.names=[coffee]", "budget=3")
+    job(3, 1, "image=c.png")
+    job(3, 0, "image=c.png")  # the same job run again: its latest record counts
+    rows = sweep_table(sweep_jobs(tmp_path)).splitlines()[2:]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert [(c[0], c[1], c[2], c[3], c[-1]) for c in cells] == [
+        ("0", "image=a.png", "0", "1", "0"),
+        ("1", "image=b.png", "4", "0", "1"),
+        ("2", "image=missing.png", "2", "0", "-"),
+        ("3", "image=c.png", "0", "1", "0"),
+    ]
+
+
+def test_a_sweep_over_images_one_refused_shows_every_job(tmp_path, photo) -> None:
+    from tests.conftest import REPO
+
+    for name in ("a", "c"):
+        Image.fromarray(photo).save(tmp_path / f"{name}.png")
+    (tmp_path / "b.png").write_text("not an image\n" * 10)
+    images = ",".join(str(tmp_path / f"{name}.png") for name in "abc")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blackbox",
+            "-m",
+            *SMALL,
+            "budget=3",
+            f"image={images}",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 4, done.stderr  # the worst of the jobs' codes: nothing attacked in one
+    table = done.stdout.split("all 3 jobs of the sweep")[1]
+    rows = [
+        [c.strip() for c in row.strip("|").split("|")] for row in table.splitlines() if row.startswith("| ")
+    ]
+    assert [(r[0], r[1].rsplit("/", 1)[1], r[2], r[-1]) for r in rows[1:]] == [
+        ("0", "a.png", "0", "0"),
+        ("1", "b.png", "4", "1"),
+        ("2", "c.png", "0", "0"),
+    ]
