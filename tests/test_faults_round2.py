@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import struct
 import subprocess
@@ -667,3 +668,163 @@ def test_a_sweep_over_images_one_refused_shows_every_job(tmp_path, photo) -> Non
         ("1", "b.png", "4", "1"),
         ("2", "c.png", "0", "0"),
     ]
+
+
+# --- Kinds 8 and 9: run folders the system refuses, and a refused run leaves nothing ------------
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time (ns)."""
+    return {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only for this process: by its mode, or, for root (whom modes do not
+    stop), by the immutable attribute. Skips the test where neither holds."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = [lambda: folder.chmod(0o755)]
+    else:
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip("running as root where chattr +i is refused: no way to make a read-only folder")
+        undo = [lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)]
+    try:
+        try:
+            (folder / ".probe").touch()
+        except OSError:
+            pass
+        else:
+            (folder / ".probe").unlink()
+            pytest.skip("this file system lets the test write in a read-only folder")
+        yield
+    finally:
+        undo[0]()
+
+
+def test_a_read_only_run_folder_is_refused_before_any_work_and_resumes_after(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    assert cli(run_dir, *ONE_IMAGE).returncode == 0
+    before = snapshot(run_dir)
+    two = (*ONE_IMAGE, "dataset.names=[chelsea,coffee]")
+    with read_only(run_dir):
+        done = cli(run_dir, *two)
+        new = cli(run_dir / "new", *ONE_IMAGE)  # a new folder under the read-only one
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"write in {run_dir} (" in done.stderr and "re-run the same command to resume" in done.stderr
+    assert new.returncode == 2 and f"{run_dir / 'new'}" in new.stderr and "Traceback" not in new.stderr
+    assert snapshot(run_dir) == before and not (run_dir / "new").exists()
+    resumed = cli(run_dir, *two)  # the cause gone, the same command resumes
+    assert resumed.returncode == 0, resumed.stderr
+    images = [json.loads(line)["image"] for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert images == ["chelsea", "coffee"]
+
+
+def test_a_disk_that_fills_up_mid_run_stops_with_what_to_do_and_loses_nothing(tmp_path) -> None:
+    from blackbox.experiment.folder_access import RunFolderError
+    from targets.classic import ClassicSaliency
+    from tests.test_patch_search import CountingTarget
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full to stand for a full disk")
+    two = (*ONE_IMAGE, "dataset.names=[chelsea,coffee]", "early_stop=false")
+    (tmp_path / "side_by_side").mkdir()
+    (tmp_path / "side_by_side" / "chelsea.png").symlink_to("/dev/full")  # writing there: ENOSPC
+    with pytest.raises(
+        RunFolderError, match=rf"no space left on the device of {tmp_path} .*free space and re-run"
+    ):
+        quiet_run(tmp_path, *two)
+    (tmp_path / "side_by_side" / "chelsea.png").unlink()  # space freed
+    target = CountingTarget(ClassicSaliency())
+    summary, _ = quiet_run(tmp_path, *two, target=target)
+    assert [r["image"] for r in summary.records] == ["chelsea", "coffee"]
+    assert all(r["queries"] == 3 for r in summary.records)
+    # chelsea's 3 queries were kept: this session asked its clean image (and its best trial) only
+    assert target.seen <= (1 + 1) + (1 + 3)
+
+
+def test_a_path_through_a_file_is_refused_by_name(tmp_path) -> None:
+    from blackbox.experiment.folder_access import RunFolderError, check_writable
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(RunFolderError, match=r"notes.txt is a file, not a folder"):
+        check_writable(tmp_path / "notes.txt" / "run")
+
+
+def test_a_refused_rerun_changes_nothing_in_a_finished_folder_and_the_dashboard_reads_its_record(
+    tmp_path,
+) -> None:
+    from filelock import FileLock
+
+    from blackbox.experiment.run_folder import RUN_LOCK
+    from blackbox.settings.build import stored_storage
+
+    run_dir = tmp_path / "run"
+    assert cli(run_dir, *ONE_IMAGE).returncode == 0
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (
+        run_dir / ".hydra" / "overrides.yaml"
+    ).is_file()
+    before = snapshot(run_dir)
+    other = cli(run_dir, *ONE_IMAGE, "budget=4", "storage=sqlite")
+    assert (
+        other.returncode == 2 and "other settings (budget: 3 there, 4 now, storage: 'journal'" in other.stderr
+    )
+    assert snapshot(run_dir) == before  # not even .hydra/ was rewritten
+    with FileLock(str(run_dir / RUN_LOCK)):
+        held = snapshot(run_dir)
+        busy = cli(run_dir, *ONE_IMAGE)
+        assert busy.returncode == 2 and "another blackbox process is running in" in busy.stderr
+        assert snapshot(run_dir) == held
+    storage = stored_storage(run_dir)
+    assert storage is not None and storage.kind == "journal" and not (run_dir / "optuna.sqlite3").exists()
+
+
+def test_a_refused_sweep_job_changes_nothing_in_its_finished_folder(tmp_path) -> None:
+    from tests.conftest import REPO
+
+    sweep_dir = f"hydra.sweep.dir={tmp_path}"
+
+    def sweep(*overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "blackbox", "-m", *SMALL, *ONE_IMAGE, "eps=20,10", *overrides, sweep_dir],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert sweep().returncode == 0
+    before = snapshot(tmp_path / "0")
+    refused = sweep("budget=4")
+    assert refused.returncode == 2 and "other settings (budget: 3 there, 4 now)" in refused.stderr
+    assert snapshot(tmp_path / "0") == before
+
+
+def test_a_run_writes_its_record_only_once_the_folder_accepts_it(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from blackbox.experiment.run_folder import record_settings, stored_config
+    from blackbox.settings.checks import ConfigError
+    from blackbox.settings.commands import run
+    from blackbox.settings.preflight import compose_overrides
+
+    recorded: list[str] = []
+
+    def record(cfg) -> object:
+        return lambda: (recorded.append("written"), record_settings(tmp_path, cfg, overrides=["budget=3"]))
+
+    cfg = compose_overrides([*SMALL, *ONE_IMAGE])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        run(cfg, tmp_path, target_name="classic", record=record(cfg))
+        assert recorded == ["written"] and stored_config(tmp_path).budget == 3
+        assert OmegaConf.load(tmp_path / ".hydra" / "overrides.yaml") == ["budget=3"]
+        other = compose_overrides([*SMALL, *ONE_IMAGE, "budget=4"])
+        with pytest.raises(ConfigError, match="other settings"):
+            run(other, tmp_path, target_name="classic", record=record(other))
+    assert recorded == ["written"] and stored_config(tmp_path).budget == 3
