@@ -828,3 +828,14 @@ def test_a_run_writes_its_record_only_once_the_folder_accepts_it(tmp_path) -> No
         with pytest.raises(ConfigError, match="other settings"):
             run(other, tmp_path, target_name="classic", record=record(other))
     assert recorded == ["written"] and stored_config(tmp_path).budget == 3
+
+
+def test_a_folder_made_before_the_storage_kind_was_recorded_resumes_with_any(tmp_path) -> None:
+    from blackbox.experiment.run_folder import check_resume_settings
+    from blackbox.settings.checks import ConfigError
+
+    (tmp_path / "resume.json").write_text(json.dumps({"budget": 3, "success": "point"}))
+    check_resume_settings(tmp_path, {"budget": 3, "success": "point", "storage": "sqlite"})  # unknown: kept
+    (tmp_path / "resume.json").write_text(json.dumps({"budget": 3, "success": "point", "storage": "journal"}))
+    with pytest.raises(ConfigError, match="storage: 'journal' there, 'sqlite' now"):
+        check_resume_settings(tmp_path, {"budget": 3, "success": "point", "storage": "sqlite"})
