@@ -79,16 +79,19 @@ def journal_storage(path: Path) -> JournalStorage:
 
 
 def _unusable_record(path: Path, line: int, record: object, error: Exception) -> str:
-    from optuna.storages.journal._storage import JournalOperation  # the operations this Optuna knows
+    try:  # the operations this Optuna knows (a private enum: an error message must not depend on it)
+        from optuna.storages.journal._storage import JournalOperation
 
-    known = {int(op) for op in JournalOperation}
+        known: set[int] | None = {int(op) for op in JournalOperation}
+    except ImportError:
+        known = None
     op = record.get("op_code") if isinstance(record, dict) else None
     remedy = (
         f"move the file aside (mv {path} {path}.unreadable) and re-run the same command: images "
         "already in results.jsonl (results.csv for compare) stay done and the others restart their "
         "search; or re-run in a new folder (hydra.run.dir=...)"
     )
-    if isinstance(op, int) and op not in known:
+    if isinstance(op, int) and known is not None and op not in known:
         return (
             f"{path}, line {line} holds an operation this Optuna ({optuna.__version__}) does not know "
             f"(op_code {op}): another Optuna version wrote it. Open the folder with the Optuna that "
