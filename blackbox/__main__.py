@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,7 +12,8 @@ from omegaconf import DictConfig
 from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE, EXIT_SKIPPED
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.commands import run
-from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from blackbox.settings.hydra_run import record_of, run_dir
+from blackbox.settings.preflight import check_planned_folder, expand_home, preflight, wants_preflight
 from targets import UserError
 
 # A sweep's exit code: the most serious of its jobs' (a bad setting, then nothing done, then skips).
@@ -26,12 +26,12 @@ def main(cfg: DictConfig) -> int:
     hydra_cfg = HydraConfig.get()
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
-        code = run(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name).exit_code
+        code = run(cfg, run_dir(), target_name=target_name, record=record_of(cfg)).exit_code
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG
         # Nothing attacked: leave no empty run folder behind (the dashboard would pick it).
-        discard_if_unused(Path(hydra_cfg.runtime.output_dir))
+        discard_if_unused(run_dir())
     if hydra_cfg.mode != RunMode.MULTIRUN:
         sys.exit(code)
     # Exiting here would end a -m sweep after its first job (and kill joblib's other jobs). Jobs run
@@ -47,10 +47,12 @@ def sweep_exit_code(codes: list[int]) -> int:
 
 if __name__ == "__main__":
     sys.argv[1:] = expand_home(sys.argv[1:])  # dataset.path=~/photos, as the README writes it
-    # Settings are checked before Hydra makes the run folder: a bad one leaves nothing behind.
+    # Settings and the run folder are checked before Hydra makes or touches the folder: a bad
+    # setting, or a run the folder refuses, leaves nothing behind.
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:])
+            check_planned_folder(sys.argv[1:])
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)

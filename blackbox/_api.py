@@ -26,7 +26,7 @@ from blackbox.settings.checks import ConfigError
 from blackbox.settings.commands import pipeline_for
 from blackbox.settings.preflight import compose_overrides, preflight
 from targets import Target
-from targets._zoo import group_names, load
+from targets._zoo import group_names, instantiate_target
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | LoadedImage
 
@@ -106,8 +106,8 @@ def attack(
     cfg = compose_overrides(overrides)
     options = run_options(cfg)
     loaded = _load(image, options.working_width)
-    if isinstance(target, str):
-        target_name, target = target, load(target, aspect_ratios=options.aspect_ratios)
+    if isinstance(target, str):  # built from the composed settings: every target.* of ``settings`` counts
+        target_name, target = target, instantiate_target(cfg.target)
     else:
         target_name = str(getattr(target, "name", type(target).__name__))
     pipeline = pipeline_for(options, target, target_name)  # the command line's own

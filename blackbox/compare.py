@@ -6,7 +6,6 @@ its settings: :func:`blackbox.settings.commands.compare`).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,19 +14,19 @@ from omegaconf import DictConfig
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.commands import compare
-from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from blackbox.settings.hydra_run import record_of, run_dir
+from blackbox.settings.preflight import check_planned_folder, expand_home, preflight, wants_preflight
 from targets import UserError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
-    hydra_cfg = HydraConfig.get()
-    target_name = hydra_cfg.runtime.choices.get("target", "target")
+    target_name = HydraConfig.get().runtime.choices.get("target", "target")
     try:
-        code = compare(cfg, Path(hydra_cfg.runtime.output_dir), target_name=target_name)
+        code = compare(cfg, run_dir(), target_name=target_name, record=record_of(cfg))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        discard_if_unused(Path(hydra_cfg.runtime.output_dir))  # leave no empty run folder behind
+        discard_if_unused(run_dir())  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 
@@ -39,6 +38,7 @@ if __name__ == "__main__":
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:], config_name="compare")
+            check_planned_folder(sys.argv[1:], config_name="compare")
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)

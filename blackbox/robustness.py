@@ -5,27 +5,25 @@ report (the code: :mod:`blackbox.evaluate.robustness`).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import discard_if_unused
 from blackbox.settings.commands import robustness
-from blackbox.settings.preflight import expand_home, preflight, wants_preflight
+from blackbox.settings.hydra_run import record_of, run_dir
+from blackbox.settings.preflight import check_planned_folder, expand_home, preflight, wants_preflight
 from targets import UserError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        code = robustness(cfg, run_dir)
+        code = robustness(cfg, run_dir(), record=record_of(cfg))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        discard_if_unused(run_dir)  # leave no empty run folder behind
+        discard_if_unused(run_dir())  # leave no empty run folder behind
         sys.exit(EXIT_BAD_CONFIG)
     sys.exit(code)
 
@@ -37,6 +35,7 @@ if __name__ == "__main__":
     if wants_preflight(sys.argv[1:]):
         try:
             preflight(sys.argv[1:], config_name="robustness")
+            check_planned_folder(sys.argv[1:], config_name="robustness")
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)

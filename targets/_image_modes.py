@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
+from targets._colour import embedded_profile, to_srgb
+
 __all__ = ["DEEP_MODES", "declared_peak", "to_rgb"]
 
 # Modes that hold more than 8 bits per sample; their scale comes from the file, never from the data.
@@ -44,7 +46,13 @@ def to_rgb(image: Image.Image, *, peak: float | None = None) -> Image.Image:
       or a transparency key (``info["transparency"]`` on ``1``, ``L``, ``I;16``, ``RGB`` or ``P``), is
       composited on white.
     * CMYK, YCbCr, LAB and HSV are converted by Pillow.
+    * An embedded ICC profile (any format) is applied: the numbers become the sRGB a colour-managed
+      viewer shows (:func:`targets._colour.to_srgb`), before transparency is composited.
+
+    Raises:
+        targets._colour.ColourProfileError: the embedded profile cannot be read or applied.
     """
+    profile = embedded_profile(image)  # read first: conversions below may drop ``info``
     if peak is None and image.mode in DEEP_MODES:
         peak = declared_peak(image)  # before exif_transpose: its copy has no TIFF tags
     image = ImageOps.exif_transpose(image)
@@ -64,6 +72,8 @@ def to_rgb(image: Image.Image, *, peak: float | None = None) -> Image.Image:
         alpha = values[..., 1]
         gray = np.where(alpha > 0, np.clip(values[..., 0] * 255.0 / np.maximum(alpha, 1), 0, 255), 0)
         image = Image.fromarray(np.stack([np.rint(gray), alpha], axis=-1).astype(np.uint8), "LA")
+    if profile is not None:
+        image = to_srgb(image, profile)
     if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -85,5 +85,5 @@ def test_the_sweep_table_reads_every_job_folder_in_job_order(tmp_path) -> None:
         (tmp_path / str(number) / ".hydra" / "overrides.yaml").write_text(f"- eps={number}\n- budget=3\n")
     (tmp_path / "summary.md").write_text("")  # not a job
     jobs = sweep_jobs(tmp_path)
-    assert [folder.name for _, folder in jobs] == ["0", "1", "2", "10"]
-    assert jobs[3][0] == "eps=10 budget=3"
+    assert [job.folder.name for job in jobs] == ["0", "1", "2", "10"]
+    assert jobs[3].overrides == "eps=10 budget=3" and jobs[3].exit_code is None  # made before exit codes

@@ -12,6 +12,7 @@ import pytest
 
 from blackbox.attacks import Attack, AttackResult
 from blackbox.core.metrics import perturbation_norms
+from blackbox.experiment.attack_spec import SearchSpec
 from blackbox.experiment.storage import make_storage
 from blackbox.search import PatchSearch, StagedSearch, render_trial
 from blackbox.search.patch_search import NothingChangedError
@@ -59,9 +60,15 @@ class GreyBlindTarget(Target):
         return answers
 
 
-def staged(budget: int, *extra: str, storage=None) -> Attack:
+def staged(budget: int, *extra: str, storage=None, cut_from: int | None = None) -> Attack:
+    """The staged search; ``cut_from``: a run of that budget cut short after ``budget`` queries (its
+    studies record the budget it was started with, which its resume must keep)."""
     cfg = compose_overrides([*STAGED, f"budget={budget}", f"eps={EPS}", *extra])
-    return attack_spec(cfg).build(storage=storage)
+    spec = attack_spec(cfg)
+    if cut_from is not None:
+        assert isinstance(spec, SearchSpec) and spec.study_settings is not None
+        spec = dataclasses.replace(spec, study_settings={**spec.study_settings, "budget": cut_from})
+    return spec.build(storage=storage)
 
 
 @pytest.fixture
@@ -141,7 +148,7 @@ def test_an_interrupted_staged_search_resumes_to_the_uninterrupted_result(
     problem = problem_for(photo, classic, eps=EPS)
     whole = staged(40, "shrink.enabled=true").run(problem, GreyBlindTarget(classic, photo))
     assert whole.extra["stage"] == "then" and whole.queries > cut
-    staged(cut, "shrink.enabled=true", storage=make_storage("journal", tmp_path)).run(
+    staged(cut, "shrink.enabled=true", storage=make_storage("journal", tmp_path), cut_from=40).run(
         problem, GreyBlindTarget(classic, photo)
     )
     target = GreyBlindTarget(classic, photo)

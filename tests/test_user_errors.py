@@ -16,9 +16,12 @@ from blackbox.attacks import AttackFailedError
 from blackbox.core.goal import GoalError
 from blackbox.core.images import ImageLoadError
 from blackbox.evaluate.merge import MergeError
+from blackbox.experiment.folder_access import RunFolderError
 from blackbox.experiment.jsonl import JsonlError
 from blackbox.experiment.pipeline import ImageSkipped
 from blackbox.experiment.run_folder import RunFolderBusyError
+from blackbox.experiment.storage import StorageVersionError
+from blackbox.search import StudySettingsError
 from blackbox.search.budget import BudgetExhaustedError
 from blackbox.search.search_space import SearchSpaceError
 from blackbox.settings.checks import ConfigError
@@ -31,9 +34,10 @@ from targets import (
     UnknownChoiceError,
     UserError,
 )
+from targets._colour import ColourProfileError
 from targets._protocol import MalformedAnswerError
 from targets._zoo import instantiate_target
-from targets.http import RequestRejectedError, ServiceUnavailableError
+from targets.http import AnswerLimitError, RequestRejectedError, ServiceUnavailableError
 from targets.surrogate import SurrogateCheckpointError
 from targets.vxm import VxmFormatError
 from targets.weights import BadModelFileError, MissingModelFileError
@@ -59,6 +63,9 @@ USER_ERRORS = [
     RunFolderBusyError,
     DashboardError,
     MergeError,
+    RunFolderError,
+    StorageVersionError,
+    StudySettingsError,
 ]
 
 # Errors that are not the user's to fix, each with the reason. An error class added to blackbox/ or
@@ -67,6 +74,8 @@ NOT_USER_ERRORS = {
     BudgetExhaustedError: "an attack asked past its budget: a bug in the attack",
     AttackFailedError: "one image's attack gave nothing; the run skips that image and goes on",
     ImageSkipped: "an image (or one attack on it) is left out with its reason; the run goes on (exit 3)",
+    AnswerLimitError: "one HTTP answer too slow or too large: retried, then a ServiceUnavailableError",
+    ColourProfileError: "an unusable ICC profile: the loader says so in an ImageLoadError",
 }
 
 

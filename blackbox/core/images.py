@@ -1,22 +1,26 @@
 """Reading images as a platform would receive them: 8-bit RGB, at the working resolution.
 
-Every image is decoded, EXIF-rotated, converted to the RGB a viewer shows (:func:`to_rgb`: alpha and
-transparency keys composited on white, 16-bit data scaled by its declared depth), resized to
-``working_width`` px wide, and quantised to 8 bits. The clean image the target sees is that 8-bit
-image, so clean and adversarial images go through the same path. Size limits hold at the working
-size, checked before any resizing; animations are refused, not cut to their first frame.
+Every image is decoded, EXIF-rotated, converted to the RGB a viewer shows (:func:`to_rgb`: an
+embedded ICC profile converted to sRGB, alpha and transparency keys composited on white, 16-bit data
+scaled by its declared depth), resized to ``working_width`` px wide, and quantised to 8 bits. The
+clean image the target sees is that 8-bit image, so clean and adversarial images go through the
+same path. Size limits hold at the working size, checked before any resizing; animations are
+refused, not cut to their first frame. Written images (:func:`save_png`) are sRGB and say so (a
+PNG ``sRGB`` chunk).
 """
 
 from __future__ import annotations
 
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from targets import UserError
+from targets._colour import ColourProfileError
 from targets._image_modes import DEEP_MODES, declared_peak, to_rgb
 from targets._validation import MIN_SIDE
 
@@ -29,6 +33,9 @@ IMAGE_SUFFIXES = frozenset(
 MAX_PIXELS = 80_000_000
 # What a refused file's message ends with: how to go on.
 _REMOVE = "or leave it out of the dataset"
+# What Pillow's PNG reader says when a text or profile chunk would expand past its limits
+# (``MAX_TEXT_CHUNK``, ``MAX_TEXT_MEMORY``): a metadata decompression bomb, not damaged pixels.
+_METADATA_LIMITS = ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY")
 
 
 class ImageLoadError(UserError, ValueError):
@@ -93,7 +100,14 @@ def prepare(
             f"working_width={working_width}, over the {MAX_PIXELS:,} pixel limit (a very long strip); "
             f"crop it to a less extreme shape, or run with a smaller working_width, {_REMOVE}"
         )
-    rgb = resize_to_width(to_rgb(image, peak=peak), working_width)
+    try:
+        shown = to_rgb(image, peak=peak)
+    except ColourProfileError as error:
+        raise ImageLoadError(
+            f"{source}: {error}; re-save it with its colours converted to sRGB (or without a profile), "
+            f"{_REMOVE}"
+        ) from None
+    rgb = resize_to_width(shown, working_width)
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(
             f"{source}: {rgb.width}x{rgb.height} px at the working resolution is too small; "
@@ -140,6 +154,8 @@ def load_image(
             f"or JPEG, {_REMOVE}"
         ) from error
     except (OSError, SyntaxError, ValueError) as error:
+        if any(limit in str(error) for limit in _METADATA_LIMITS):
+            raise ImageLoadError(_metadata_bomb(path, error)) from error
         raise ImageLoadError(
             f"{path}: damaged or truncated image ({error}); re-export or re-download it, {_REMOVE}"
         ) from error
@@ -152,6 +168,21 @@ def _too_many_pixels(path: Path, size: str) -> str:
     return (
         f"{path}: {size} is over the {MAX_PIXELS:,} pixel limit (a decompression bomb, or a photo "
         f"far larger than the working width needs); downscale it below the limit first, {_REMOVE}"
+    )
+
+
+def _metadata_bomb(path: Path, error: BaseException) -> str:
+    """The reason for a file whose text or profile chunk would expand past Pillow's limits."""
+    # Pillow's reader names neither the chunk nor its size: the chunk is the one it was reading.
+    frames = traceback.extract_tb(error.__traceback__)
+    chunk = next((f.name[6:] for f in reversed(frames) if f.name.startswith("chunk_")), None)
+    what, limit = (f"its {chunk} chunk" if chunk else "a metadata chunk"), PngImagePlugin.MAX_TEXT_CHUNK
+    if "MAX_TEXT_MEMORY" in str(error):
+        what, limit = "its text chunks together", PngImagePlugin.MAX_TEXT_MEMORY
+    return (
+        f"{path}: {what} would expand past Pillow's {limit / 2**20:g} MiB limit for metadata (a "
+        "metadata decompression bomb); the pixels may be fine: re-save the pixels without that "
+        f"metadata (e.g. exiftool -all= {path.name}, or an editor's export without metadata), {_REMOVE}"
     )
 
 
@@ -168,6 +199,17 @@ def load_bundled(name: str, *, working_width: int | None = 640) -> LoadedImage:
 
 
 def save_png(pixels: np.ndarray, path: Path) -> None:
-    """Write uint8 RGB pixels as a PNG with fixed settings, so a replay gives identical bytes."""
+    """Write uint8 RGB pixels as an sRGB PNG (it says so in an ``sRGB`` chunk) with fixed settings, so
+    a replay gives identical bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels, "RGB").save(path, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(pixels, "RGB").save(
+        path, format="PNG", optimize=False, compress_level=6, pnginfo=srgb_png_info()
+    )
+
+
+def srgb_png_info() -> PngImagePlugin.PngInfo:
+    """A PNG ``sRGB`` chunk (rendering intent 0, perceptual, as for photographs) for ``save(pnginfo=)``:
+    every image this project writes holds sRGB numbers (:func:`to_rgb` converts embedded profiles)."""
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sRGB", b"\x00")
+    return info

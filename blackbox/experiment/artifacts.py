@@ -25,6 +25,7 @@ from optuna.artifacts._protocol import ArtifactStore
 from PIL import Image, ImageDraw
 
 from blackbox.core.goal import Goal, peak_along
+from blackbox.core.images import srgb_png_info
 from blackbox.core.metrics import peak_shift
 from blackbox.core.visualize import draw_goal, saliency_view, with_legend
 from blackbox.search.patch_search import TrialRecord
@@ -91,7 +92,7 @@ class TrialArtifacts:
         with tempfile.TemporaryDirectory(prefix="blackbox-artifact-") as folder:
             for filename, image in images.items():
                 path = Path(folder) / filename
-                image.save(path, compress_level=PNG_COMPRESS_LEVEL)
+                image.save(path, compress_level=PNG_COMPRESS_LEVEL, pnginfo=srgb_png_info())
                 upload_artifact(
                     artifact_store=self.store,
                     file_path=str(path),

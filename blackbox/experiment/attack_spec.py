@@ -76,6 +76,8 @@ class SearchSpec(AttackSpec):
         warm_start: gives a dense transfer perturbation (H, W, 3) in [-1, 1] for a problem; its fitted
             patches are the first trial (``warm_start=<zoo name>``), or ``None``.
         shrink: after the first success, bisect toward the smallest successful L2 (default off).
+        study_settings: the settings a study records when made and requires when resumed (JSON
+            values; ``None``: no check), so a study is never resumed by a search with other ones.
     """
 
     sampler_name: str
@@ -90,6 +92,7 @@ class SearchSpec(AttackSpec):
     ask_ahead: bool = True
     warm_start: Callable[[AttackProblem], np.ndarray] | None = field(default=None, repr=False)
     shrink: ShrinkSettings = field(default_factory=ShrinkSettings)
+    study_settings: Mapping | None = None
     family: Family = "black-box"
 
     @property
@@ -122,6 +125,7 @@ class SearchSpec(AttackSpec):
                 write_behind=self.write_behind,
                 ask_ahead=self.ask_ahead,
                 shrink=self.shrink if shrink else None,
+                study_settings=self.study_settings,
             )
 
         if not is_staged(self.search):

@@ -5,21 +5,30 @@ drops it when the process dies, even by SIGKILL), so two runs never write the sa
 it also proves any Optuna journal lock file there is stale: Optuna would wait 30 s for its dead
 holder, so it is removed. Torn last lines of the journal and JSON-lines files are set aside
 (:mod:`blackbox.experiment.jsonl`). A folder resumes only the run that made it: the settings that decide the
-results are kept in ``resume.json`` and a re-run with other values is refused, not mixed in.
+results are kept in ``resume.json`` and a re-run with other values is refused, not mixed in. A folder
+the system refuses (read-only, a full disk) is named with the cause (:mod:`.folder_access`).
+
+A refused run changes nothing of a finished folder: its checks run before Hydra makes or touches the
+folder (:func:`check_run_folder`, from the command line's pre-flight), and Hydra writes no ``.hydra/``
+there (``hydra.output_subdir: null``): the run writes its own record of its settings
+(:func:`record_settings`) once the folder has accepted it, which is what readers read back
+(:func:`stored_config`: the dashboard, replay, reports).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from blackbox.experiment.jsonl import repair_torn_tail
+from blackbox.experiment.folder_access import RunFolderError, check_writable, is_refusal, refusal
+from blackbox.experiment.jsonl import check_lines, repair_torn_tail
 from targets import ConfigError
 
 RUN_LOCK = ".blackbox.lock"
@@ -43,6 +52,11 @@ RESULT_SETTINGS = (
 )
 # Folders made before a setting existed ran with what it then always was: success=point (issue 16).
 _BEFORE_THE_SETTING = {"success": "point", "shrink": {"enabled": False, "steps": 8, "tolerance": 0.00390625}}
+# Recorded since issue 29, unknown for folders made before (any value resumes those): where the trials
+# are (a session in another storage would start unfinished images afresh, past their budget).
+_NOT_ALWAYS_RECORDED = ("storage",)
+# The run's own record of its settings, in the files and format Hydra wrote before.
+RECORD = ".hydra"
 
 
 class RunFolderBusyError(ConfigError):
@@ -52,16 +66,16 @@ class RunFolderBusyError(ConfigError):
 @contextmanager
 def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[None]:
     """Hold the folder's lock while the run works in it; repair what a killed run left behind."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
-        raise RunFolderBusyError(
-            f"another blackbox process is running in {run_dir}; wait for it to finish, or give this "
-            "run its own folder (hydra.run.dir=...)"
-        ) from None
+        raise _busy(run_dir) from None
+    except OSError as error:  # a read-only file system, no permission
+        raise RunFolderError(refusal(run_dir, error)) from None
     try:
+        check_writable(run_dir)
         if journal is not None:
             _clear_stale_journal_lock(journal)
             repair_torn_tail(journal)
@@ -70,11 +84,20 @@ def claim_run_folder(run_dir: Path, journal: Path | None = None) -> Iterator[Non
         lock.release()
 
 
+def _busy(run_dir: Path) -> RunFolderBusyError:
+    return RunFolderBusyError(
+        f"another blackbox process is running in {run_dir}; wait for it to finish, or give this "
+        "run its own folder (hydra.run.dir=...)"
+    )
+
+
 @contextmanager
 def working_in(run_dir: Path, *, journal: bool, torch_threads: int | None = None) -> Iterator[None]:
     """The process setup every attacking command shares, around :func:`claim_run_folder`.
 
-    Holds ``run_dir`` (with its Optuna journal when ``journal``: ``storage=journal``), quiets
+    Holds ``run_dir`` (with its Optuna journal when ``journal``: ``storage=journal``), turns the
+    system refusing a write there (a full disk, a read-only file system) into a
+    :class:`~.folder_access.RunFolderError` that says what to do, quiets
     Optuna's per-study log lines (one per in-memory study would break the progress bars) and gives
     torch ``torch_threads`` intra-op threads when set (on a small machine, one fewer leaves a
     core to the sampler).
@@ -86,7 +109,12 @@ def working_in(run_dir: Path, *, journal: bool, torch_threads: int | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
-        yield
+        try:
+            yield
+        except OSError as error:  # e.g. the disk filled up mid-run: every line so far is kept
+            if not is_refusal(error, run_dir):
+                raise
+            raise RunFolderError(refusal(run_dir, error)) from error
 
 
 # What a run that ended before attacking leaves: Hydra's config and log, the lock, the settings.
@@ -153,12 +181,58 @@ def _clear_stale_journal_lock(journal: Path) -> None:
         )
 
 
-def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
-    """Record the settings a folder's results depend on; refuse a re-run there with other values."""
-    current = {key: settings.get(key) for key in (*RESULT_SETTINGS, "target", "attack", "sampler")}
+def check_run_folder(run_dir: Path, settings: Mapping | None = None) -> None:
+    """Every check a run makes of an existing folder before it works there, without changing it.
+
+    The command line calls it before Hydra makes or touches the folder: a refused run then leaves
+    nothing. Raises :class:`RunFolderBusyError` (another process holds the folder),
+    :class:`~.folder_access.RunFolderError` (the system refuses writes there, or where it would be
+    made), :class:`ConfigError` (``settings``, when given, differ from those that made the folder)
+    and :class:`~.jsonl.JsonlError` (a damaged line in a file the run keeps).
+    """
+    check_writable(run_dir)
+    if not run_dir.is_dir():
+        return
+    if (run_dir / RUN_LOCK).exists():  # held by a live run (the kernel drops a dead one's lock)
+        lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise _busy(run_dir) from None
+        lock.release()
+    if settings is not None:
+        check_resume_settings(run_dir, settings, record=False)
+    from blackbox.experiment.storage import check_journal  # imports Optuna: only once it is needed
+
+    check_journal(run_dir / "optuna.journal")
+    for name in ("results.jsonl", "errors.jsonl"):
+        remedy = "Fix or delete that line, or re-run in a new folder (hydra.run.dir=...)"
+        check_lines(run_dir / name, "record", remedy)
+
+
+def resume_settings(cfg: DictConfig, target_name: str) -> dict:
+    """The settings a folder's results depend on (kept in ``resume.json``), from a run's composed
+    config; ``target_name`` is its ``target=`` choice."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(settings, dict)
+    storage = settings.get("storage")
+    return {
+        **{key: settings.get(key) for key in RESULT_SETTINGS},
+        "target": target_name,
+        "attack": str(cfg.attack.name),
+        "sampler": str(cfg.sampler.name),
+        "storage": storage.get("kind") if isinstance(storage, dict) else storage,
+    }
+
+
+def check_resume_settings(run_dir: Path, settings: Mapping, *, record: bool = True) -> None:
+    """Record the settings a folder's results depend on (:func:`resume_settings`); refuse a re-run
+    there with other values. ``record=False`` only checks (a folder without a record passes)."""
+    current = dict(settings)
     path = run_dir / RESUME_SETTINGS
     if not path.exists():
-        path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+        if record:
+            path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
         return
     try:
         recorded = json.loads(path.read_text())
@@ -171,7 +245,12 @@ def check_resume_settings(run_dir: Path, settings: Mapping) -> None:
             "in a new folder (hydra.run.dir=...)"
         ) from None
     recorded = {**_BEFORE_THE_SETTING, **recorded}
-    changed = sorted(k for k in current if _canonical(current[k]) != _canonical(recorded.get(k)))
+    changed = sorted(
+        key
+        for key in current
+        if (key in recorded or key not in _NOT_ALWAYS_RECORDED)
+        and _canonical(current[key]) != _canonical(recorded.get(key))
+    )
     if changed:
         details = ", ".join(f"{k}: {recorded.get(k)!r} there, {current[k]!r} now" for k in changed)
         raise ConfigError(
@@ -184,9 +263,30 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def record_settings(
+    run_dir: Path, config: DictConfig, *, overrides: Sequence[str] = (), hydra: DictConfig | None = None
+) -> None:
+    """Write the run's own record of its settings: ``.hydra/config.yaml`` (the composed config),
+    ``overrides.yaml`` and, given Hydra's settings, ``hydra.yaml``: the files Hydra writes when left
+    to (``hydra.output_subdir``), written here only once the folder has accepted the run.
+
+    Each file is replaced whole (written beside it, then renamed): a reader never sees half of one.
+    """
+    folder = run_dir / RECORD
+    folder.mkdir(exist_ok=True)
+    files = {"config.yaml": config, "overrides.yaml": OmegaConf.create([str(o) for o in overrides])}
+    if hydra is not None:
+        files["hydra.yaml"] = OmegaConf.create({"hydra": OmegaConf.to_container(hydra)})
+    for name, content in files.items():
+        partial = folder / f".{name}.partial"
+        OmegaConf.save(content, partial)
+        os.replace(partial, folder / name)
+
+
 def stored_config(run_dir: Path) -> DictConfig:
-    """The composed config Hydra saved in a run folder (``.hydra/config.yaml``): the one place a
-    finished run's settings are read back (replay, dashboard, report, worker progress).
+    """The composed config a run recorded in its folder (``.hydra/config.yaml``, :func:`record_settings`;
+    Hydra's own copy in folders made before): the one place a finished run's settings are read back
+    (replay, dashboard, report, worker progress).
 
     Raises:
         FileNotFoundError: ``run_dir`` is not a run folder.

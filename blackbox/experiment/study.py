@@ -45,8 +45,9 @@ def open_for_reading(
     if storage.kind == "postgres":
         experiment = PostgresExperiment.from_settings(storage, run_dir, reading=True)
         return experiment.storage, _store_if_present(experiment.artifact_dir), experiment.describe()
-    if storage.kind == "journal" and not (run_dir / "optuna.journal").exists():
-        raise FileNotFoundError(f"{run_dir}/optuna.journal is missing: that run kept no trials")
+    kept_in = {"journal": "optuna.journal", "sqlite": "optuna.sqlite3"}.get(storage.kind)
+    if kept_in and not (run_dir / kept_in).exists():  # reading never makes a file
+        raise FileNotFoundError(f"{run_dir}/{kept_in} is missing: that run kept no trials")
     kept = make_storage(storage.kind, run_dir, url=storage.url)
     return kept, _store_if_present(run_dir / "artifacts"), f"storage={storage.kind}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,21 +42,34 @@ def skipped_table_count(errors: list[dict], records: list[dict]) -> int:
     return len({e["image"] for e in errors if e["image"] not in done})
 
 
-def sweep_table(jobs: Sequence[tuple[str, Path]]) -> str:
-    """One Markdown table for a ``-m`` sweep: a row per job (its overrides) from its results.
+class SweepJob(NamedTuple):
+    """One job of a ``-m`` sweep: its Hydra job number, overrides, folder and exit code (``None``:
+    not recorded, a sweep made before exit codes were)."""
 
-    ``jobs`` is ``(overrides, run folder)`` per job; a job that wrote no results shows dashes.
+    number: str
+    overrides: str
+    folder: Path
+    exit_code: int | None = None
+
+
+def sweep_table(jobs: Sequence[SweepJob]) -> str:
+    """One Markdown table for a ``-m`` sweep: a row per job, numbered as its folder is, with its exit
+    code, its results and how many of its inputs were skipped.
+
+    A job that attacked nothing (every input skipped) or left no folder (a bad setting) still has its
+    row, with dashes where it has no results.
     """
     rows = [
-        "| job | settings | images | success | shift % dist | queries | L2 | skipped |",
-        "|---|---|---|---|---|---|---|---|",
+        "| job | settings | exit | images | success | shift % dist | queries | L2 | skipped |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for number, (overrides, folder) in enumerate(jobs):
+    for job in jobs:
         try:
-            records = read_records(folder / "results.jsonl")
-            skipped = skipped_table_count(read_records(folder / "errors.jsonl"), records)
+            records = read_records(job.folder / "results.jsonl")
+            errors = read_records(job.folder / "errors.jsonl")
+            skipped = str(skipped_table_count(errors, records)) if job.folder.is_dir() else "-"
         except JsonlError:
-            records, skipped = [], 0
+            records, skipped = [], "-"
         rate = success_rate(records)
 
         def mean(key: str, records: list[dict] = records) -> str:
@@ -63,9 +77,9 @@ def sweep_table(jobs: Sequence[tuple[str, Path]]) -> str:
             return f"{float(np.mean(values)):.1f}" if values else "-"
 
         rows.append(
-            f"| {number} | {overrides or '-'} | {len(records)} | "
-            f"{'-' if math.isnan(rate) else f'{100 * rate:.0f}%'} | {mean('shift_pct_distance')} | "
-            f"{mean('queries')} | {mean('l2')} | {skipped} |"
+            f"| {job.number} | {job.overrides or '-'} | {'-' if job.exit_code is None else job.exit_code} | "
+            f"{len(records)} | {'-' if math.isnan(rate) else f'{100 * rate:.0f}%'} | "
+            f"{mean('shift_pct_distance')} | {mean('queries')} | {mean('l2')} | {skipped} |"
         )
     return "\n".join(rows)
 

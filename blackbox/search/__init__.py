@@ -2,6 +2,7 @@
 its search spaces, samplers, query budget and warm start; :class:`StagedSearch` runs two spaces on one
 budget."""
 
+from blackbox.search._study import StudySettingsError
 from blackbox.search.accumulate import AccumulateSearch
 from blackbox.search.patch_search import PatchSearch, ShrinkSettings, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
@@ -13,6 +14,7 @@ __all__ = [
     "PatchSearch",
     "ShrinkSettings",
     "StagedSearch",
+    "StudySettingsError",
     "TrialRecord",
     "param_name",
     "render_trial",

@@ -12,6 +12,12 @@ attributes separately, which cost more than a ``classic`` query. The price: a pr
 between a batch's answer and its write loses that one batch; the study attribute :data:`IN_FLIGHT`
 names it, and the next session counts it as spent.
 
+A study resumes only the search that made it, when its caller says what made it: the settings
+that decide its trials beyond its name (the search space, query budget, seed...: :data:`SETTINGS`)
+are recorded when it is made, and a search with other values is refused (:class:`StudySettingsError`)
+rather than handed the earlier result or mixed into it, as a run folder refuses a re-run with
+other settings.
+
 Seeds: the study's seed comes from the run's seed and the study's name; the sampler is re-seeded
 per batch from the candidates drawn so far (:func:`batch_seed`), so a search resumed between
 batches draws what an uninterrupted one would have.
@@ -19,11 +25,14 @@ batches draws what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
+
+from targets import ConfigError
 
 # The trial attribute that says why a trial failed; a failed trial that has one spent its query.
 FAIL_REASON = "fail_reason"
@@ -36,6 +45,12 @@ DISCARDED = "discarded"
 DISCARD_REASON = "asked ahead of the target, not sent: the search had stopped"
 # Study attribute ``[first trial number, count]`` of the batch sent to the target and not yet written.
 IN_FLIGHT = "queries_in_flight"
+# Study attribute: the settings that decide its trials beyond its name (studies made before have none).
+SETTINGS = "settings"
+
+
+class StudySettingsError(ConfigError):
+    """A stored study was made with other settings than the search that would resume it."""
 
 
 def study_seed(seed: int, name: str) -> int:
@@ -69,18 +84,26 @@ class SearchStudy:
         sampler: Callable[[], optuna.samplers.BaseSampler],
         attrs: Mapping[str, object],
         write_behind: bool,
+        settings: Mapping[str, object] | None = None,
     ) -> SearchStudy:
         """Create study ``name`` or load it from ``storage``; give a new one its user ``attrs``.
 
         ``sampler`` makes a fresh sampler (one for the stored study, one for an in-memory copy).
-        A storage of ``None`` is in memory already: nothing is written behind.
+        A storage of ``None`` is in memory already: nothing is written behind. ``settings`` (JSON
+        values) are recorded in a new study and must equal those a loaded one recorded.
+
+        Raises:
+            StudySettingsError: the stored study was made with other ``settings``; the message names them.
         """
         stored = optuna.create_study(
             storage=storage, study_name=name, direction="maximize", sampler=sampler(), load_if_exists=True
         )
+        current = json.loads(json.dumps(settings)) if settings is not None else None  # as stored
         if "image" not in stored.user_attrs:
-            for key, value in attrs.items():
+            for key, value in {**attrs, **({SETTINGS: current} if current is not None else {})}.items():
                 stored.set_user_attr(key, value)
+        elif current is not None and stored.user_attrs.get(SETTINGS) is not None:
+            _check_settings(name, stored.user_attrs[SETTINGS], current)
         if not (write_behind and storage is not None):
             return cls(stored=stored, live=stored)
         _fail_running(stored)
@@ -174,6 +197,33 @@ class SearchStudy:
     def _fail(self, trial: optuna.trial.Trial) -> None:
         self.live.tell(trial, state=TrialState.FAIL)
         self._unwritten.append(trial.number)
+
+
+def _check_settings(name: str, recorded: Mapping, current: Mapping) -> None:
+    there, now = _flat(recorded), _flat(current)
+    changed = sorted(
+        (key for key in there.keys() | now.keys() if there.get(key) != now.get(key)),
+        key=lambda key: (key.count("."), key),  # search.kind before search.space.angle.high
+    )
+    if not changed:
+        return
+    shown = [f"{key}: {there.get(key, '-')} there, {now.get(key, '-')} now" for key in changed[:4]]
+    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    raise StudySettingsError(
+        f"the study {name!r} in this storage was made with other settings ({'; '.join(shown)}{more}); "
+        "its trials and result belong to those: re-run with them to resume it, or keep this run's trials "
+        "in another storage (another run folder, or another storage= for blackbox.attack)"
+    )
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, str]:
+    """Nested settings as ``{"search.n_patches": "4", ...}`` (values as JSON), to name what differs."""
+    if isinstance(value, Mapping) and value:
+        flat: dict[str, str] = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: json.dumps(value, sort_keys=True)}
 
 
 def _fail_running(study: optuna.Study) -> None:

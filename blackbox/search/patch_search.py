@@ -101,7 +101,9 @@ class PatchSearch(Attack):
     perturbation whose fitted patches are the first trial. ``shrink`` (default off): after the first
     success, bisect the best success's scale with the budget left (then search and bisect in
     ``shrink.rounds`` at smaller eps) and report the smallest successful L2 (``queries_to_success``
-    stays the first success's; ``extra.first_success_l2`` keeps its L2).
+    stays the first success's; ``extra.first_success_l2`` keeps its L2). ``study_settings`` (JSON
+    values, default none): recorded in a new study; a stored study that recorded others is refused
+    (:class:`~blackbox.search.StudySettingsError`) instead of resumed.
 
     Raises:
         ValueError: ``budget`` or ``batch_size`` is not positive, or ``search`` is staged.
@@ -126,6 +128,7 @@ class PatchSearch(Attack):
         write_behind: bool = True,
         ask_ahead: bool = True,
         shrink: ShrinkSettings | None = None,
+        study_settings: Mapping[str, object] | None = None,
     ) -> None:
         if budget <= 0:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
@@ -155,6 +158,8 @@ class PatchSearch(Attack):
         self.ask_ahead = ask_ahead
         # After the first success, bisect toward the smallest successful L2 (off: None or disabled).
         self.shrink = shrink if shrink is not None and shrink.enabled else None
+        # Recorded in a new study, required of a stored one (blackbox.search._study.StudySettingsError).
+        self.study_settings = dict(study_settings) if study_settings is not None else None
         self.name = sampler_name
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
@@ -202,6 +207,7 @@ class PatchSearch(Attack):
             sampler=lambda: self.sampler_factory(seed),
             attrs=self._study_attrs(problem),
             write_behind=self.write_behind,
+            settings=self.study_settings,
         )
         if features.is_feature_space(self.search) and not study.trials():
             # The space's best first guesses (search.prior), asked before the sampler's own.

@@ -26,6 +26,19 @@ from targets import Capability, ConfigError, DifferentiableTarget, load, require
 
 # Settings that say where or how a run is kept, not what is attacked: not part of an experiment's name.
 NOT_IDENTITY = ("storage", "progress", "artifacts", "worker", "torch_threads")
+# The run folders' result settings (run_folder.RESULT_SETTINGS) that decide a study's trials and are
+# not in its name (eps, norm, goal and the success rule are): a study resumes only with these, whatever
+# storage keeps it (a journal file given to blackbox.attack, a shared database).
+STUDY_SETTINGS = (
+    "budget",
+    "seed",
+    "early_stop",
+    "working_width",
+    "aspect_ratios",
+    "search",
+    "warm_start",
+    "shrink",
+)
 
 
 def goal_rule(cfg: Mapping) -> GoalRule:
@@ -77,6 +90,8 @@ def attack_spec(cfg: DictConfig) -> AttackSpec:
         settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
         family = attack_family(cfg.attack)
         return ConfiguredSpec(name=str(cfg.attack.name), factory=lambda: instantiate(settings), family=family)
+    composed = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(composed, dict)
     return SearchSpec(
         sampler_name=str(cfg.sampler.name),
         sampler_factory=instantiate(cfg.sampler.factory),
@@ -90,6 +105,7 @@ def attack_spec(cfg: DictConfig) -> AttackSpec:
         ask_ahead=bool(cfg.get("ask_ahead", True)),
         warm_start=warm_start(cfg),
         shrink=shrink_settings(cfg),
+        study_settings={key: composed.get(key) for key in STUDY_SETTINGS},
     )
 
 

@@ -4,11 +4,15 @@ objects once (:mod:`blackbox.settings.build`), and handed to the core.
 ``python -m blackbox`` calls :func:`run`, ``python -m blackbox.compare`` :func:`compare`,
 ``python -m blackbox.robustness`` :func:`robustness`; tests and benchmarks call them with a config
 composed in-process. Each checks the settings first (:class:`ConfigError`), then holds its run folder
-(:func:`~blackbox.experiment.run_folder.working_in`) while it builds targets and attacks.
+(:func:`~blackbox.experiment.run_folder.working_in`) while it builds targets and attacks. ``record``,
+when given, writes the run's own record of its settings
+(:func:`~blackbox.experiment.run_folder.record_settings`): called once the folder has accepted the
+run, so a refused run changes nothing there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +25,7 @@ from blackbox.experiment.jsonl import read_records
 from blackbox.experiment.options import RunOptions
 from blackbox.experiment.pipeline import Pipeline
 from blackbox.experiment.run import RunSummary, attack_images
-from blackbox.experiment.run_folder import check_resume_settings, working_in
+from blackbox.experiment.run_folder import check_resume_settings, resume_settings, working_in
 from blackbox.experiment.study import open_experiment
 from blackbox.settings.build import attack_spec, load_stand_in, run_options, storage_settings
 from blackbox.settings.checks import check_run_config
@@ -36,25 +40,28 @@ from blackbox.settings.sweeps import (
 from targets import Target
 from targets._zoo import instantiate_target, load
 
+Record = Callable[[], None]
 
-def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> RunSummary:
+
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    target_name: str,
+    target: Target | None = None,
+    record: Record | None = None,
+) -> RunSummary:
     """Attack every image; write PNGs, ``results.jsonl``, ``errors.jsonl`` and ``summary.md``.
 
     One process at a time works in ``run_dir`` (see :mod:`blackbox.experiment.run_folder`); a folder left by a
     killed run resumes: finished images are kept, an image's finished trials are not redone. ``target``:
-    a target built by the caller instead of ``cfg.target``.
+    a target built by the caller instead of ``cfg.target``; ``record``: see the module doc.
     """
     settings = OmegaConf.to_container(cfg, resolve=True)
     check_run_config(settings)  # type: ignore[arg-type]
     storage, options = storage_settings(cfg), run_options(cfg)
     with working_in(run_dir, journal=storage.kind == "journal", torch_threads=options.torch_threads):
-        resume_settings = {
-            **settings,  # type: ignore[dict-item]
-            "target": target_name,
-            "attack": cfg.attack.name,
-            "sampler": cfg.sampler.name,
-        }
-        check_resume_settings(run_dir, resume_settings)
+        check_resume_settings(run_dir, resume_settings(cfg, target_name))
         for path in (run_dir / "results.jsonl", run_dir / "errors.jsonl"):
             read_records(path)  # a torn last line is set aside now, before anything is appended
         sources = _sources(cfg)
@@ -65,6 +72,8 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         # Refused before the experiment makes its storage and artifact folder: nothing is left behind.
         pipeline.check(spec.build())
         experiment = open_experiment(storage, run_dir)  # storage, artifacts, which images are done
+        if record is not None:
+            record()
         return attack_images(
             pipeline=pipeline,
             spec=spec,
@@ -75,17 +84,28 @@ def run(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | No
         )
 
 
-def compare(cfg: DictConfig, run_dir: Path, *, target_name: str, target: Target | None = None) -> int:
+def compare(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    target_name: str,
+    target: Target | None = None,
+    record: Record | None = None,
+) -> int:
     """Run a comparison in ``run_dir`` and return its exit code.
 
     The same checks as ``python -m blackbox`` come first; one process at a time works in the folder
     (:func:`blackbox.experiment.run_folder.working_in`), and ``torch_threads`` is honoured.
+    ``record``: see the module doc.
     """
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     check_compare_config(cfg)
     storage, options = storage_settings(cfg), run_options(cfg)
     with working_in(run_dir, journal=storage.kind == "journal", torch_threads=options.torch_threads):
-        return comparison(cfg, run_dir, target_name=target_name, target=target).run()
+        built = comparison(cfg, run_dir, target_name=target_name, target=target)
+        if record is not None:
+            record()
+        return built.run()
 
 
 def comparison(
@@ -119,18 +139,28 @@ def comparison(
     )
 
 
-def robustness(cfg: DictConfig, run_dir: Path, *, targets: dict[str, Target] | None = None) -> int:
+def robustness(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    targets: dict[str, Target] | None = None,
+    record: Record | None = None,
+) -> int:
     """Run the robustness report in ``run_dir`` and return its exit code.
 
     The same checks as ``python -m blackbox`` come first (:class:`ConfigError` for a bad setting);
     one process at a time works in the folder (:func:`blackbox.experiment.run_folder.working_in`).
     ``targets``: targets built by the caller, by zoo name; the others are built when reached.
+    ``record``: see the module doc.
     """
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     check_robustness_config(cfg)
     storage, options = storage_settings(cfg), run_options(cfg)
     with working_in(run_dir, journal=storage.kind == "journal", torch_threads=options.torch_threads):
-        return robustness_sweep(cfg, run_dir, targets=targets).run()
+        built = robustness_sweep(cfg, run_dir, targets=targets)
+        if record is not None:
+            record()
+        return built.run()
 
 
 def robustness_sweep(

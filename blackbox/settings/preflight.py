@@ -3,8 +3,10 @@
 ``python -m blackbox key=value ...`` composes the config the way Hydra will and runs the same checks
 the run makes (:func:`blackbox.settings.checks.check_run_config`), plus the sampler's and attack's
 constructors and the image list, so a bad setting ends the command at once with exit code 2 and a
-message that names the key, instead of a Hydra traceback (exit 1) or a half-made run folder. A
-multirun (``-m``) sweep is left to Hydra: each job still checks its own settings on start.
+message that names the key, instead of a Hydra traceback (exit 1) or a half-made run folder.
+:func:`check_planned_folder` then checks the run folder the command would use (busy, read-only,
+made with other settings, damaged) before Hydra makes or touches it. A multirun (``-m``) sweep is
+left to Hydra: each job still checks its own settings and folder on start.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, HydraException, InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from blackbox.core.datasets import sources_from_config
+from blackbox.experiment.run_folder import check_run_folder, resume_settings
 from blackbox.settings.checks import ConfigError, check_run_config
 from targets._zoo import CONF, group_names
 
@@ -107,6 +110,28 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
         settings["dataset"].get("kind") != "cat2000_pysaliency"
     ):  # that one opens an HDF5 file: left to the run
         sources_from_config(image=settings.get("image"), dataset=settings["dataset"])
+
+
+def check_planned_folder(overrides: Sequence[str], config_name: str = "config") -> None:
+    """Check the run folder ``overrides`` name (``hydra.run.dir``) as the run will, without changing it.
+
+    Raises what :func:`~blackbox.experiment.run_folder.check_run_folder` raises; for
+    ``python -m blackbox`` (``config_name="config"``) also a re-run with other settings than the
+    folder's (compare and robustness check their own records when they start).
+    """
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        run_dir = Path(str(cfg.hydra.run.dir))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"hydra.run.dir: {str(error).splitlines()[0]}") from None
+    settings = None
+    if config_name == "config":
+        target = str(cfg.hydra.runtime.choices.get("target") or "target")
+        with open_dict(cfg):
+            del cfg["hydra"]  # the run's settings, as the run composes them
+        settings = resume_settings(cfg, target)
+    check_run_folder(run_dir, settings)
 
 
 def _check_constructors(cfg: DictConfig) -> None:
