@@ -5,7 +5,10 @@
 test, "1.77 times smaller" than single-step FGM for N = 3. We take ``α = eps/√N`` (√3 = 1.73,
 the ratio for unit steps that are mutually orthogonal) and then rescale the summed perturbation to
 exactly ``eps``, so every method is compared at the same size. For ``norm=linf`` the step is
-``α·sign(g)``. ``J`` is the smooth margin of :mod:`blackbox.attacks._gradients`.
+``α·sign(g)``. Under an L-inf cap (``eps_inf``) each step is ``(cap / N)·sign(g)`` on the masked
+gradient (the cap's steepest step, so the N steps together reach the cap), and the sum is projected
+onto both balls instead of rescaled to ``eps``. ``J`` is the smooth margin of
+:mod:`blackbox.attacks._gradients`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class IterativeFGM(WhiteBoxAttack):
         self, problem: AttackProblem, target: DifferentiableTarget, image: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         budget = problem.budget
+        cap = budget.cap if budget.eps_inf is not None else None  # plain norm=linf keeps the paper's rescale
         alpha = budget.eps / math.sqrt(self.steps)
         adversarial = image.clone()
         for _ in range(self.steps):
@@ -43,5 +47,8 @@ class IterativeFGM(WhiteBoxAttack):
             if self.gradcam:
                 gradient = gradient * grad_cam(target, adversarial, mask, self.temperature)
             self.gradient_steps += 1
-            adversarial = (adversarial + alpha * budget.direction(gradient)).clamp(0, 1)
+            step = cap / self.steps * gradient.sign() if cap is not None else alpha * budget.direction(gradient)
+            adversarial = (adversarial + step).clamp(0, 1)
+        if cap is not None:
+            return budget.project(adversarial - image)
         return budget.rescale_clipped(adversarial - image, image)

@@ -1,8 +1,12 @@
 """``attack=pgd``: projected gradient ascent on ``J`` with many steps: an upper bound.
 
 ``steps`` steps of size ``step_size·eps`` along the steepest unit direction, each followed by the
-projection onto the ``eps`` ball and onto the valid pixel range (Madry et al., ICLR 2018). It keeps
-the iterate with the best ``J``; no Grad-CAM mask, so it is free to use the whole image.
+projection onto the ``eps`` ball and onto the valid pixel range (Madry et al., ICLR 2018). Under an
+L-inf cap (``eps_inf``) the steps are the L-inf ones, ``step_size·cap·sign(∇J)``, and each iterate is
+projected onto both balls (:meth:`~blackbox.core.perturbation.PerturbationBudget.project`): a dense
+perturbation meets the cap long before the L2 ``eps``, and an L2 step, concentrated on the pixels
+of largest gradient, would mostly be clamped away. It keeps the iterate with the best ``J``; no
+Grad-CAM mask, so it is free to use the whole image.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class PGD(WhiteBoxAttack):
         self, problem: AttackProblem, target: DifferentiableTarget, image: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         budget = problem.budget
+        cap = budget.cap
         delta = torch.zeros_like(image)
         best_delta, best_loss = delta, -float("inf")
         for _ in range(self.steps):
@@ -38,7 +43,11 @@ class PGD(WhiteBoxAttack):
             self.gradient_steps += 1
             if loss > best_loss:
                 best_loss, best_delta = loss, delta
-            delta = budget.project(delta + self.step_size * budget.eps * budget.direction(gradient))
+            if cap is not None:
+                step = self.step_size * cap * gradient.sign()
+            else:
+                step = self.step_size * budget.eps * budget.direction(gradient)
+            delta = budget.project(delta + step)
             delta = (image + delta).clamp(0, 1) - image
         loss, _ = loss_and_gradient(target, image + delta, mask, self.temperature)
         return delta if loss > best_loss else best_delta

@@ -14,7 +14,9 @@ back through :func:`parse_csv_row`, and the run's summary table reads the same k
 * movement: ``score``, ``peak_x_clean``/``peak_x_adversarial``, the paper's ``shift_pct_distance``
   and ``shift_pct_width``, salient points, crop boxes and which crops show the goal, clean and
   adversarial;
-* size: ``l2``, ``linf`` (pixels in [0, 1]), ``psnr`` (dB; ``null`` when infinite), ``ssim``;
+* size: ``l2``, ``linf`` (pixels in [0, 1]), ``linf_levels`` (the largest change in 8-bit levels),
+  ``psnr`` (dB; ``null`` when infinite), ``ssim``, ``ssimulacra2`` (a perceptual score: 90 and above,
+  no difference a person sees in a flicker test at 1:1); ``eps_inf`` is the cap in levels (or null);
 * ``on_target`` (what the attacked target said, when scored on ``measure``), ``target_counters``
   (a target's own counters, e.g. HTTP retries) and an attack's ``extra`` (e.g. ``study``).
 """
@@ -27,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from blackbox.attacks import AttackResult
 from blackbox.core.goal import Goal, peak_along
 from blackbox.core.images import LoadedImage
-from blackbox.core.metrics import peak_shift, perturbation_norms, ssim
+from blackbox.core.metrics import peak_shift, perturbation_norms, ssim, ssimulacra2
 from blackbox.core.objective import crop_shows_goal, success_by_rule
 from targets import TargetOutput
 
@@ -69,6 +71,7 @@ def measurement(
         "goal": goal.as_dict(),
         "eps": result.eps,
         "norm": result.norm,
+        "eps_inf": None if result.eps_inf is None else round(result.eps_inf * 255.0, 6),
         "queries": result.queries,
         "queries_to_success": result.queries_to_success,
         "failed_queries": result.failed_queries,
@@ -84,6 +87,7 @@ def measurement(
         "clean_crop_contains_goal": _shows(clean_output, goal, width, height),
         "l2": norms["l2"],
         "linf": norms["linf"],
+        "linf_levels": norms["linf_levels"],
         "psnr": _finite(norms["psnr"]),
         "best_trial": result.best_trial,
         "width": width,
@@ -117,6 +121,7 @@ def build_record(
     if on_target is not None:
         record["on_target"] = {key: on_target[key] for key in ON_TARGET_KEYS}
     record["ssim"] = ssim(clean.pixels, result.adversarial)
+    record["ssimulacra2"] = ssimulacra2(clean.pixels, result.adversarial)
     return record
 
 
