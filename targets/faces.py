@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from targets._base import Output, Target
+from targets._opencv import load_cv2
 from targets._output import TargetOutput
 from targets._protocol import to_uint8
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_boxes
@@ -41,21 +41,9 @@ __all__ = ["FaceFocus", "FocalPoint", "opencv_version"]
 ORIGINS = ("face", "corner", "centre")
 
 
-def _cv2() -> Any:
-    """The ``cv2`` module, or an ImportError that says how to install it."""
-    try:
-        import cv2
-    except ImportError as error:
-        raise ImportError(
-            "target=faces needs OpenCV: pip install 'opencv-python-headless>=4.8,<4.12' (a dependency "
-            f"of this project: pip install -e .); the import said: {error}"
-        ) from error
-    return cv2
-
-
 def opencv_version() -> str:
     """The version of the OpenCV that answers, e.g. ``"4.11.0"``."""
-    return str(_cv2().__version__)
+    return str(load_cv2().__version__)
 
 
 @dataclass(frozen=True)
@@ -101,7 +89,7 @@ class FaceFocus(Target):
         aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
     ) -> None:
         super().__init__(aspect_ratios=aspect_ratios)
-        cv2 = _cv2()
+        cv2 = load_cv2()
         if not scale_factor > 1:
             raise ValueError(f"scale_factor must be > 1 (each pyramid step's scale), got {scale_factor!r}")
         for key, value, least in (
