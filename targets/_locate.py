@@ -118,11 +118,11 @@ def locate_thumbnail(
     # The kept side: the one whose scale leaves the other side inside the image.
     keeps_width = t_height / t_width <= height / width
     scale = width / t_width if keeps_width else height / t_height
-    if keeps_width:
-        window = (width, min(height, max(1, round(t_height * scale))))
-    else:
-        window = (min(width, max(1, round(t_width * scale))), height)
-    win_w, win_h = window
+    cut = (t_height if keeps_width else t_width) * scale
+    full = height if keeps_width else width
+    # A cut side within half a thumbnail pixel of the whole side is the whole side, rounded.
+    cut_px = full if full - cut <= max(1.0, scale / 2) else max(1, min(full, round(cut)))
+    win_w, win_h = (width, cut_px) if keeps_width else (cut_px, height)
     if float(thumbnail.std()) < 1.0:
         raise AmbiguousThumbnailError(
             f"{where}: the thumbnail is a single flat colour: it fits anywhere, so where the service "
