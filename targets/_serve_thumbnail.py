@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from targets._base import Target
 from targets._serve_request import decode_image, read_body
+from targets.crop import crop_size
 
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 RESAMPLE = {
@@ -119,9 +120,10 @@ def add_thumbnail_routes(
         """Decode, crop with the target, resize, encode: in the thread pool, off the event loop."""
         pixels = decode_image(data, max_pixels, where=where)
         width, height = size
+        ratio = ratio_for(pixels.shape[1], pixels.shape[0], width, height)
         try:
             with model_lock:
-                crop = crop_for(target, [pixels.astype(np.float32) / 255.0], [height / width])[0].crops[0]
+                crop = crop_for(target, [pixels.astype(np.float32) / 255.0], [ratio])[0].crops[0]
         except ValueError as error:  # the target's own input checks (e.g. too small)
             raise HTTPException(400, str(error)) from None
         window = Image.fromarray(pixels[crop.top : crop.bottom, crop.left : crop.right])
@@ -183,6 +185,30 @@ def add_thumbnail_routes(
             raise HTTPException(413, f"the image is over {max_body_bytes} bytes (max_body_bytes)")
         content = await run_in_threadpool(thumbnail, data, size, "the body")
         return Response(content, media_type=FORMATS[image_format])
+
+
+def ratio_for(width: int, height: int, thumb_width: int, thumb_height: int) -> float:
+    """The aspect ratio to ask the cropper for, so that its crop is the window a ``thumb_width x
+    thumb_height`` thumbnail of a ``width x height`` image implies (thumbor's rounding: the kept side
+    whole, the other ``round(kept * thumbnail ratio)``). ``thumb_height / thumb_width`` itself may floor
+    a pixel short in :func:`targets.crop.crop_size` (``480 / (480 / 421)`` is a hair under 421), so it
+    is nudged by a few ulps until the sizes agree."""
+    ratio = thumb_height / thumb_width
+    keeps_width = ratio < height / width
+    wanted = (
+        round(width * thumb_height / thumb_width)
+        if keeps_width
+        else round(height * thumb_width / thumb_height)
+    )
+    nudged = ratio
+    for _ in range(16):
+        crop_w, crop_h = crop_size(width, height, nudged)
+        got = crop_h if keeps_width else crop_w
+        if got == wanted:
+            return nudged
+        # A larger ratio is a taller crop: more height when the width is kept, less width otherwise.
+        nudged = float(np.nextafter(nudged, np.inf if (got < wanted) == keeps_width else -np.inf))
+    return ratio
 
 
 def _form_field(content_type: str, body: bytes, name: str) -> bytes:

@@ -9,7 +9,8 @@ that window): a crop-only target for every black-box attack.
 
 * **Request** (:class:`targets._template.RequestTemplate`): ``url`` is a template with ``{width}``,
   ``{height}`` (the thumbnail asked for: the crop Twitter's rule gives for the ratio,
-  :func:`targets.crop.crop_size`, times ``thumbnail_scale``), ``{aspect_ratio}``, and with
+  :func:`targets.crop.crop_size`, shrunk to about ``thumbnail_scale`` with its exact aspect ratio:
+  :meth:`ThumbnailTarget.thumbnail_size`), ``{aspect_ratio}``, and with
   ``body: none`` the image's URL (``{image_url}``, ``{image_url_quoted}``, ``{image_url_b64}``) on a
   loopback file server this target runs (:mod:`targets._fileserver`); ``body: raw`` POSTs the PNG,
   ``body: multipart`` sends it as form field ``form_field``. ``headers`` maps header names to the
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import math
 import random
 import threading
 import time
@@ -166,9 +168,15 @@ class ThumbnailTarget(Target):
             self._counts[key] += n
 
     def thumbnail_size(self, width: int, height: int, ratio: float) -> tuple[int, int]:
-        """The ``(width, height)`` asked for: the ratio's crop (Twitter's sizes) times ``thumbnail_scale``."""
+        """The ``(width, height)`` asked for: the ratio's crop (Twitter's sizes,
+        :func:`targets.crop.crop_size`) shrunk to about ``thumbnail_scale``, keeping its aspect ratio
+        exactly in whole pixels (a multiple of the crop's sides over their greatest common divisor;
+        a crop whose sides share no factor is asked at full size). A thumbnail of a slightly other
+        ratio would be another crop size, which a cropper may place elsewhere."""
         crop_w, crop_h = crop_size(width, height, ratio)
-        return max(1, round(crop_w * self.thumbnail_scale)), max(1, round(crop_h * self.thumbnail_scale))
+        common = math.gcd(crop_w, crop_h)
+        times = max(1, round(common * self.thumbnail_scale))
+        return crop_w // common * times, crop_h // common * times
 
     # -- queries -------------------------------------------------------------------------------
 

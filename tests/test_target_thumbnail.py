@@ -130,7 +130,9 @@ def test_crop_only_and_one_request_per_aspect_ratio(service) -> None:
     before = len(script.headers)
     target.query([photo("coffee")] * 3)
     assert len(script.headers) - before == 3 * 2
-    assert target.thumbnail_size(320, 213, 0.56) == (160, 90)  # the 320 x 179 crop, halved
+    assert target.thumbnail_size(640, 480, 0.56) == (320, 179)  # the 640 x 358 crop, halved
+    assert target.thumbnail_size(640, 480, 1.0) == (240, 240)
+    assert target.thumbnail_size(320, 213, 0.56) == (320, 179)  # 320 and 179 share no factor: whole
     target.close()
 
 
