@@ -3,6 +3,8 @@
     python -m benchmarks.thumbnail_service                       # both goals
     python -m benchmarks.thumbnail_service --goal crops --targets smartcrop faces --qualities 75 95
     python -m benchmarks.thumbnail_service --goal rate --rate 5 --budget 60
+    python -m benchmarks.thumbnail_service --goal crops --targets faces \\
+        --service-url 'http://127.0.0.1:8888/unsafe/{width}x{height}/smart/{image_url}'   # thumbor
 
 1. **crops**: each zoo cropper is served by ``python -m targets.serve``'s app with ``response=thumbnail``
    (JPEG at each ``--qualities``, Lanczos resize) and asked through ``target=thumbnail`` (the image by
@@ -13,8 +15,9 @@
 2. **rate**: the service answers at most ``--rate`` requests a second (429 and ``Retry-After`` beyond);
    the real attack (``search=grid``, ``--budget`` queries, no early stop) runs through the thumbnail
    target on ``--pictures`` pictures three times: with no ``rate_limit`` of the client's own (it
-   bursts, gets 429s, waits ``Retry-After`` and retries), with the service's rate, and with 90% of it. Goal: the service answered exactly
-   the clean image and the budget per picture (a thumbnail per aspect ratio each), and no query failed.
+   bursts, gets 429s, waits ``Retry-After`` and retries), with the service's rate, and with 90% of
+   it. Goal: the service answered exactly the clean image and the budget per picture (a thumbnail per
+   aspect ratio each), and no query failed.
 
 Prints the tables and the goals as met or not, and writes JSON to ``runs/benchmarks/thumbnail_service.json``.
 """
@@ -22,6 +25,7 @@ Prints the tables and the goals as met or not, and writes JSON to ``runs/benchma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
@@ -41,19 +45,25 @@ URL = "{base}/thumbnail/{{width}}x{{height}}/smart/{{image_url_quoted}}"
 TOLERANCE = 2
 
 
-def same_crops(names: list[str], qualities: list[int], scale: float, images: list) -> list[dict]:
+def same_crops(
+    names: list[str], qualities: list[int], scale: float, images: list, service_url: str | None = None
+) -> list[dict]:
+    """Each cropper's crops through thumbnails against the same cropper queried directly; with
+    ``service_url`` the thumbnails come from that service (e.g. thumbor) instead of the reference one."""
     rows = []
     for name in names:
         direct = load(name)
         answers = {image.image_id: direct.query([image.as_float])[0] for image in images}
-        for quality in qualities:
-            app = create_app(load(name), response="thumbnail", thumbnail={"jpeg_quality": quality})
+        for quality in [None] if service_url else qualities:
             worst, within, total, failed = 0, 0, 0, []
             started = time.perf_counter()
-            with (
-                running_server(app) as base,
-                ThumbnailTarget(url=URL.format(base=base), thumbnail_scale=scale) as target,
-            ):
+            with contextlib.ExitStack() as stack:
+                if service_url:
+                    url = service_url
+                else:
+                    app = create_app(load(name), response="thumbnail", thumbnail={"jpeg_quality": quality})
+                    url = URL.format(base=stack.enter_context(running_server(app)))
+                target = stack.enter_context(ThumbnailTarget(url=url, thumbnail_scale=scale))
                 for image in images:
                     try:
                         found = target.query([image.as_float])[0]
@@ -81,8 +91,9 @@ def same_crops(names: list[str], qualities: list[int], scale: float, images: lis
                     "seconds": time.perf_counter() - started,
                 }
             )
+            source = f"q{quality}" if quality else service_url
             print(
-                f"  {name} q{quality}: {within}/{total} crops within {TOLERANCE} px, worst {worst} px, "
+                f"  {name} {source}: {within}/{total} crops within {TOLERANCE} px, worst {worst} px, "
                 f"{len(failed)} failed, {rows[-1]['seconds']:.0f} s",
                 flush=True,
             )
@@ -150,6 +161,11 @@ def main() -> None:
         "--targets", nargs="+", default=["smartcrop", "faces", "vips_attention", "vips_entropy", "classic"]
     )
     parser.add_argument("--qualities", nargs="+", type=int, default=[75, 95])
+    parser.add_argument(
+        "--service-url",
+        help="crops goal: thumbnails from this URL template (another service, e.g. thumbor) instead of "
+        "the reference server",
+    )
     parser.add_argument("--scale", type=float, default=0.5, help="target.thumbnail_scale")
     parser.add_argument("--rate", type=float, default=5.0, help="the service's requests a second")
     parser.add_argument("--budget", type=int, default=60)
@@ -165,14 +181,14 @@ def main() -> None:
     lines = []
     if args.goal in ("crops", "both"):
         print(f"crops through thumbnails (scale {args.scale:g}) against the cropper queried directly:")
-        out["crops"] = rows = same_crops(args.targets, args.qualities, args.scale, images)
+        out["crops"] = rows = same_crops(args.targets, args.qualities, args.scale, images, args.service_url)
         lines += [
             "| target | JPEG quality | crops within 2 px | worst px | failed | requests |",
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['target']} | {r['quality']} | {r['within']} / {r['crops']} | {r['worst_px']} | "
-            f"{len(r['failed'])} | {r['requests']} |"
+            f"| {r['target']} | {r['quality'] or 'the service'} | {r['within']} / {r['crops']} | "
+            f"{r['worst_px']} | {len(r['failed'])} | {r['requests']} |"
             for r in rows
         ]
         met = all(r["within"] == r["crops"] for r in rows)
