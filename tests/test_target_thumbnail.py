@@ -323,3 +323,13 @@ def test_bad_thumbnail_settings_are_clear_errors() -> None:
         create_app(Smartcrop(), response="thumbnail", thumbnail={"resample": "cubic"})
     with pytest.raises(ValueError, match="jpeg_quality"):
         create_app(Smartcrop(), response="thumbnail", thumbnail={"jpeg_quality": 100})
+
+
+def test_the_service_crops_the_window_a_thumbnail_size_implies() -> None:
+    # h / w of whole pixels can floor a pixel short in crop_size (480 / (480 / 421) < 421): nudged back.
+    from targets._serve_thumbnail import ratio_for
+    from targets.crop import crop_size
+
+    for width, height in ((640, 480), (640, 427), (480, 640)):
+        for crop_w, crop_h in [(w, height) for w in range(2, width)] + [(width, h) for h in range(2, height)]:
+            assert crop_size(width, height, ratio_for(width, height, crop_w, crop_h)) == (crop_w, crop_h)
