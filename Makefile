@@ -37,7 +37,7 @@ dashboard: setup
 	$(BIN)/python -m blackbox.dashboard $(RUN) $(ARGS)
 
 bench: setup
-	$(BIN)/python -m benchmarks.target_latency --targets classic twitter surrogate vips_attention vips_entropy $(ARGS)
+	$(BIN)/python -m benchmarks.target_latency --targets classic twitter surrogate vips_attention vips_entropy smartcrop faces $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

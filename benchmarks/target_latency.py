@@ -2,6 +2,7 @@
 
     python -m benchmarks.target_latency --targets classic --batches 1 4 16 --repeats 20
     python -m benchmarks.target_latency --targets vips_attention vips_entropy --batches 1 4
+    python -m benchmarks.target_latency --targets smartcrop faces --batches 1 4
 
 Prints p50/p95 milliseconds per call and per image, the throughput gained by batching (images per
 second at batch B over batch 1), and the peak resident memory above the loaded model during the
@@ -9,7 +10,9 @@ first call of each kind; writes the table as JSON under ``runs/benchmarks/``. Ra
 the working size stand in for photos: latency does not depend on the content. Thread count is
 torch's default unless ``--threads`` is given. The ``vips_*`` targets (libvips' smartcrop, one call per
 aspect ratio, and one more for ``attention``'s point) run on libvips' own thread pool (``VIPS_CONCURRENCY``,
-default one thread per core), printed beside torch's.
+default one thread per core), printed beside torch's; ``smartcrop`` (smartcrop.py: numpy and Pillow, one
+feature pass per image and one scoring pass per aspect ratio) and ``faces`` (OpenCV's Haar cascade, then
+corners; OpenCV's own thread pool, ``cv2.getNumThreads()``, printed too) answer one image at a time.
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ def main() -> None:
         from targets.vips import libvips_version
 
         threads += f", libvips {libvips_version()} threads: {pyvips.concurrency_get()}"
+    if "faces" in args.targets:
+        from targets._opencv import load_cv2
+
+        threads += f", OpenCV {load_cv2().__version__} threads: {load_cv2().getNumThreads()}"
     print(f"{threads}, image {args.size[0]}x{args.size[1]}")
     print(
         f"{'target':>10} {'mode':>17} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'ms/image':>9} "

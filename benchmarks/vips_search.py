@@ -1,12 +1,16 @@
-"""Issue 16's goals for libvips' croppers: which black-box search moves ``vips_attention`` / ``vips_entropy``.
+"""Issue 16's goals for libvips' croppers: which black-box search moves ``vips_attention`` / ``vips_entropy``;
+issue 28's for the feature croppers ``smartcrop`` and ``faces``.
 
     python -m benchmarks.photos runs/benchmarks/photos
     python -m benchmarks.vips_search                     # every variant below, eps 10 20 40
     python -m benchmarks.vips_search --variants grid_tpe grid_random --targets vips_entropy
+    python -m benchmarks.vips_search --targets smartcrop faces --variants grid_tpe blobs_tpe
+    python -m benchmarks.vips_search --targets smartcrop faces --heldout    # the 20 held-out pictures
     python -m benchmarks.vips_search --report runs/benchmarks/a.json runs/benchmarks/b.json  # parts together
 
 On the 13 offline pictures of the README's search-design table (the 5 bundled photos and the 8 of
-``benchmarks.photos``), with the default goal of crop-only targets (``beyond_crop``) and the crops
+``benchmarks.photos``; with ``--heldout`` the pictures of :mod:`benchmarks.heldout_photos`, which no
+search was tuned on), with the default goal of crop-only targets (``beyond_crop``) and the crops
 rule (``success=crops``: the goal inside every crop that can hold it), each variant sweeps ``--eps``
 from the *largest* down and stops a picture's sweep at its first failure: a picture's smallest eps
 is the smallest eps of the sweep down to which every attack succeeded. (Downwards, a picture the
@@ -57,8 +61,19 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "grid_wide_tpe": (["search=grid", "search.margin=4", "search.space.w.high=16", "sampler=tpe"], 500),
 }
 DEFAULT_VARIANTS = ("grid_tpe", "blobs_tpe", "grid_random")
-TARGETS = ("vips_attention", "vips_entropy")
+TARGETS = ("vips_attention", "vips_entropy", "smartcrop", "faces")
+DEFAULT_TARGETS = ("vips_attention", "vips_entropy")
 GOAL_RATE, GOAL_EPS, GOAL_BUDGET = 0.8, 40.0, 500
+
+
+def heldout_pictures(folder: Path, working_width: int) -> list:
+    """The held-out pictures of ``benchmarks.heldout_photos`` (written if missing), sorted by name."""
+    from benchmarks.heldout_photos import write_photos
+
+    if not any(folder.glob("*.png")):
+        write_photos(folder)
+    sources = sources_from_config(image=None, dataset={"kind": "folder", "path": str(folder)})
+    return [s.load(working_width) for s in sources]
 
 
 def pictures(photos: Path, working_width: int) -> list:
@@ -140,11 +155,11 @@ def report(results: list[dict], eps_list: list[float]) -> str:
         "Smallest eps that moved every judged crop to the goal (`-`: none up to the largest eps):",
         "",
     ]
-    names = list(results[0]["images"]) if results else []
     columns = [f"{r['variant']} {r['target'].removeprefix('vips_')}" for r in results]
+    names = list(dict.fromkeys(name for r in results for name in r["images"]))
     lines += ["| picture | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name in names:
-        cells = [r["images"][name]["smallest_eps"] for r in results]
+        cells = [r["images"].get(name, {}).get("smallest_eps") for r in results]
         lines.append(f"| {name} | " + " | ".join(f"{c:g}" if c is not None else "-" for c in cells) + " |")
     return "\n".join(lines)
 
@@ -176,9 +191,16 @@ def goals(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=sorted(VARIANTS))
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), choices=TARGETS)
     parser.add_argument("--eps", nargs="+", type=float, default=[10.0, 20.0, 40.0])
     parser.add_argument("--photos", type=Path, default=Path("runs/benchmarks/photos"))
+    parser.add_argument(
+        "--heldout",
+        nargs="?",
+        type=Path,
+        const=Path("runs/benchmarks/heldout"),
+        help="the held-out pictures of benchmarks.heldout_photos (in this folder) instead of the 13",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/vips_search.json"))
     parser.add_argument(
@@ -198,7 +220,7 @@ def main() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)  # a line per study otherwise
     if any(e <= 0 for e in args.eps):
         parser.error(f"--eps must be positive L2 sizes, got {args.eps}")
-    images = pictures(args.photos, 640)
+    images = heldout_pictures(args.heldout, 640) if args.heldout else pictures(args.photos, 640)
     cache: dict = {}
     results = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +241,7 @@ def main() -> None:
     print(
         f"\nreproduce: python -m benchmarks.vips_search --variants {' '.join(args.variants)} "
         f"--targets {' '.join(args.targets)} --eps {' '.join(f'{e:g}' for e in args.eps)} --seed {args.seed}"
+        + (f" --heldout {args.heldout}" if args.heldout else "")
     )
 
 

@@ -105,8 +105,9 @@ class Target(abc.ABC):
     def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
         """Answer already validated images."""
 
-    def counters(self) -> dict[str, int]:
-        """Counts a target keeps of its own work (e.g. HTTP requests and retries); a run records them."""
+    def counters(self) -> dict[str, float]:
+        """Counts a target keeps of its own work (e.g. HTTP requests and retries, a service's cost); a run
+        records them."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing

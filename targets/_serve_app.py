@@ -1,6 +1,8 @@
 """The reference server's FastAPI app: ``/v1/saliency`` (one raw image), ``/v1/saliency/batch`` (base64
 images in JSON) and ``/health``, each request logged on one line; decoding and encoding run in a thread
-pool, the model answers one call at a time (targets are not promised thread-safe).
+pool, the model answers one call at a time (targets are not promised thread-safe). With
+``response=thumbnail`` it also answers thumbnails, as image services do (:mod:`targets._serve_thumbnail`),
+and its JSON routes give crops only (what such a service's metadata endpoint tells).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from targets._base import Target
 from targets._protocol import MAP_DTYPES, RESPONSES, build_answer
 from targets._serve_request import decode_image, parse_ratios, read_body
 from targets._serve_schema import ERRORS, Answer, BatchAnswer, BatchRequest
+from targets._serve_thumbnail import add_thumbnail_routes
+
+#: What the server answers: the JSON answers of the protocol, or thumbnails (and crops as JSON).
+SERVER_RESPONSES = (*RESPONSES, "thumbnail")
 
 LOG = logging.getLogger("targets.serve")
 
@@ -40,10 +46,19 @@ def create_app(
     map_dtype: str = "float64",
     auth_header: str = "Authorization",
     auth_token: str | None = None,
+    thumbnail: dict | None = None,
 ) -> FastAPI:
-    """A FastAPI app answering for ``target``. ``auth_token``: required value of ``auth_header``."""
-    if response not in RESPONSES:
-        raise ValueError(f"response must be one of {', '.join(RESPONSES)}, got {response!r}")
+    """A FastAPI app answering for ``target``. ``auth_token``: required value of ``auth_header``.
+
+    ``response=thumbnail`` adds the thumbnail routes, with ``thumbnail`` the settings of
+    :func:`targets._serve_thumbnail.add_thumbnail_routes` (``image_format``, ``jpeg_quality``,
+    ``resample``, ``rate_limit``, ``fetch_hosts``).
+    """
+    if response not in SERVER_RESPONSES:
+        raise ValueError(f"response must be one of {', '.join(SERVER_RESPONSES)}, got {response!r}")
+    thumbnails, shown = response == "thumbnail", response
+    if thumbnails:
+        response = "crop"
     if map_dtype not in MAP_DTYPES:
         raise ValueError(f"map_dtype must be one of {', '.join(MAP_DTYPES)}, got {map_dtype!r}")
     name = name or target.name
@@ -122,7 +137,7 @@ def create_app(
         return {
             "status": "ok",
             "target": name,
-            "response": response,
+            "response": shown,
             "outputs": sorted(o.value for o in target.outputs),
             "aspect_ratios": list(target.aspect_ratios),
             "counts": counts,
@@ -193,6 +208,18 @@ def create_app(
         content = await run_in_threadpool(answer, bodies, ratios, where)
         return Response(content, media_type="application/json")
 
+    if thumbnails:
+        add_thumbnail_routes(
+            app,
+            target,
+            model_lock=model_lock,
+            count=count,
+            check_auth=check_auth,
+            crop_for=query_with_ratios,
+            max_body_bytes=max_body_bytes,
+            max_pixels=max_pixels,
+            **(thumbnail or {}),
+        )
     return app
 
 

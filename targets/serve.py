@@ -6,6 +6,8 @@ It speaks the protocol of ``target=http`` (README "HTTP protocol"; the OpenAPI s
     python -m targets.serve target=classic                  # http://127.0.0.1:8000/v1/saliency
     python -m targets.serve target=classic response=crop    # behaves like a crop-only service
     python -m targets.serve target=classic port=9000 params.scales=[64]   # params: the target's settings
+    python -m targets.serve target=smartcrop response=thumbnail jpeg_quality=75 rate_limit=20
+        # an image service: GET /thumbnail/<w>x<h>/smart/<image URL>, POST /thumbnail/<w>x<h>/smart
 
 It binds to 127.0.0.1 unless told otherwise (``host=0.0.0.0`` exposes it). It refuses bodies over
 ``max_body_bytes`` (413), bodies that are not images (415 for another Content-Type, 400 for bytes
@@ -83,6 +85,12 @@ class ServeConfig:
     map_dtype: str = "float64"  # float64 keeps answers bit-identical to the in-process target
     auth_header: str = "Authorization"
     auth_env: str | None = None  # name of an environment variable: its value is the required header
+    # response=thumbnail: how thumbnails are made and how many requests a second are answered
+    thumbnail_format: str = "jpeg"  # jpeg | png
+    jpeg_quality: int = 75
+    resample: str = "lanczos"  # nearest | box | bilinear | hamming | bicubic | lanczos (Pillow's filters)
+    rate_limit: float | None = None  # requests a second; beyond: 429 with Retry-After
+    fetch_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             map_dtype=cfg.map_dtype,
             auth_header=cfg.auth_header,
             auth_token=token,
+            thumbnail={
+                "image_format": cfg.thumbnail_format,
+                "jpeg_quality": cfg.jpeg_quality,
+                "resample": cfg.resample,
+                "rate_limit": cfg.rate_limit,
+                "fetch_hosts": list(cfg.fetch_hosts),
+            },
         )
     except (UserError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -129,11 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         LOG.warning("binding %s: the server is reachable from other machines", cfg.host)
     LOG.info(
-        "serving target=%s response=%s on http://%s:%s/v1/saliency",
+        "serving target=%s response=%s on http://%s:%s%s",
         target_name,
         cfg.response,
         cfg.host,
         cfg.port,
+        "/thumbnail/<w>x<h>/smart/<image URL>" if cfg.response == "thumbnail" else "/v1/saliency",
     )
     uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info")
     return 0

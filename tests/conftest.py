@@ -66,6 +66,8 @@ SLOW = frozenset(
         "test_robustness.py::test_the_cli_exits_2_on_bad_settings_and_leaves_no_folder",
         "test_serve.py::test_cli_serves_a_zoo_target",
         "test_target_deepgaze.py::test_cli_runs_with_fixture_weights_given_by_path",
+        "test_thumbnail_run.py::test_cli_run_through_thumbnails_counts_requests_and_cost",
+        "test_thumbnail_locate.py::test_found_within_2_px_for_every_filter_and_jpeg_quality",
         "test_target_deepgaze.py::test_cli_without_model_files_fails_clearly",
         "test_target_twitter.py::test_attack_runs_end_to_end",
         "test_target_twitter.py::test_cli_corrupt_weights_is_one_clear_line",

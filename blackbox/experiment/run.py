@@ -22,7 +22,13 @@ from blackbox.experiment.jsonl import append_record, read_records
 from blackbox.experiment.options import RunOptions
 from blackbox.experiment.pipeline import ImageSkipped, Pipeline
 from blackbox.experiment.study import Experiment
-from blackbox.experiment.summary import skipped_table, skipped_table_count, summary_table, verdict
+from blackbox.experiment.summary import (
+    skipped_table,
+    skipped_table_count,
+    spending_line,
+    summary_table,
+    verdict,
+)
 
 # Exit codes of `python -m blackbox`.
 EXIT_OK, EXIT_SKIPPED, EXIT_NOTHING_DONE, EXIT_BAD_CONFIG = 0, 3, 4, 2
@@ -107,6 +113,9 @@ def attack_images(
     records = read_records(results_path)
     errors = read_records(errors_path)
     table = summary_table(records) + skipped_table(errors, records)
+    spent = spending_line(records, errors)
+    if spent:
+        table += f"\n\n{spent}"
     last_line = verdict(records, skipped_table_count(errors, records))
     (run_dir / "summary.md").write_text(f"{table}\n\n{last_line}\n")
     print(table)

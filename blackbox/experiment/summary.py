@@ -36,6 +36,26 @@ def verdict(records: list[dict], skipped: int = 0) -> str:
     return f"verdict: {moved} of {len(attacked)} images: crop moved to the goal{extra}"
 
 
+def spending_line(records: list[dict], errors: list[dict]) -> str:
+    """What the target's service was asked in all, from every image's ``target_counters`` (results and
+    errors alike): requests sent, retries, 429s and cost. Empty when the target counts no requests."""
+    counters = [
+        r["target_counters"] for r in [*records, *errors] if isinstance(r.get("target_counters"), dict)
+    ]
+    if not any("requests" in c for c in counters):
+        return ""
+
+    def total(key: str) -> float:
+        return float(sum(c.get(key, 0) or 0 for c in counters))
+
+    parts = [f"{total('requests'):.0f} requests", f"{total('retries'):.0f} retried"]
+    if any("throttled" in c for c in counters):
+        parts.append(f"{total('throttled'):.0f} answered 429")
+    if any("cost" in c for c in counters):
+        parts.append(f"cost {total('cost'):g}")
+    return "target service: " + ", ".join(parts)
+
+
 def skipped_table_count(errors: list[dict], records: list[dict]) -> int:
     """How many inputs are skipped and not attacked since (as :func:`skipped_table` lists them)."""
     done = {r["image"] for r in records}
