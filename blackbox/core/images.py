@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +44,28 @@ class ImageLoadError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An image ready to attack: ``pixels`` is ``(H, W, 3)`` uint8 at the working resolution."""
+    """An image ready to attack: ``pixels`` is ``(H, W, 3)`` uint8 at the working resolution.
+
+    ``original_size`` is ``(width, height)`` before resizing; ``original`` the ``(H0, W0, 3)`` uint8
+    RGB at that size (the same colour conversion, no resize), kept where it differs from ``pixels``
+    so that results can be written at the size the user gave (:attr:`original_pixels`).
+    """
 
     image_id: str
     source: str
     pixels: np.ndarray
     original_size: tuple[int, int]  # (width, height) before resizing
+    original: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def original_pixels(self) -> np.ndarray:
+        """``(H0, W0, 3)`` uint8 at the original size (``pixels`` itself when no resize was made)."""
+        return self.pixels if self.original is None else self.original
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(x, y)`` working pixels per original pixel (``(1.0, 1.0)`` when no resize was made)."""
+        return self.width / self.original_size[0], self.height / self.original_size[1]
 
     @property
     def as_float(self) -> np.ndarray:
@@ -113,7 +129,8 @@ def prepare(
             f"{source}: {rgb.width}x{rgb.height} px at the working resolution is too small; "
             f"both sides must be at least {MIN_SIDE} px (original {original_size[0]}x{original_size[1]})"
         )
-    return LoadedImage(image_id, source, np.asarray(rgb, dtype=np.uint8).copy(), original_size)
+    original = None if rgb is shown else np.asarray(shown, dtype=np.uint8).copy()
+    return LoadedImage(image_id, source, np.asarray(rgb, dtype=np.uint8).copy(), original_size, original)
 
 
 def load_image(
