@@ -42,7 +42,7 @@ class FunctionTarget(Target):
 
     Args:
         function: the cropper, ``function(image) -> dict``; ``image`` is ``(H, W, 3)`` float32 in [0, 1]
-            (a copy: the function may change it).
+            (a copy, float32 whatever the caller passed: the function may change it).
         name: the target's name in records (default: the function's ``__name__``).
         outputs: what the function gives (``["crops"]``, ``["saliency", "crops"]``...); default: the
             keys of its first answer.
@@ -88,7 +88,7 @@ class FunctionTarget(Target):
 
     def _ask(self, image: np.ndarray, index: int) -> TargetOutput:
         where = f"{self.name}(image)" if index == 0 else f"{self.name}(image {index} of the batch)"
-        answer = self.function(image.copy())
+        answer = self.function(np.array(image, dtype=np.float32))  # a float32 copy, whatever came in
         if not isinstance(answer, Mapping):
             raise MalformedAnswerError(
                 f"{where} returned a {type(answer).__name__}; a cropper function returns a dict with any "

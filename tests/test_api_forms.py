@@ -14,6 +14,7 @@ from PIL import Image
 import blackbox
 import targets
 from blackbox.core.image_input import load_images
+from targets.testing import TargetConformance
 
 WIDTH = 160  # a small working width keeps every attack here under a second
 
@@ -160,6 +161,25 @@ def test_a_function_giving_a_log_density_or_a_point_is_read_as_the_protocol_says
     assert output.salient_point == (12.0, 20.0) and len(output.crops) == 4
     with pytest.raises(blackbox.ConfigError, match="outputs must name"):
         targets.FunctionTarget(lambda x: {}, outputs=["heatmap"])
+
+
+class TestAFunctionTargetConforms(TargetConformance):
+    """A cropper function passes the suite every zoo target passes (here one giving a map)."""
+
+    @pytest.fixture
+    def target(self):
+        return targets.FunctionTarget(contrast_cropper)
+
+
+class TestACropsOnlyFunctionTargetConforms(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        def crops_only(image):
+            height, width = image.shape[:2]
+            boxes = targets.crop_boxes(width, height, (width / 3, height / 2))
+            return {"crops": [{"aspect_ratio": b.aspect_ratio, "box": b.as_list()} for b in boxes]}
+
+        return targets.FunctionTarget(crops_only, outputs=["crops"])
 
 
 class Brightest(targets.Target):

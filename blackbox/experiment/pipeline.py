@@ -131,7 +131,7 @@ class Outcome:
     def to_original(self, x: float, y: float) -> tuple[float, float]:
         """A working-copy position ``(x, y)`` in the original image's pixels."""
         sx, sy = self.scale
-        return x / sx, y / sy
+        return round(x / sx, 6), round(y / sy, 6)  # no float noise in a box given in whole pixels
 
     @property
     def goal_box(self) -> tuple[float, float, float, float]:
