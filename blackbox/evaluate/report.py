@@ -1,7 +1,7 @@
 """The comparison report: the paper's Tables 1 and 2, success and queries, and its figures.
 
 Built from ``results.csv`` alone, so it can be rebuilt at any time (``python -m blackbox.report
-RUN_DIR``). Figures: the per-image shift histogram (the paper's Fig. 3), success against queries
+run=RUN_DIR``). Figures: the per-image shift histogram (the paper's Fig. 3), success against queries
 for the black-box methods beside the white-box rates, and an example grid of original against
 adversarial images with their crops (Fig. 4). The tables are built by
 :mod:`blackbox.evaluate.report_tables`, the figures by :mod:`blackbox.evaluate.report_figures`; a

@@ -1,7 +1,7 @@
 """The robustness report: per cropper, success rate against eps and the smallest eps per image.
 
 Built from ``results.csv`` alone (:mod:`blackbox.evaluate.robustness` writes it), so it can be rebuilt at any
-time: ``python -m blackbox.robustness_report RUN_DIR``. Writes ``report.md`` and ``robustness.png``.
+time: ``python -m blackbox.robustness_report run=RUN_DIR``. Writes ``report.md`` and ``robustness.png``.
 """
 
 from __future__ import annotations
