@@ -99,6 +99,18 @@ def test_a_batch_in_every_form_gives_one_outcome_per_image_in_order(photo) -> No
     assert as_list[0].record["study"] != as_list[1].record["study"]
 
 
+def test_a_photo_turned_by_its_exif_orientation_is_sized_as_shown(photo, tmp_path) -> None:
+    """Coordinates are the picture's as a viewer shows it: a phone's portrait stored sideways."""
+    stored = Image.fromarray(photo)  # 451 x 300 as stored
+    exif = stored.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "portrait.jpg"
+    stored.save(path, exif=exif, quality=95)
+    (loaded,), _ = load_images(path, working_width=WIDTH)
+    assert loaded.original_size == (300, 451) and loaded.original_pixels.shape == (451, 300, 3)
+    assert loaded.pixels.shape == (241, 160, 3) and loaded.scale == pytest.approx((160 / 300, 241 / 451))
+
+
 def test_paths_in_a_batch_keep_their_names_and_repeats_get_their_place(photo, tmp_path) -> None:
     path = tmp_path / "cat.png"
     Image.fromarray(photo).save(path)
