@@ -55,7 +55,7 @@ class TimedTarget(Target):
     """Forwards to ``inner`` and adds up the wall time spent inside its calls.
 
     It overrides :meth:`query` itself, so the images are checked once (by ``inner``), as the
-    search's own target checks them: wrapping ``_query`` would check them twice and count both.
+    search's own target checks them: wrapping ``answer`` would check them twice and count both.
     """
 
     def __init__(self, inner: Target) -> None:
@@ -77,7 +77,7 @@ class TimedTarget(Target):
             self.seconds += time.perf_counter() - started
             self.calls += 1
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         return self.inner.query(images)
 
 
@@ -90,7 +90,7 @@ class InstantTarget(Target):
     def outputs(self) -> frozenset[Output]:
         return frozenset({Output.POINT, Output.CROPS})
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         results = []
         for image in images:
             height, width = image.shape[:2]

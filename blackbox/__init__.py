@@ -1,30 +1,130 @@
 """blackbox: find near-invisible perturbations that move where a saliency-based cropper crops.
 
-``blackbox.attack(image, target="classic", budget=20, eps=20)`` attacks one image from Python (see
-:func:`blackbox._api.attack`) and returns an :class:`~blackbox.experiment.pipeline.Outcome`; the
-commands are ``python -m blackbox``, ``blackbox.compare``, ``blackbox.robustness`` and the others.
+``blackbox.attack(images, target="classic", budget=20, eps=20)`` attacks one image or a batch from
+Python (:func:`blackbox._api.attack`) and returns an :class:`Outcome` per image; the commands are
+``python -m blackbox``, ``blackbox.compare``, ``blackbox.robustness`` and the others. Every exception
+the API and the commands raise on purpose is importable from here: :class:`UserError` is the base of
+those a user fixes (the message says how), :class:`ImageSkipped` an image that could not be attacked.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Outcome", "attack"]
+
+# Public name -> the module that defines it. Imported on first use: ``python -m blackbox.<command>``
+# and ``import targets`` stay light.
+_PUBLIC = {
+    "attack": "blackbox._api",
+    "Outcome": "blackbox.experiment.pipeline",
+    "Skipped": "blackbox.experiment.pipeline",
+    "FunctionTarget": "targets.function",
+    # Errors: the base, then by what went wrong.
+    "UserError": "targets._errors",
+    "ConfigError": "targets._errors",
+    "UnknownChoiceError": "targets._zoo",
+    "MissingCapabilityError": "targets._capabilities",
+    "StudySettingsError": "blackbox.search._study",
+    "SearchSpaceError": "blackbox.search.search_space",
+    "FeatureSpaceError": "blackbox.search.features",
+    "PerturbationBudgetError": "blackbox.core.perturbation",
+    "UnusableBudgetError": "blackbox.core.perturbation",
+    "GoalError": "blackbox.core.goal",
+    "ImageLoadError": "blackbox.core.images",
+    "ImageSkipped": "blackbox.experiment.pipeline",
+    "AttackFailedError": "blackbox.attacks._base",
+    "TargetQueryError": "targets._errors",
+    "NonFiniteOutputError": "targets._errors",
+    "MalformedAnswerError": "targets._protocol",
+    "ServiceUnavailableError": "targets.http",
+    "RequestRejectedError": "targets.http",
+    "MissingModelFileError": "targets.weights",
+    "BadModelFileError": "targets.weights",
+    "VxmFormatError": "targets.vxm",
+    "SurrogateCheckpointError": "targets.surrogate",
+    "MissingExtraError": "blackbox.core.extras",
+    "StorageVersionError": "blackbox.experiment.storage",
+    "JsonlError": "blackbox.experiment.jsonl",
+    "RunFolderError": "blackbox.experiment.folder_access",
+    "RunFolderBusyError": "blackbox.experiment.run_folder",
+    "MergeError": "blackbox.evaluate.merge",
+    "ReplayError": "blackbox.settings.replay",
+    "DashboardError": "blackbox.settings.dashboard",
+}
+__all__ = [
+    "AttackFailedError",
+    "BadModelFileError",
+    "ConfigError",
+    "DashboardError",
+    "FeatureSpaceError",
+    "FunctionTarget",
+    "GoalError",
+    "ImageLoadError",
+    "ImageSkipped",
+    "JsonlError",
+    "MalformedAnswerError",
+    "MergeError",
+    "MissingCapabilityError",
+    "MissingExtraError",
+    "MissingModelFileError",
+    "NonFiniteOutputError",
+    "Outcome",
+    "PerturbationBudgetError",
+    "ReplayError",
+    "RequestRejectedError",
+    "RunFolderBusyError",
+    "RunFolderError",
+    "SearchSpaceError",
+    "ServiceUnavailableError",
+    "Skipped",
+    "StorageVersionError",
+    "StudySettingsError",
+    "SurrogateCheckpointError",
+    "TargetQueryError",
+    "UnknownChoiceError",
+    "UnusableBudgetError",
+    "UserError",
+    "VxmFormatError",
+    "attack",
+]
 
 if TYPE_CHECKING:
     from blackbox._api import attack
-    from blackbox.experiment.pipeline import Outcome
+    from blackbox.attacks._base import AttackFailedError
+    from blackbox.core.extras import MissingExtraError
+    from blackbox.core.goal import GoalError
+    from blackbox.core.images import ImageLoadError
+    from blackbox.core.perturbation import PerturbationBudgetError, UnusableBudgetError
+    from blackbox.evaluate.merge import MergeError
+    from blackbox.experiment.folder_access import RunFolderError
+    from blackbox.experiment.jsonl import JsonlError
+    from blackbox.experiment.pipeline import ImageSkipped, Outcome, Skipped
+    from blackbox.experiment.run_folder import RunFolderBusyError
+    from blackbox.experiment.storage import StorageVersionError
+    from blackbox.search._study import StudySettingsError
+    from blackbox.search.features import FeatureSpaceError
+    from blackbox.search.search_space import SearchSpaceError
+    from blackbox.settings.dashboard import DashboardError
+    from blackbox.settings.replay import ReplayError
+    from targets._capabilities import MissingCapabilityError
+    from targets._errors import ConfigError, NonFiniteOutputError, TargetQueryError, UserError
+    from targets._protocol import MalformedAnswerError
+    from targets._zoo import UnknownChoiceError
+    from targets.function import FunctionTarget
+    from targets.http import RequestRejectedError, ServiceUnavailableError
+    from targets.surrogate import SurrogateCheckpointError
+    from targets.vxm import VxmFormatError
+    from targets.weights import BadModelFileError, MissingModelFileError
 
 
 def __getattr__(name: str) -> object:
-    # Imported on first use: ``python -m blackbox.<command>`` and ``import targets`` stay light.
-    if name == "attack":
-        from blackbox._api import attack
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blackbox' has no attribute {name!r}")
+    return getattr(import_module(module), name)
 
-        return attack
-    if name == "Outcome":
-        from blackbox.experiment.pipeline import Outcome
 
-        return Outcome
-    raise AttributeError(f"module 'blackbox' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

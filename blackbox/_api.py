@@ -1,4 +1,4 @@
-"""The Python API: :func:`attack` one image, from a notebook or a script (public as ``blackbox.attack``).
+"""The Python API: :func:`attack` one image or a batch, from a notebook or a script (``blackbox.attack``).
 
 The same defaults, checks and attack as ``python -m blackbox``: the settings are composed from
 ``conf/`` as the command line composes them and checked by the same pre-flight, turned into the same
@@ -13,28 +13,24 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import optuna
-from PIL import Image
 
-from blackbox.core.images import ImageLoadError, LoadedImage, load_image, prepare
+from blackbox.core.image_input import ImageInput, load_images
 from blackbox.experiment.artifacts import TrialArtifacts
-from blackbox.experiment.pipeline import Outcome
+from blackbox.experiment.pipeline import ImageSkipped, Outcome, Skipped
 from blackbox.experiment.storage import journal_storage
 from blackbox.settings.build import attack_spec, run_options
 from blackbox.settings.checks import ConfigError
 from blackbox.settings.commands import pipeline_for
 from blackbox.settings.preflight import compose_overrides, preflight
-from targets import Target
+from targets import CropperFunction, FunctionTarget, Target, UnknownChoiceError
 from targets._zoo import group_names, instantiate_target
-
-ImageInput = str | os.PathLike | Image.Image | np.ndarray | LoadedImage
 
 
 def attack(
-    image: ImageInput,
+    images: ImageInput | Sequence[ImageInput],
     *,
-    target: str | Target = "classic",
+    target: str | Target | CropperFunction = "classic",
     budget: int = 20,
     eps: float = 20.0,
     norm: str = "l2",
@@ -48,25 +44,33 @@ def attack(
     storage: str | os.PathLike | None = None,
     progress: bool = False,
     settings: Sequence[str] = (),
-) -> Outcome:
-    """Attack one image: move where ``target`` crops it, within ``budget`` queries and ``eps``.
+) -> Outcome | list[Outcome | Skipped]:
+    """Attack one image or a batch: move where ``target`` crops it, within ``budget`` queries and ``eps``.
 
     Args:
-        image: a file path, a PIL image, an ``(H, W, 3)`` uint8 RGB array or a
-            :class:`~blackbox.core.images.LoadedImage`; resized to ``working_width`` and quantised to
-            8 bits as the command line does.
-        target: a zoo name (``classic``, ``twitter``, ``vips_attention``...) or a :class:`targets.Target`.
-        budget: target queries the black-box search may spend (the clean image's query is extra).
+        images: one image or a batch, in any of these forms (the same picture gives the same result in
+            every form; :mod:`blackbox.core.image_input`): a file path; a PIL image; a numpy array or a
+            torch tensor, ``(H, W)`` gray, ``(H, W, C)`` or ``(C, H, W)`` with C 1, 3 or 4 (RGBA is
+            composited on white), uint8 or floats in [0, 1]. A batch is a list of those, or an
+            ``(N, H, W, C)`` / ``(N, C, H, W)`` array or tensor. Each is resized to ``working_width`` and
+            quantised to 8 bits as the command line does.
+        target: a zoo name (``classic``, ``twitter``, ``vips_attention``...), a :class:`targets.Target`,
+            or a function ``f(image) -> dict`` (one ``(H, W, 3)`` float image in [0, 1] in; any of the
+            HTTP protocol's keys out: ``saliency``, an ``(H, W)`` array; ``salient_point``, ``(x, y)``;
+            ``crops``, ``[{"aspect_ratio": r, "box": [left, top, width, height]}, ...]``;
+            :class:`targets.FunctionTarget`).
+        budget: target queries the black-box search may spend per image (the clean query is extra).
         eps: the perturbation's L2 norm, pixels in [0, 1], at the working resolution (``norm="linf"``:
-            the L-inf bound, a fraction of the range).
+            the L-inf bound, a fraction of the range). At the original size the L2 allowed is
+            ``eps * sqrt(original pixels / working pixels)`` (:mod:`blackbox.core.full_size`).
         norm: ``l2`` or ``linf``.
         method: a sampler of the black-box search (``tpe``, ``random``, ``sparse_rs``, ``cmaes``,
             ``gp``) or a white-box attack (``iterative_fgm``, ``pgd``...: needs a differentiable target).
-        success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (README, *Success rules*).
-        goal_box: ``[x0, y0, x1, y1]`` in working-resolution pixels to keep in the crop; ``goal_point``:
+        success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (docs/attack.md, *Success rules*).
+        goal_box: ``[x0, y0, x1, y1]`` in the original image's pixels to move the crop to; ``goal_point``:
             ``[x, y]``; neither: the paper's protocol.
         measure: a zoo name to score the result on instead of ``target`` (a transfer measurement).
-        working_width: the width images are resized to (``None`` keeps the size).
+        working_width: the width images are attacked at (``None`` keeps each image's size).
         seed: the search's seed (the same seed gives the same trials and the same image).
         storage: ``None`` (default): trials in memory; a path: an Optuna journal file there (re-running
             with it resumes the study); a URL with ``://``: an Optuna RDB storage (``sqlite:///x.db``).
@@ -74,19 +78,24 @@ def attack(
         settings: any other command-line setting, ``key=value`` (``search=patches``, ``batch_size=8``).
 
     Returns:
-        An :class:`~blackbox.experiment.pipeline.Outcome`: ``adversarial`` (uint8 pixels), ``success``,
-        ``queries``, ``clean_output`` and ``adversarial_output`` (the target's answers before and
-        after), ``result`` (the :class:`~blackbox.attacks.AttackResult`) and ``record`` (the
-        ``results.jsonl`` line the command line would write).
+        For one image, an :class:`~blackbox.experiment.pipeline.Outcome`: ``success``, ``queries``,
+        ``adversarial`` (uint8 at the original size), ``goal_box`` and the salient points in the
+        original's pixels, ``show()`` / ``save(path)`` for the side-by-side picture, and the
+        attack's own ``result`` and ``record`` (the ``results.jsonl`` line) on the working copy. For a
+        batch, a list with one entry per image, in order: its ``Outcome``, or a
+        :class:`~blackbox.experiment.pipeline.Skipped` saying why it could not be attacked.
 
     Raises:
         ConfigError: a bad setting (the message names it and what to use), or a white-box method on a
             target without gradients.
-        UnknownChoiceError: ``target`` or ``measure`` is not a zoo name (the message lists the zoo).
-        ImageLoadError: the image cannot be used (the message says why).
-        ImageSkipped: the image cannot be attacked (e.g. every clean crop already shows the goal, or
-            the target failed to answer); ``reason`` says why.
+        UnknownChoiceError: ``target``, ``measure`` or ``method`` is not a name the project knows (the
+            message lists the choices); a :class:`ConfigError`.
+        ImageLoadError: an image cannot be used (the message says why and what is accepted).
+        ImageSkipped: one image (not a batch) cannot be attacked (e.g. every clean crop already shows
+            the goal, or the target failed to answer); ``reason`` says why.
     """
+    if callable(target) and not isinstance(target, (str, Target)):
+        target = FunctionTarget(target)
     overrides = _overrides(
         target=target,
         budget=budget,
@@ -105,7 +114,7 @@ def attack(
     preflight(overrides)  # the command line's checks: names, ranges, the search space, constructors
     cfg = compose_overrides(overrides)
     options = run_options(cfg)
-    loaded = _load(image, options.working_width)
+    loaded, batch = load_images(images, working_width=options.working_width)
     if isinstance(target, str):  # built from the composed settings: every target.* of ``settings`` counts
         target_name, target = target, instantiate_target(cfg.target)
     else:
@@ -125,7 +134,15 @@ def attack(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return pipeline.run(built, loaded, eps=options.eps)
+        if not batch:
+            return pipeline.run(built, loaded[0], eps=options.eps)
+        outcomes: list[Outcome | Skipped] = []
+        for image in loaded:
+            try:
+                outcomes.append(pipeline.run(built, image, eps=options.eps))
+            except ImageSkipped as skipped:
+                outcomes.append(Skipped(image.image_id, skipped.reason))
+        return outcomes
     finally:
         optuna.logging.set_verbosity(verbosity)
 
@@ -138,7 +155,7 @@ def _overrides(**values: object) -> list[str]:
     elif method in set(group_names("attack")) - {"blackbox"}:
         overrides = [f"attack={method}"]
     else:
-        raise ConfigError(
+        raise UnknownChoiceError(
             f"unknown method {method!r}; black-box samplers: {', '.join(group_names('sampler'))}; "
             f"white-box attacks: {', '.join(n for n in group_names('attack') if n != 'blackbox')}"
         )
@@ -146,7 +163,9 @@ def _overrides(**values: object) -> list[str]:
     if isinstance(target, str):
         overrides.append(f"target={target}")
     elif not isinstance(target, Target):
-        raise ConfigError(f"target must be a zoo name or a targets.Target, got {type(target).__name__}")
+        raise ConfigError(
+            f"target must be a zoo name, a targets.Target or a cropper function, got {type(target).__name__}"
+        )
     box, point = values.pop("goal_box"), values.pop("goal_point")
     if box is not None:
         overrides.append(f"goal.box=[{','.join(str(float(v)) for v in box)}]")  # type: ignore[union-attr]
@@ -156,26 +175,6 @@ def _overrides(**values: object) -> list[str]:
         text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
         overrides.append(f"{key}={text}")
     return [*overrides, "storage=memory"]  # the trials' storage is the API's own (``storage=``)
-
-
-def _load(image: ImageInput, working_width: int | None) -> LoadedImage:
-    """The image at the working resolution; raises :class:`ImageLoadError` saying what is accepted."""
-    if isinstance(image, LoadedImage):
-        return image
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(Path(image).expanduser(), working_width=working_width)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ImageLoadError(
-                f"an array image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}; "
-                "convert it (e.g. (x * 255).round().astype(np.uint8) for floats in [0, 1])"
-            )
-        image = Image.fromarray(image, "RGB")
-    if isinstance(image, Image.Image):
-        return prepare(image, image_id="image", source="in memory", working_width=working_width)
-    raise ImageLoadError(
-        f"cannot attack a {type(image).__name__}: pass a file path, a PIL image or an (H, W, 3) uint8 array"
-    )
 
 
 def _storage(storage: str | os.PathLike | None) -> optuna.storages.BaseStorage | str | None:

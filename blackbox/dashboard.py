@@ -1,4 +1,4 @@
-"""``python -m blackbox.dashboard [RUN_DIR]``: optuna-dashboard on a run's study.
+"""``python -m blackbox.dashboard [run=RUN_DIR] [port=N]``: optuna-dashboard on a run's study.
 
 The code lives in :mod:`blackbox.settings.dashboard`; this file is only the ``python -m`` entry point.
 """

@@ -11,6 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from blackbox.core.extras import import_pysaliency
 from blackbox.training.distill import EXIT_INTERRUPTED, distill
 from targets import UserError
 
@@ -26,4 +27,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    try:  # before Hydra makes a run folder: without pysaliency nothing can be measured
+        import_pysaliency("python -m blackbox.distill")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     main()

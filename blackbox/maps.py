@@ -1,4 +1,4 @@
-"""``python -m blackbox.maps --target NAME [IMAGE ...]``: what a cropper sees, as one picture.
+"""``python -m blackbox.maps target=NAME [images=[A.jpg,B.png]]``: what a cropper sees, as one picture.
 
 For each image (default: the bundled photos) the target's saliency map over the photo, its salient
 point and its crop boxes, in a grid saved as a PNG. Use it to check that a target behaves like a gaze
@@ -7,14 +7,13 @@ model (people and objects salient, not only edges) before attacking it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from blackbox.core.images import BUNDLED_PHOTOS, ImageLoadError, LoadedImage, load_bundled, load_image
+from blackbox.core.images import BUNDLED_PHOTOS, LoadedImage, load_bundled, load_image
 from blackbox.core.visualize import fitting_columns, grid, saliency_view, with_legend
-from targets import DEFAULT_ASPECT_RATIOS, Target, UnknownChoiceError, load
-from targets.weights import MissingModelFileError
+from blackbox.settings.arguments import Setting, paths, run_command
+from targets import DEFAULT_ASPECT_RATIOS, Target, UserError, load
 
 
 def maps_picture(target: Target, images: list[LoadedImage], *, columns: int | None = None):
@@ -34,25 +33,37 @@ def maps_picture(target: Target, images: list[LoadedImage], *, columns: int | No
     return with_legend(grid(panels, columns=columns), ratios, goal=False, heat=heat)
 
 
+SETTINGS = (
+    Setting(
+        "target",
+        "a zoo name (conf/target/<name>.yaml); target.<key>=... its settings",
+        str,
+        default="classic",
+        prefix=True,
+    ),
+    Setting("images", "image files, one or [a.jpg,b.png] (default: the bundled photos)", paths),
+    Setting("working_width", "the width images are resized to", int, default=640),
+    Setting("out", "the PNG to write (default: runs/maps/<target>.png)", Path),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blackbox.maps", description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="*", help="image files (default: the bundled photos)")
-    parser.add_argument("--target", default="classic", help="a zoo name (conf/target/<name>.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="target settings")
-    parser.add_argument("--working-width", type=int, default=640)
-    parser.add_argument("--out", type=Path, default=None, help="PNG path (default runs/maps/<target>.png)")
-    args = parser.parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in args.set)
+    description = (__doc__ or "").split("\n\n", 1)[-1]
+    return run_command(_main, argv, SETTINGS, prog="python -m blackbox.maps", description=description)
+
+
+def _main(args: dict) -> int:
+    name, target_settings = args["target"], args["target.*"]
     try:
-        target = load(args.target, aspect_ratios=DEFAULT_ASPECT_RATIOS, **overrides)
-        if args.images:
-            images = [load_image(path, working_width=args.working_width) for path in args.images]
+        target = load(name, aspect_ratios=DEFAULT_ASPECT_RATIOS, **target_settings)
+        if args["images"]:
+            images = [load_image(path, working_width=args["working_width"]) for path in args["images"]]
         else:
-            images = [load_bundled(name, working_width=args.working_width) for name in BUNDLED_PHOTOS]
-    except (UnknownChoiceError, MissingModelFileError, ImageLoadError) as error:
+            images = [load_bundled(n, working_width=args["working_width"]) for n in BUNDLED_PHOTOS]
+    except UserError as error:  # an unknown target or setting, a missing model file, a bad image
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or Path("runs") / "maps" / f"{args.target}.png"
+    out = args["out"] or Path("runs") / "maps" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     maps_picture(target, images).save(out)
     print(out)

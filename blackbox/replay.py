@@ -1,4 +1,5 @@
-"""``python -m blackbox.replay RUN_DIR``: rebuild a run's adversarial images from its study.
+"""``python -m blackbox.replay run=RUN_DIR image=ID [trial=N]``: rebuild a run's adversarial images from
+its study.
 
 The code lives in :mod:`blackbox.settings.replay`; this file is only the ``python -m`` entry point.
 """

@@ -41,7 +41,7 @@ def main() -> None:
             (t for t in study.trials if get_all_artifact_meta(t, storage=storage)), key=lambda t: t.number
         )
         server = subprocess.Popen(
-            [sys.executable, "-m", "blackbox.dashboard", str(run_dir), "--port", "0"],
+            [sys.executable, "-m", "blackbox.dashboard", f"run={run_dir}", "port=0"],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:

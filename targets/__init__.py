@@ -1,6 +1,7 @@
 """The zoo of croppers behind one interface (:class:`Target`), and Twitter's crop policy.
 
-``targets.load("twitter")`` builds a zoo target by name (:func:`names` lists them); a target declares
+``targets.load("twitter")`` builds a zoo target by name (:func:`names` lists them);
+``targets.FunctionTarget(my_function)`` makes one of a plain function; a target declares
 what it gives (:attr:`Target.capabilities`) and :func:`require` checks that against what an attack
 needs. Every error a user can act on is a :class:`UserError`. Nothing here imports ``blackbox``.
 """
@@ -11,6 +12,7 @@ from targets._errors import ConfigError, NonFiniteOutputError, TargetQueryError,
 from targets._output import CropBox, TargetOutput
 from targets._zoo import UnknownChoiceError, load, names
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_box, crop_boxes, estimate_point
+from targets.function import CropperFunction, FunctionTarget
 
 __all__ = [
     "ALL_OUTPUTS",
@@ -18,7 +20,9 @@ __all__ = [
     "Capability",
     "ConfigError",
     "CropBox",
+    "CropperFunction",
     "DifferentiableTarget",
+    "FunctionTarget",
     "MissingCapabilityError",
     "NonFiniteOutputError",
     "Output",

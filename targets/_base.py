@@ -46,7 +46,23 @@ def check_finite(output: TargetOutput, where: str) -> None:
 
 
 class Target(abc.ABC):
-    """A cropper queried only through its outputs."""
+    """A cropper queried only through its outputs.
+
+    To bring your own cropper, subclass it and write :meth:`answer` (or pass a plain function to
+    :class:`targets.FunctionTarget`); override :attr:`outputs` when it gives less than a map::
+
+        class MyCropper(targets.Target):
+            name = "mine"
+
+            @property
+            def outputs(self):
+                return frozenset({targets.Output.CROPS})
+
+            def answer(self, images):
+                return [targets.TargetOutput((0.0, 0.0), targets.crop_boxes(...)) for image in images]
+
+    Callers use :meth:`query`, which checks the images, calls :meth:`answer` and checks its answers.
+    """
 
     #: The name the zoo knows this target by (``target=<name>``).
     name: str = "target"
@@ -92,7 +108,7 @@ class Target(abc.ABC):
     def query(self, images: Sequence[np.ndarray] | np.ndarray) -> list[TargetOutput]:
         """Answer a batch of ``(H, W, 3)`` float RGB images in [0, 1]; one output per image."""
         checked = validate_images(images)
-        results = self._query(checked)
+        results = self.answer(checked)
         if len(results) != len(checked):
             raise RuntimeError(
                 f"{type(self).__name__} answered {len(results)} outputs for {len(checked)} images"
@@ -102,8 +118,22 @@ class Target(abc.ABC):
         return results
 
     @abc.abstractmethod
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
-        """Answer already validated images."""
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
+        """What the cropper says of each image: the one method a new target writes.
+
+        Args:
+            images: a list of ``(H, W, 3)`` float32 RGB images in [0, 1], already checked by
+                :meth:`query` (sizes may differ within a batch).
+
+        Returns:
+            One :class:`TargetOutput` per image, in order: the salient point ``(x, y)`` in pixels, a
+            :class:`CropBox` per aspect ratio of :attr:`aspect_ratios` (:func:`targets.crop_boxes`
+            places them around a point by Twitter's policy), and an ``(H, W)`` log-density or ``None``.
+            :meth:`query` rejects a wrong count and NaN or infinite values.
+
+        Raises:
+            TargetQueryError: the cropper could not answer (the attack marks the query failed).
+        """
 
     def counters(self) -> dict[str, float]:
         """Counts a target keeps of its own work (e.g. HTTP requests and retries, a service's cost); a run
@@ -147,7 +177,7 @@ class DifferentiableTarget(Target):
         row, col = np.unravel_index(int(np.argmax(log_density)), log_density.shape)
         return float(col), float(row)
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         maps: list[np.ndarray | None] = [None] * len(images)
         # Images of one size share a forward pass; others go on their own.
         by_size: dict[tuple[int, int], list[int]] = {}

@@ -313,7 +313,7 @@ class FastGazeTarget(DifferentiableTarget):
         height, width = images.shape[-2:]
         return upsample_log_density(self.grid_log_density(images), height, width)
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         results: list[TargetOutput | None] = [None] * len(images)
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):

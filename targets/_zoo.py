@@ -38,8 +38,9 @@ __all__ = [
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-class UnknownChoiceError(UserError, ValueError):
-    """A name that is not a file of its config group; the message lists the choices."""
+class UnknownChoiceError(ConfigError):
+    """A name that is not a file of its config group (a target, sampler, attack...); the message lists
+    the choices. A :class:`~targets.ConfigError`, as every bad setting is."""
 
 
 def group_names(group: str) -> list[str]:

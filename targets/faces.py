@@ -156,7 +156,7 @@ class FaceFocus(Target):
             return [FocalPoint(int(x), int(y), 1.0, "corner") for x, y in corners.reshape(-1, 2)]
         return [FocalPoint(width // 2, height // 2, 1.0, "centre")]
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         results = []
         for image in images:
             height, width = image.shape[:2]

@@ -174,7 +174,7 @@ class HttpTarget(Target):
 
     # -- queries -------------------------------------------------------------------------------
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         if self.batch_url:
             chunks = [images[i : i + self.max_batch] for i in range(0, len(images), self.max_batch)]
             jobs = [partial(self._ask_batch, chunk) for chunk in chunks]

@@ -98,7 +98,7 @@ class Smartcrop(Target):
     def outputs(self) -> frozenset[Output]:
         return frozenset({Output.CROPS})
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         return [self._crop(image) for image in images]
 
     def _crop(self, image: np.ndarray) -> TargetOutput:

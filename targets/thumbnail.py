@@ -180,7 +180,7 @@ class ThumbnailTarget(Target):
 
     # -- queries -------------------------------------------------------------------------------
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         pixels = [np.ascontiguousarray(to_uint8(image)) for image in images]
         payloads = [encode_png(image) for image in images]
         served: list[str] = []

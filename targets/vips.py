@@ -91,7 +91,7 @@ class VipsSmartcrop(Target):
             return frozenset({Output.POINT, Output.CROPS})
         return frozenset({Output.CROPS})
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         return [self._crop(image) for image in images]
 
     def _crop(self, image: np.ndarray) -> TargetOutput:

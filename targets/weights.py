@@ -4,7 +4,8 @@
 2. the models directory named by ``BLACKBOX_MODELS``; unset, ``../shared/models`` beside the
    repository (if it exists), wherever the command is started from (not only under ``make``);
 3. the user cache, ``$XDG_CACHE_HOME/blackbox/models`` (``~/.cache/blackbox/models``);
-4. a download from the file's pinned public URL into the user cache, checked against its sha256.
+4. a download from the file's pinned public URL into the user cache, checked against its sha256
+   (pooch's ``retrieve``: a temporary file, hash-checked, then moved into place).
 
 Tests and CI never reach step 4: they point ``BLACKBOX_MODELS`` at ``../shared/models`` or pass
 files they made. Offline with a file missing, the error lists every place looked and the URL.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,20 +184,25 @@ def _missing_message(model: ModelFile, why: str) -> str:
 
 
 def _download(model: ModelFile) -> Path:
-    import requests  # imported here: only users with internet ever reach this
+    """Fetch ``model`` into the user cache with pooch (a temporary file, checked, then moved: an
+    interrupted or wrong download never leaves a file behind); ``OSError`` if its sha256 differs."""
+    import pooch  # imported here: only users with internet ever reach this
 
-    destination = cache_dir() / model.filename
-    destination.parent.mkdir(parents=True, exist_ok=True)
     assert model.url is not None
-    response = requests.get(model.url, timeout=60, stream=True)
-    response.raise_for_status()
-    # Write to a temporary file first: an interrupted download never leaves a bad file behind.
-    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as handle:
-        for chunk in response.iter_content(1 << 20):
-            handle.write(chunk)
-        temporary = Path(handle.name)
-    if model.sha256 and not sha256_of(temporary).startswith(model.sha256.lower()):
-        temporary.unlink(missing_ok=True)
+    digest = (model.sha256 or "").lower()
+    try:
+        path = Path(
+            pooch.retrieve(
+                model.url,
+                known_hash=f"sha256:{digest}" if len(digest) == 64 else None,
+                fname=model.filename,
+                path=cache_dir(),
+                progressbar=False,
+            )
+        )
+    except ValueError as error:  # pooch's hash mismatch (the file is already removed)
+        raise OSError(f"{model.url} did not match the pinned sha256 {model.sha256}: {error}") from None
+    if digest and len(digest) < 64 and not sha256_of(path).startswith(digest):  # a torchvision-style prefix
+        path.unlink(missing_ok=True)
         raise OSError(f"{model.url} did not match the pinned sha256 {model.sha256}")
-    temporary.replace(destination)
-    return destination
+    return path

@@ -9,24 +9,31 @@ import numpy as np
 import pytest
 
 import blackbox
-from blackbox.core.images import ImageLoadError
-from blackbox.experiment.pipeline import ImageSkipped
-from blackbox.settings.checks import ConfigError
+from blackbox import ConfigError, ImageLoadError, ImageSkipped, UnknownChoiceError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "README's Python API section has no python code block"
-    return match.group(1)
+def readme_examples() -> list[str]:
+    """Every python block of the README, in order."""
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
 
 
-def test_the_readme_example_runs(capsys) -> None:
-    exec(compile(readme_example(), str(README), "exec"), {})
+def test_the_readme_examples_run(capsys, tmp_path, monkeypatch) -> None:
+    """A new user's notebook, from the README alone: a batch of float images attacked with a cropper
+    written as a function, the results shown; a Target subclass; one photo at its own size."""
+    monkeypatch.chdir(tmp_path)  # the examples write under runs/
+    monkeypatch.setattr("PIL.Image.Image.show", lambda self, *a, **k: None)  # no viewer in CI
+    examples = readme_examples()
+    assert len(examples) >= 3, "the README's API examples are missing"
+    namespace: dict = {}
+    for code in examples:
+        exec(compile(code, str(README), "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "crop moved to the goal:" in printed and "after 8 queries" in printed
+    assert printed.count("Outcome(image=") >= 4 and "target='my_cropper'" in printed
+    assert "target='centre_of_mass'" in printed
+    assert (tmp_path / "runs" / "first_attack.png").is_file()
+    assert (tmp_path / "runs" / "coffee_adversarial.png").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,8 @@ def test_the_same_seed_gives_the_same_image_and_the_record_of_a_run(photo, tmp_p
     assert np.array_equal(first.adversarial, again.adversarial) and first.queries == again.queries == 4
     assert first.record["method"] == "random" and first.record["clean_queries"] == 1
     assert first.record["queries"] == 4 and first.record["success"] == first.success
-    assert first.adversarial.dtype == np.uint8 and first.adversarial.shape == (106, 160, 3)
+    assert first.adversarial.dtype == np.uint8 and first.adversarial.shape == photo.shape  # its own size
+    assert first.working_adversarial.shape == (106, 160, 3)  # what the target saw
     assert first.clean_output.crops and first.adversarial_output.crops
 
 
@@ -74,8 +82,9 @@ def test_a_white_box_method_on_a_target_instance(photo) -> None:
     [
         ({"budget": 0}, ConfigError, "budget must be a positive whole number"),
         ({"eps": 0.001}, ConfigError, "8-bit"),
-        ({"method": "nope"}, ConfigError, "unknown method 'nope'"),
-        ({"target": "nope"}, ConfigError, "unknown target 'nope'"),
+        ({"method": "nope"}, UnknownChoiceError, "unknown method 'nope'"),
+        ({"target": "nope"}, UnknownChoiceError, "unknown target 'nope'"),
+        ({"measure": "nope"}, UnknownChoiceError, "measure=nope is not a zoo target"),
         ({"settings": ["batch_sise=4"]}, ConfigError, "did you mean batch_size"),
         ({"target": "vips_entropy", "method": "pgd"}, ConfigError, "needs gradients"),
     ],
@@ -85,21 +94,36 @@ def test_bad_settings_are_the_command_lines_errors(photo, settings, error, messa
         blackbox.attack(photo, working_width=160, **settings)
 
 
-def test_bad_images_say_what_is_accepted(photo) -> None:
-    with pytest.raises(ImageLoadError, match=r"\(H, W, 3\) uint8"):
-        blackbox.attack(photo.astype(np.float32) / 255, working_width=160)
-    with pytest.raises(ImageLoadError, match="cannot attack a list"):
-        blackbox.attack([[0]], working_width=160)  # type: ignore[arg-type]
-    with pytest.raises(ImageLoadError, match="no such file"):
-        blackbox.attack("no/such/photo.png", working_width=160)
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (lambda p: p.astype(np.float32), r"float pixels must lie in \[0, 1\].*divide by 255 first"),
+        (lambda p: p.astype(np.uint16) * 200, "16-bit"),
+        (lambda p: p.astype(np.int64) - 1, r"integer pixels must lie in 0-255"),
+        (lambda p: p[..., :2], r"no image; pass \(H, W\) gray"),
+        (lambda p: p > 100, "a boolean array is a mask"),
+        (lambda p: np.where(p > 100, np.nan, p / 255), "NaN"),
+        (lambda p: [[0]], r"image 0 of the batch: cannot attack a list"),
+        (lambda p: [], "an empty batch"),
+        (lambda p: "no/such/photo.png", "no such file"),
+        (lambda p: {"pixels": p}, "cannot attack a dict"),
+    ],
+)
+def test_bad_images_say_what_is_accepted(photo, image, message) -> None:
+    with pytest.raises(ImageLoadError, match=message):
+        blackbox.attack(image(photo), working_width=160)
 
 
 def test_an_image_that_cannot_be_attacked_is_skipped_with_the_reason(photo) -> None:
-    x, y = blackbox.attack(photo, budget=1, working_width=160).clean_output.salient_point
+    x, y = blackbox.attack(photo, budget=1, working_width=160).clean_point  # the original's pixels
     with pytest.raises(ImageSkipped, match="every clean crop already shows the goal"):
-        blackbox.attack(photo, goal_box=[x - 2, y - 2, x + 2, y + 2], working_width=160)
-    with pytest.raises(ImageSkipped, match=r"outside the 160x106 working image"):
-        blackbox.attack(photo, goal_box=[0, 0, 160, 107], working_width=160)
+        blackbox.attack(photo, goal_box=[x - 5, y - 5, x + 5, y + 5], working_width=160)
+    with pytest.raises(ImageSkipped, match=r"outside the 451x300 image \(coordinates are in the original"):
+        blackbox.attack(photo, goal_box=[0, 0, 451, 301], working_width=160)
+    # In a batch each such image is a Skipped entry saying why, not an exception that loses the rest.
+    outcomes = blackbox.attack([photo, photo], goal_point=[x, y], budget=2, working_width=160)
+    assert [type(o).__name__ for o in outcomes] == ["Skipped", "Skipped"]
+    assert "every clean crop already shows the goal" in outcomes[0].reason and not outcomes[0].success
 
 
 def test_optuna_is_quiet_during_the_call_and_as_the_caller_left_it_after(photo, caplog) -> None:

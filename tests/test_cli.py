@@ -53,11 +53,9 @@ def test_default_run_writes_every_output(tmp_path) -> None:
             sys.executable,
             "-m",
             "blackbox.replay",
-            str(run),
-            "--image",
-            "coffee",
-            "--out",
-            str(tmp_path / "r.png"),
+            f"run={run}",
+            "image=coffee",
+            f"out={tmp_path / 'r.png'}",
         ],
         cwd=REPO,
         capture_output=True,
@@ -137,7 +135,7 @@ def test_replay_of_an_unknown_image_is_a_clear_error(tmp_path) -> None:
     done = blackbox(tmp_path, *FAST, "dataset.names=[chelsea]")
     assert done.returncode == 0
     replayed = subprocess.run(
-        [sys.executable, "-m", "blackbox.replay", str(tmp_path / "run"), "--image", "nope"],
+        [sys.executable, "-m", "blackbox.replay", f"run={tmp_path / 'run'}", "image=nope"],
         cwd=REPO,
         capture_output=True,
         text=True,

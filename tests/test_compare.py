@@ -15,9 +15,9 @@ from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from blackbox.evaluate.report import main as report_main
 from blackbox.experiment.run import EXIT_BAD_CONFIG
 from blackbox.experiment.run_folder import RUN_LOCK, RunFolderBusyError
+from blackbox.report import main as report_main
 from blackbox.settings.commands import compare, comparison
 from targets import Output, Target, TargetOutput
 from targets.classic import ClassicSaliency
@@ -58,7 +58,7 @@ class CropOnly(Target):
     def outputs(self) -> frozenset[Output]:
         return frozenset({Output.CROPS})
 
-    def _query(self, images: list[np.ndarray]) -> list[TargetOutput]:
+    def answer(self, images: list[np.ndarray]) -> list[TargetOutput]:
         return [TargetOutput((0.0, 0.0), o.crops) for o in self.inner.query(images)]
 
 
@@ -84,7 +84,7 @@ def test_every_method_every_eps_then_resume(tmp_path: Path) -> None:
     assert comparison(cfg, tmp_path, target_name="classic").run() == 0
     assert rows(tmp_path) == first
     # The report rebuilds from results.csv alone.
-    assert report_main([str(tmp_path)]) == 0
+    assert report_main([f"run={tmp_path}"]) == 0
 
 
 def test_white_box_on_a_crop_only_target_needs_a_stand_in(tmp_path: Path) -> None:
@@ -194,16 +194,16 @@ def test_a_comparison_split_over_processes_merges_into_one_report(tmp_path: Path
         OmegaConf.save(cfg, part / ".hydra" / "config.yaml")
         parts.append(part)
     out = tmp_path / "merged"
-    assert report_main([str(out), "--merge", *map(str, parts)]) == 0
+    assert report_main([f"run={out}", f"merge=[{','.join(map(str, parts))}]"]) == 0
     assert sorted(r["image"] for r in rows(out) if r["bisection"] == "False") == ["chelsea", "coffee"]
     assert "Smallest successful perturbation" in (out / "report.md").read_text()
     assert (out / "clean" / "chelsea.png").exists() and (out / "clean" / "coffee.png").exists()
     # The same image in two parts, a non-empty output, or other settings: refused, nothing overwritten.
-    assert report_main([str(tmp_path / "twice"), "--merge", str(parts[0]), str(parts[0])]) == 2
-    assert report_main([str(out), "--merge", *map(str, parts)]) == 2
+    assert report_main([f"run={tmp_path / 'twice'}", f"merge=[{parts[0]},{parts[0]}]"]) == 2
+    assert report_main([f"run={out}", f"merge=[{','.join(map(str, parts))}]"]) == 2
     other = compare_config("methods=[gaussian_noise]", "eps_list=[10]", "dataset.names=[rocket]")
     OmegaConf.save(other, parts[1] / ".hydra" / "config.yaml")
-    assert report_main([str(tmp_path / "mixed"), "--merge", *map(str, parts)]) == 2
+    assert report_main([f"run={tmp_path / 'mixed'}", f"merge=[{','.join(map(str, parts))}]"]) == 2
     assert not (tmp_path / "mixed").exists() and not (tmp_path / "twice").exists()
 
 

@@ -172,14 +172,14 @@ def test_a_run_that_never_started_leaves_no_folder(tmp_path) -> None:
 )
 def test_clear_errors(tmp_path, capsys, setup, message) -> None:
     runs = tmp_path / "runs"
-    args: list[str] = ["--runs", str(runs)]
+    args: list[str] = [f"runs={runs}"]
     if setup == "empty runs folder":
         runs.mkdir()
     elif setup == "missing run dir":
-        args.insert(0, str(runs / "nope"))
+        args.insert(0, f"run={runs / 'nope'}")
     elif setup == "not a run":
         (runs / "x").mkdir(parents=True)
-        args.insert(0, str(runs / "x"))
+        args.insert(0, f"run={runs / 'x'}")
     elif setup == "memory run":
         fake_run(runs / "d" / "t", "memory")
     elif setup == "journal lost":
@@ -190,7 +190,7 @@ def test_clear_errors(tmp_path, capsys, setup, message) -> None:
 
 def test_the_dashboard_module_reports_errors_on_the_command_line(tmp_path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "blackbox.dashboard", "--runs", str(tmp_path / "none")],
+        [sys.executable, "-m", "blackbox.dashboard", f"runs={tmp_path / 'none'}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -212,7 +212,7 @@ def attacked_run(tmp_path_factory) -> Path:
 
 def start_dashboard(run_dir: Path) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "blackbox.dashboard", str(run_dir), "--port", "0"],
+        [sys.executable, "-m", "blackbox.dashboard", f"run={run_dir}", "port=0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -42,7 +42,7 @@ def test_cat2000_wrong_folder_says_what_layout_is_expected(tmp_path: Path) -> No
 
 
 def test_pysaliency_cat2000_reads_a_prepared_cache(cat2000: Path, tmp_path: Path) -> None:
-    import pysaliency
+    pysaliency = pytest.importorskip("pysaliency", reason="needs the extra distill (make test-distill)")
 
     files = sorted((cat2000 / "trainSet" / "Stimuli").glob("*/*.jpg"))
     prepared = tmp_path / "cache" / "CAT2000_train_v1.1"

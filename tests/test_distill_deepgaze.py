@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+# pysaliency (the extra "distill", which pins numpy<2): run by `make test-distill`, skipped in the core.
+pytest.importorskip("pysaliency", reason="needs the extra distill (make test-distill runs it)")
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image

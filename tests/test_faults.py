@@ -83,7 +83,7 @@ class NaNMap(Target):
         super().__init__()
         self.value = value
 
-    def _query(self, images):
+    def answer(self, images):
         out = []
         for image in images:
             log_density = np.full(image.shape[:2], -np.log(image.shape[0] * image.shape[1]))
@@ -254,7 +254,7 @@ def test_a_damaged_results_line_is_named(tmp_path) -> None:
     with pytest.raises(JsonlError, match=r"results.jsonl, line 1 is not JSON"):
         quiet_run(tmp_path, "dataset.names=[chelsea,coffee]", "budget=3")
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert replay_main([str(tmp_path), "--image", "coffee", "--out", str(tmp_path / "r.png")]) == 2
+        assert replay_main([f"run={tmp_path}", "image=coffee", f"out={tmp_path / 'r.png'}"]) == 2
     assert "results.jsonl, line 1" in err.getvalue()
 
 
@@ -352,13 +352,13 @@ def test_replay_of_a_trial_that_does_not_exist_says_so(tmp_path) -> None:
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(compose_overrides([*SMALL, *overrides]), tmp_path / ".hydra" / "config.yaml")
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "99"]) == 2
+        assert replay_main([f"run={tmp_path}", "image=chelsea", "trial=99"]) == 2
     assert "trial 99 does not exist for 'chelsea': its study has 3 trials (numbers 0 to 2)" in err.getvalue()
     with contextlib.redirect_stdout(io.StringIO()):
-        assert replay_main([str(tmp_path), "--image", "chelsea", "--trial", "2"]) == 0
+        assert replay_main([f"run={tmp_path}", "image=chelsea", "trial=2"]) == 0
     (tmp_path / ".hydra" / "config.yaml").write_text("budget: [3\nstorage: {")  # damaged settings
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert replay_main([str(tmp_path), "--image", "chelsea"]) == 2
+        assert replay_main([f"run={tmp_path}", "image=chelsea"]) == 2
     assert "config.yaml is damaged" in err.getvalue()
 
 

@@ -518,7 +518,7 @@ def test_a_journal_record_optuna_cannot_apply_is_named_with_its_line(tmp_path, r
     with pytest.raises(JsonlError, match=rf"optuna.journal, {match}.*mv .*optuna.journal "):
         quiet_run(tmp_path, *ONE_IMAGE, "dataset.names=[chelsea,coffee]")
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert dashboard_main([str(tmp_path), "--port", "0"]) == 2  # the dashboard says the same
+        assert dashboard_main([f"run={tmp_path}", "port=0"]) == 2  # the dashboard says the same
     assert "line 4" in err.getvalue()
 
 

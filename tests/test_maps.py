@@ -12,7 +12,7 @@ def test_maps_picture_of_an_image(tmp_path: Path, photo: np.ndarray) -> None:
     source = tmp_path / "cat.png"
     Image.fromarray(photo).save(source)
     out = tmp_path / "maps.png"
-    assert main([str(source), "--target", "classic", "--working-width", "160", "--out", str(out)]) == 0
+    assert main([f"images={source}", "target=classic", "working_width=160", f"out={out}"]) == 0
     with Image.open(out) as picture:
         assert picture.width == 160 and picture.height > 106  # the map, then its legend below
         pixels = np.asarray(picture, dtype=float)
@@ -27,14 +27,14 @@ def test_maps_picture_of_an_image(tmp_path: Path, photo: np.ndarray) -> None:
 
 
 def test_unknown_target_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    assert main(["--target", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["target=nope", f"out={tmp_path / 'x.png'}"]) == 2
     assert "unknown target 'nope'" in capsys.readouterr().err
 
 
 def test_unreadable_image_is_a_clear_error(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    assert main([str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert main([f"images={bad}", f"out={tmp_path / 'x.png'}"]) == 2
     assert "not an image file" in capsys.readouterr().err
 
 
@@ -69,7 +69,8 @@ def test_the_maps_picture_has_a_colour_bar_and_fits_five_photos(tmp_path: Path, 
         sources.append(tmp_path / f"cat{i}.png")
         Image.fromarray(photo).save(sources[-1])
     out = tmp_path / "maps.png"
-    assert main([*map(str, sources), "--target", "classic", "--working-width", "160", "--out", str(out)]) == 0
+    images = f"images=[{','.join(map(str, sources))}]"
+    assert main([images, "target=classic", "working_width=160", f"out={out}"]) == 0
     with Image.open(out) as picture:
         assert picture.width == 5 * 160 + 4 * 8  # one row of five, no blank cell
         legend = np.asarray(picture.convert("RGB"))[106:].reshape(-1, 3).astype(int)

@@ -30,7 +30,7 @@ class CountingTarget(Target):
     def outputs(self) -> frozenset[Output]:
         return self._outputs or self.inner.outputs
 
-    def _query(self, images):
+    def answer(self, images):
         self.seen += len(images)
         answers = self.inner.query(images)
         if Output.SALIENCY not in self.outputs:
@@ -158,7 +158,7 @@ def test_crop_only_target(photo) -> None:
 
 
 class FailingTarget(CountingTarget):
-    def _query(self, images):
+    def answer(self, images):
         raise ConnectionError("service unreachable")
 
 
@@ -242,11 +242,11 @@ class InterruptedTarget(CountingTarget):
         super().__init__(inner)
         self.calls = calls
 
-    def _query(self, images):
+    def answer(self, images):
         if self.calls == 0:
             raise KeyboardInterrupt
         self.calls -= 1
-        return super()._query(images)
+        return super().answer(images)
 
 
 def test_write_behind_keeps_every_answered_batch_on_interrupt(photo, tmp_path) -> None:
@@ -308,12 +308,12 @@ class RecordingTarget(CountingTarget):
         self.images: list[np.ndarray] = []
         self.switch_intervals: list[float] = []
 
-    def _query(self, images):
+    def answer(self, images):
         import sys
 
         self.images += [image.copy() for image in images]
         self.switch_intervals.append(sys.getswitchinterval())
-        return super()._query(images)
+        return super().answer(images)
 
 
 def test_ask_ahead_renders_the_next_batch_once_and_sends_what_rendering_later_sends(

@@ -18,11 +18,11 @@ from tests.test_faults import SMALL, compose_overrides, quiet_run
 
 def replays_to_the_saved_image(run_dir: Path, cfg, image_id: str) -> bool:
     """Save ``cfg`` as ``run_dir``'s ``.hydra/config.yaml`` (as the CLI does), replay ``image_id``
-    without ``--study`` or ``--trial``, and say whether the PNG is the run's saved adversarial."""
+    without ``study=`` or ``trial=``, and say whether the PNG is the run's saved adversarial."""
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert replay_main([str(run_dir), "--image", image_id]) == 0
+        assert replay_main([f"run={run_dir}", f"image={image_id}"]) == 0
     saved = run_dir / "adversarial" / f"{image_id}.png"
     return Path(out.getvalue().strip()).read_bytes() == saved.read_bytes()
 
@@ -56,30 +56,30 @@ def _replay(*argv: str) -> tuple[int, str, str]:
 
 def test_replay_of_a_compare_folder_replays_the_saved_best(tmp_path: Path) -> None:
     _compare(tmp_path, "methods=[iterative_fgm,random]", "eps_list=[20]")
-    code, out, err = _replay(str(tmp_path), "--image", "chelsea")
+    code, out, err = _replay(f"run={tmp_path}", "image=chelsea")
     assert code == 0, err
     saved = tmp_path / "adversarial" / "random" / "eps20" / "chelsea.png"
     assert Path(out.strip()).read_bytes() == saved.read_bytes()
 
 
-def test_replay_of_a_compare_folder_with_several_studies_names_the_flag(tmp_path: Path) -> None:
+def test_replay_of_a_compare_folder_with_several_studies_names_the_setting(tmp_path: Path) -> None:
     _compare(tmp_path, "methods=[random]", "eps_list=[2,20]")
-    code, _, err = _replay(str(tmp_path), "--image", "chelsea")
+    code, _, err = _replay(f"run={tmp_path}", "image=chelsea")
     assert code == 2 and "2 studies" in err
-    listed = [line for line in err.splitlines() if "--study" in line]
+    listed = [line for line in err.splitlines() if "study=" in line]
     assert len(listed) == 2
-    # A listed flag, pasted as it is, picks its study and replays the image saved for it.
+    # A listed setting, pasted as it is, picks its study and replays the image saved for it.
     chosen = next(line.split("    (")[0].strip() for line in listed if "(random, eps 20)" in line)
     out_png = tmp_path / "r.png"
-    code, _, err = _replay(str(tmp_path), "--image", "chelsea", *shlex.split(chosen), "--out", str(out_png))
+    code, _, err = _replay(f"run={tmp_path}", "image=chelsea", *shlex.split(chosen), f"out={out_png}")
     assert code == 0, err
     assert (
         out_png.read_bytes() == (tmp_path / "adversarial" / "random" / "eps20" / "chelsea.png").read_bytes()
     )
-    # Without --out, each study's replay gets its own file.
+    # Without out=, each study's replay gets its own file.
     paths = set()
     for line in listed:
-        code, out, err = _replay(str(tmp_path), "--image", "chelsea", *shlex.split(line.split("    (")[0]))
+        code, out, err = _replay(f"run={tmp_path}", "image=chelsea", *shlex.split(line.split("    (")[0]))
         assert code == 0, err
         paths.add(out.strip())
     assert len(paths) == 2
@@ -90,7 +90,7 @@ def test_replay_of_a_white_box_run_says_it_has_no_trials_and_names_the_png(tmp_p
     quiet_run(tmp_path, *overrides)
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(compose_overrides([*SMALL, *overrides]), tmp_path / ".hydra" / "config.yaml")
-    code, _, err = _replay(str(tmp_path), "--image", "chelsea")
+    code, _, err = _replay(f"run={tmp_path}", "image=chelsea")
     assert code == 2
     assert "white-box" in err and "nothing to replay" in err
     assert str(tmp_path / "adversarial" / "chelsea.png") in err
@@ -98,6 +98,6 @@ def test_replay_of_a_white_box_run_says_it_has_no_trials_and_names_the_png(tmp_p
 
 def test_replay_of_a_compare_folder_of_white_box_methods_names_their_pngs(tmp_path: Path) -> None:
     _compare(tmp_path, "methods=[iterative_fgm]", "eps_list=[20]")
-    code, _, err = _replay(str(tmp_path), "--image", "chelsea")
+    code, _, err = _replay(f"run={tmp_path}", "image=chelsea")
     assert code == 2 and "nothing to replay" in err
     assert str(tmp_path / "adversarial" / "iterative_fgm" / "eps20" / "chelsea.png") in err

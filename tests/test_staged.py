@@ -48,7 +48,7 @@ class GreyBlindTarget(Target):
     def outputs(self):
         return self.inner.outputs
 
-    def _query(self, images):
+    def answer(self, images):
         self.seen += len(images)
         answers = []
         for image in images:
@@ -244,7 +244,7 @@ def test_a_first_stage_that_changes_nothing_leaves_the_whole_budget() -> None:
 
 def test_a_staged_run_replays_its_result_from_the_stage_that_gave_it(tmp_path) -> None:
     # The whole pipeline (python -m blackbox's run, journal storage) and blackbox.replay on its folder,
-    # without --study: the result's own study is picked among the two stages'.
+    # without study=: the result's own study is picked among the two stages'.
     overrides = [*SMALL, "search=texture_blobs", "dataset.names=[chelsea]", "eps=20", "budget=24"]
     cfg = compose_overrides([*overrides, "shrink.enabled=true"])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -255,7 +255,7 @@ def test_a_staged_run_replays_its_result_from_the_stage_that_gave_it(tmp_path) -
     assert replays_to_the_saved_image(tmp_path, cfg, "chelsea")
     other = record["first_study"] if record["stage"] == "then" else record["study"].replace(":first", ":then")
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        code = replay_main([str(tmp_path), "--image", "chelsea", "--study", other])
+        code = replay_main([f"run={tmp_path}", "image=chelsea", f'study="{other}"'])
     if record["stage"] == "then":  # the first stage's study exists, but the result is not its trial
         assert code == 2 and "came from study" in err.getvalue()
     else:  # the first stage succeeded: no second stage ran

@@ -270,6 +270,8 @@ def test_a_crop_only_run_reports_every_rule(tmp_path) -> None:
         assert r["success"] == bool(r["success_by_rule"]["crops"])
         assert r["clean_in_goal"] == bool(r["clean_success_by_rule"]["crops"])
     assert "point / crops / any crop" in (run_dir / "summary.md").read_text()
+    for r in records:  # no map: the paper's profile peak does not exist, the salient point's move does
+        assert r["shift_pct_distance"] is None and r["point_shift_pct_distance"] is not None
 
 
 def test_the_summary_gives_each_rules_rate() -> None:
@@ -309,3 +311,39 @@ def test_the_summary_gives_each_rules_rate() -> None:
     table = summary_table([*records, met])
     assert "| d | fallback | no | no | yes / no / clean |" in table
     assert "/ 100% of 2 |" in table
+
+
+def test_each_movement_column_means_one_thing_for_every_target() -> None:
+    """The point's move and the map's profile peak's move are separate columns; a target without a
+    map shows ``-`` for the peak, not the point's move under the peak's name."""
+    from blackbox.experiment.summary import summary_table
+
+    by_rule = {"point": True, "crops": True, "any_crop": True}
+    base = {
+        "goal": {"source": "protocol"},
+        "clean_in_goal": False,
+        "success": True,
+        "success_rule": "point",
+        "success_by_rule": by_rule,
+        "clean_success_by_rule": dict.fromkeys(by_rule, False),
+        "queries": 8,
+        "queries_to_success": 3,
+        "l2": 19.9,
+        "linf": 0.2,
+        "psnr": 40.0,
+        "crop_contains_goal": {"1": True},
+        "clean_crop_contains_goal": {"1": False},
+    }
+    with_map = {**base, "image": "coffee", "point_shift_pct_distance": 104.0, "shift_pct_distance": 0.0,
+                "shift_pct_width": 0.0}  # fmt: skip
+    crops_only = {**base, "image": "page", "point_shift_pct_distance": 87.5, "shift_pct_distance": None,
+                  "shift_pct_width": None}  # fmt: skip
+    table = summary_table([with_map, crops_only])
+    header, _, coffee, page, mean = table.splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    point, peak = columns.index("point moved %"), columns.index("peak moved %")
+    cells = {row: [c.strip() for c in row.strip("|").split("|")] for row in (coffee, page, mean)}
+    assert (cells[coffee][point], cells[coffee][peak]) == ("104.0", "0.0")  # moved; its profile did not
+    assert (cells[page][point], cells[page][peak]) == ("87.5", "-")
+    assert (cells[mean][point], cells[mean][peak]) == ("95.8", "0.0")  # each mean over its own rows
+    assert "shift" not in header

@@ -48,7 +48,7 @@ class Singly(Target):
     def outputs(self) -> frozenset[Output]:
         return frozenset({Output.CROPS}) if self.crop_only else self.inner.outputs
 
-    def _query(self, images):
+    def answer(self, images):
         outputs = [self.inner.query([image])[0] for image in images]
         if self.crop_only:  # what a crop-only service lets a client know
             width, height = images[0].shape[1], images[0].shape[0]

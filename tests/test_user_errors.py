@@ -155,7 +155,7 @@ def test_an_entry_point_exits_2_on_a_user_error_and_lets_a_bug_through(tmp_path:
     def bug(*args, **kwargs):
         raise KeyError("trial")
 
-    argv = [str(tmp_path), "--image", "coffee"]
+    argv = [f"run={tmp_path}", "image=coffee"]
     monkeypatch.setattr(replay_module, "replay", user_error)
     assert replay_module.main(argv) == 2
     monkeypatch.setattr(replay_module, "replay", bug)

@@ -86,24 +86,41 @@ def test_missing_files_with_urls_are_downloaded(places, downloads) -> None:
     assert paths == [places["models"] / "head.pth", places["cache"] / "big.pth"]
 
 
-def test_download_keeps_a_file_only_when_its_sha256_prefix_matches(places, monkeypatch) -> None:
+@pytest.fixture
+def served(tmp_path):
+    """A file server on loopback (the download's real path, through pooch and requests)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_keeps_a_file_only_when_its_sha256_matches(places, served) -> None:
+    root, url = served
     payload = b"weights" * 1000
+    (root / "w.pth").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
-
-    class Response:
-        def raise_for_status(self) -> None:
-            pass
-
-        def iter_content(self, size: int):
-            yield payload
-
-    monkeypatch.setattr("requests.get", lambda *a, **k: Response())
-    good = ModelFile("w-good.pth", url="https://example.org/w.pth", sha256=digest[:8])
+    good = ModelFile("w-good.pth", url=f"{url}/w.pth", sha256=digest)
     assert weights._download(good).read_bytes() == payload
-    bad = ModelFile("w-bad.pth", url="https://example.org/w.pth", sha256="00000000")
-    with pytest.raises(OSError, match="sha256"):
-        weights._download(bad)
-    assert sorted(p.name for p in places["cache"].iterdir()) == ["w-good.pth"]
+    prefix = ModelFile("w-prefix.pth", url=f"{url}/w.pth", sha256=digest[:8])  # torchvision's naming
+    assert weights._download(prefix).read_bytes() == payload
+    for bad in (
+        ModelFile("w-bad.pth", url=f"{url}/w.pth", sha256="0" * 64),
+        ModelFile("w-bad-prefix.pth", url=f"{url}/w.pth", sha256="00000000"),
+    ):
+        with pytest.raises(OSError, match="sha256"):
+            weights._download(bad)
+    assert sorted(p.name for p in places["cache"].iterdir()) == ["w-good.pth", "w-prefix.pth"]
 
 
 def test_models_default_to_shared_models_beside_the_repo_outside_make(places, monkeypatch) -> None:

@@ -47,7 +47,11 @@ class IterativeFGM(WhiteBoxAttack):
             if self.gradcam:
                 gradient = gradient * grad_cam(target, adversarial, mask, self.temperature)
             self.gradient_steps += 1
-            step = cap / self.steps * gradient.sign() if cap is not None else alpha * budget.direction(gradient)
+            # Under an L-inf cap every step is a signed step of cap / steps, as the cap's geometry asks.
+            if cap is not None:
+                step = cap / self.steps * gradient.sign()
+            else:
+                step = alpha * budget.direction(gradient)
             adversarial = (adversarial + step).clamp(0, 1)
         if cap is not None:
             return budget.project(adversarial - image)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from blackbox.core.extras import import_pysaliency
 from blackbox.core.images import (
     BUNDLED_PHOTOS,
     IMAGE_SUFFIXES,
@@ -105,8 +106,7 @@ def pysaliency_cat2000_sources(location: str | Path, *, version: str = "1.1") ->
             f"pysaliency.get_cat2000_train(location='{root}', version='{version}')\", "
             "or use dataset=cat2000 with the published layout"
         )
-    import pysaliency
-
+    pysaliency = import_pysaliency("dataset=cat2000_pysaliency")
     stimuli, _ = pysaliency.get_cat2000_train(location=str(root), version=version)
     sources = []
     for filename in stimuli.filenames:

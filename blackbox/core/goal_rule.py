@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blackbox.core.goal import Goal, GoalError, beyond_crop_goal, default_goal, goal_axis, peak_along, user_goal
+from blackbox.core.goal import (
+    Goal,
+    GoalError,
+    beyond_crop_goal,
+    default_goal,
+    goal_axis,
+    peak_along,
+    user_goal,
+)
 from blackbox.core.images import LoadedImage
 from targets import TargetOutput
 
@@ -17,8 +25,9 @@ class GoalRule:
         band_width: the default goal band's width, a fraction of the image side in (0, 1].
         fallback_distance: for a single-maximum profile, the goal's distance from the peak, a fraction
             of the side.
-        box: ``(x0, y0, x1, y1)`` in working-resolution pixels (closed), or ``None``.
-        point: ``(x, y)`` in working-resolution pixels, or ``None``; not together with ``box``.
+        box: ``(x0, y0, x1, y1)`` in the original image's pixels (closed), or ``None``; scaled to the
+            working copy with the image (:meth:`working_box`).
+        point: ``(x, y)`` in the original image's pixels, or ``None``; not together with ``box``.
 
     Raises:
         GoalError: ``box`` and ``point`` both given, or ``band_width`` outside (0, 1].
@@ -53,12 +62,13 @@ class GoalRule:
         """
         axis = goal_axis(clean.crops, image.width, image.height)
         if self.box is not None or self.point is not None:
+            box, point = self.working_box(image), self.working_point(image)
             goal = user_goal(
                 width=image.width,
                 height=image.height,
                 peak_x=peak_along(clean.log_density, clean.salient_point, axis),
-                box=tuple(self.box) if self.box is not None else None,  # type: ignore[arg-type]
-                point=tuple(self.point) if self.point is not None else None,  # type: ignore[arg-type]
+                box=box,
+                point=point,
                 band_width=self.band_width,
                 axis=axis,
             )
@@ -90,3 +100,50 @@ class GoalRule:
                 "goal.band_width"
             )
         return goal
+
+    def working_box(self, image: LoadedImage) -> tuple[float, float, float, float] | None:
+        """``box`` (original pixels) in the working copy's pixels; ``None`` without a box.
+
+        Raises:
+            GoalError: the box is not ``[x0, y0, x1, y1]`` with ``x0 < x1``, ``y0 < y1``, inside the
+                original image.
+        """
+        if self.box is None:
+            return None
+        width, height = image.original_size
+        if len(self.box) != 4:
+            raise GoalError(f"goal.box must be [x0, y0, x1, y1], got {list(self.box)}")
+        x0, y0, x1, y1 = (float(v) for v in self.box)
+        if not (x0 < x1 and y0 < y1):
+            raise GoalError(f"goal.box must have x0 < x1 and y0 < y1, got {[x0, y0, x1, y1]}")
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            raise GoalError(
+                f"goal.box {_rounded([x0, y0, x1, y1])} is outside the {width}x{height} image "
+                "(coordinates are in the original image's pixels)"
+            )
+        sx, sy = image.scale
+        return (x0 * sx, y0 * sy, min(x1 * sx, float(image.width)), min(y1 * sy, float(image.height)))
+
+    def working_point(self, image: LoadedImage) -> tuple[float, float] | None:
+        """``point`` (original pixels) in the working copy's pixels; ``None`` without a point.
+
+        Raises:
+            GoalError: the point is not ``[x, y]`` inside the original image.
+        """
+        if self.point is None:
+            return None
+        width, height = image.original_size
+        if len(self.point) != 2:
+            raise GoalError(f"goal.point must be [x, y], got {list(self.point)}")
+        x, y = (float(v) for v in self.point)
+        if not (0 <= x < width and 0 <= y < height):
+            raise GoalError(
+                f"goal.point {_rounded([x, y])} is outside the {width}x{height} image "
+                "(coordinates are in the original image's pixels)"
+            )
+        sx, sy = image.scale
+        return min(x * sx, image.width - 1e-6), min(y * sy, image.height - 1e-6)
+
+
+def _rounded(values: list[float]) -> list[float | int]:
+    return [int(v) if float(v).is_integer() else round(v, 2) for v in values]

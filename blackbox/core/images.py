@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +44,29 @@ class ImageLoadError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An image ready to attack: ``pixels`` is ``(H, W, 3)`` uint8 at the working resolution."""
+    """An image ready to attack: ``pixels`` is ``(H, W, 3)`` uint8 at the working resolution.
+
+    ``original_size`` is ``(width, height)`` before resizing, as shown (after its EXIF orientation);
+    ``original`` the ``(H0, W0, 3)`` uint8
+    RGB at that size (the same colour conversion, no resize), kept where it differs from ``pixels``
+    so that results can be written at the size the user gave (:attr:`original_pixels`).
+    """
 
     image_id: str
     source: str
     pixels: np.ndarray
     original_size: tuple[int, int]  # (width, height) before resizing
+    original: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def original_pixels(self) -> np.ndarray:
+        """``(H0, W0, 3)`` uint8 at the original size (``pixels`` itself when no resize was made)."""
+        return self.pixels if self.original is None else self.original
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(x, y)`` working pixels per original pixel (``(1.0, 1.0)`` when no resize was made)."""
+        return self.width / self.original_size[0], self.height / self.original_size[1]
 
     @property
     def as_float(self) -> np.ndarray:
@@ -93,13 +110,7 @@ def prepare(
             f"{source}: {original_size[0]}x{original_size[1]} px is too small; both sides must be at "
             f"least {MIN_SIDE} px for a crop to mean anything: use a larger version, {_REMOVE}"
         )
-    working = working_size(original_size, working_width)
-    if working[0] * working[1] > MAX_PIXELS:
-        raise ImageLoadError(
-            f"{source}: {original_size[0]}x{original_size[1]} px becomes {working[0]}x{working[1]} px at "
-            f"working_width={working_width}, over the {MAX_PIXELS:,} pixel limit (a very long strip); "
-            f"crop it to a less extreme shape, or run with a smaller working_width, {_REMOVE}"
-        )
+    _check_working_pixels(original_size, working_width, source)
     try:
         shown = to_rgb(image, peak=peak)
     except ColourProfileError as error:
@@ -107,13 +118,28 @@ def prepare(
             f"{source}: {error}; re-save it with its colours converted to sRGB (or without a profile), "
             f"{_REMOVE}"
         ) from None
+    if shown.size != original_size:  # turned by its EXIF orientation: the picture as shown is the original
+        original_size = shown.size
+        _check_working_pixels(original_size, working_width, source)
     rgb = resize_to_width(shown, working_width)
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(
             f"{source}: {rgb.width}x{rgb.height} px at the working resolution is too small; "
             f"both sides must be at least {MIN_SIDE} px (original {original_size[0]}x{original_size[1]})"
         )
-    return LoadedImage(image_id, source, np.asarray(rgb, dtype=np.uint8).copy(), original_size)
+    original = None if rgb is shown else np.asarray(shown, dtype=np.uint8).copy()
+    return LoadedImage(image_id, source, np.asarray(rgb, dtype=np.uint8).copy(), original_size, original)
+
+
+def _check_working_pixels(size: tuple[int, int], working_width: int | None, source: str) -> None:
+    """Refuse an image whose working copy would be over ``MAX_PIXELS`` (before it is made)."""
+    working = working_size(size, working_width)
+    if working[0] * working[1] > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{source}: {size[0]}x{size[1]} px becomes {working[0]}x{working[1]} px at "
+            f"working_width={working_width}, over the {MAX_PIXELS:,} pixel limit (a very long strip); "
+            f"crop it to a less extreme shape, or run with a smaller working_width, {_REMOVE}"
+        )
 
 
 def load_image(

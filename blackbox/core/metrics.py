@@ -1,4 +1,4 @@
-"""Perturbation sizes (L2, L-inf, PSNR), what a person sees (SSIM, SSIMULACRA 2), and the paper's peak shift."""
+"""Perturbation sizes (L2, L-inf, PSNR), what a person sees (SSIM, SSIMULACRA 2), the paper's peak shift."""
 
 from __future__ import annotations
 

@@ -154,7 +154,9 @@ class PerturbationBudget:
         cap = self.eps_inf
         if cap is not None:
             if isinstance(cap, bool) or not isinstance(cap, (int, float, np.floating, np.integer)):
-                raise PerturbationBudgetError(f"eps_inf must be a number (the L-inf cap) or None, got {cap!r}")
+                raise PerturbationBudgetError(
+                    f"eps_inf must be a number (the L-inf cap) or None, got {cap!r}"
+                )
             if not (math.isfinite(cap) and cap > 0):
                 raise PerturbationBudgetError(
                     f"eps_inf must be a finite number > 0 (the L-inf cap in [0,1] pixel units), got {cap!r}"
@@ -190,7 +192,7 @@ class PerturbationBudget:
     def cap_levels(self) -> int | None:
         """The cap in whole 8-bit levels (what a quantised pixel may move at most); ``None``: no cap."""
         cap = self.cap
-        return None if cap is None else int(math.floor(cap * 255.0 + 1e-6))
+        return None if cap is None else math.floor(cap * 255.0 + 1e-6)
 
     def with_eps(self, eps: float) -> PerturbationBudget:
         """The same norm and cap with another ``eps`` (the shrink's smaller L2 budgets)."""
@@ -303,7 +305,8 @@ class PerturbationBudget:
         """The 8-bit adversarial image: ``clean`` (``(H, W, 3)`` uint8) plus ``delta`` (float, [0, 1] units).
 
         With ``eps_inf``, clamps every element to the cap's whole levels (:attr:`cap_levels`: a rounded
-        element then never moves further); then rounds to the nearest level. If rounding pushed the norm over ``eps``,
+        element then never moves further); then rounds to the nearest level. If rounding pushed the norm
+        over ``eps``,
         ``delta`` is scaled by the largest ``k / 4096`` (``k`` in 1..4095) whose rounding fits, the
         scale a 12-step bisection of [0, 1] finds; only if none fits is ``delta`` truncated toward
         ``clean`` (every element shrinks, so that always fits). Work is confined to the

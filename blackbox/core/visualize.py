@@ -203,6 +203,24 @@ def perturbation_view(clean: np.ndarray, adversarial: np.ndarray) -> Image.Image
     return image
 
 
+def side_by_side_picture(
+    clean: np.ndarray,
+    adversarial: np.ndarray,
+    clean_output: TargetOutput,
+    adversarial_output: TargetOutput,
+    goal: Goal,
+) -> Image.Image:
+    """Clean and adversarial ``(H, W, 3)`` uint8 images with their answers and the goal, and the
+    amplified perturbation, side by side above the legend."""
+    panels = [
+        annotate(clean, clean_output, goal, "original"),
+        annotate(adversarial, adversarial_output, goal, "adversarial"),
+        perturbation_view(clean, adversarial),
+    ]
+    ratios = [c.aspect_ratio for c in clean_output.crops]
+    return with_legend(grid(panels, columns=len(panels)), ratios)
+
+
 def side_by_side(
     clean: np.ndarray,
     adversarial: np.ndarray,
@@ -211,11 +229,6 @@ def side_by_side(
     goal: Goal,
     path: Path,
 ) -> None:
-    panels = [
-        annotate(clean, clean_output, goal, "original"),
-        annotate(adversarial, adversarial_output, goal, "adversarial"),
-        perturbation_view(clean, adversarial),
-    ]
+    """:func:`side_by_side_picture` written to ``path`` as a PNG (its folder made if missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ratios = [c.aspect_ratio for c in clean_output.crops]
-    with_legend(grid(panels, columns=len(panels)), ratios).save(path)
+    side_by_side_picture(clean, adversarial, clean_output, adversarial_output, goal).save(path)

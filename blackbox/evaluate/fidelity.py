@@ -13,11 +13,11 @@ the image diagonal; a crop-only teacher's point is estimated from its crops), ``
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from blackbox.core.extras import import_pysaliency
 from blackbox.core.objective import estimate_point
 from targets import CropBox, Target, TargetOutput
 
@@ -25,11 +25,9 @@ AGREEMENT_RADIUS = 0.1  # salient points this close (fraction of the diagonal) c
 
 
 def _pysaliency():
-    with warnings.catch_warnings():  # pysaliency imports pkg_resources, which warns on import
-        warnings.simplefilter("ignore")
-        from pysaliency.metrics import CC, NSS, probabilistic_image_based_kl_divergence
-        from pysaliency.roc import general_roc
-    return CC, NSS, probabilistic_image_based_kl_divergence, general_roc
+    pysaliency = import_pysaliency("measuring a student's fidelity (python -m blackbox.distill)")
+    metrics, roc = pysaliency.metrics, pysaliency.roc
+    return metrics.CC, metrics.NSS, metrics.probabilistic_image_based_kl_divergence, roc.general_roc
 
 
 def crop_iou(a: CropBox, b: CropBox) -> float:

@@ -1,5 +1,5 @@
 """Merging a comparison split over processes: each part run in its own folder on its own images,
-gathered into one run folder (``python -m blackbox.report OUT --merge PART [PART ...]``).
+gathered into one run folder (``python -m blackbox.report run=OUT merge=[PART,...]``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def merge(out: Path, parts: Sequence[Path]) -> tuple[list[dict], dict, dict]:
     if out.exists() and any(out.iterdir()):
         raise MergeError(f"{out} is not empty: merge into a new folder (nothing there is overwritten)")
     if not parts:
-        raise MergeError("name the parts to merge: python -m blackbox.report OUT --merge PART [PART ...]")
+        raise MergeError("name the parts to merge: python -m blackbox.report run=OUT merge=[PART,...]")
     settings, rows, skipped, seen = None, [], {}, {}
     for part in parts:
         config_path = part / ".hydra" / "config.yaml"

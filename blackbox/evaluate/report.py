@@ -1,7 +1,7 @@
 """The comparison report: the paper's Tables 1 and 2, success and queries, and its figures.
 
 Built from ``results.csv`` alone, so it can be rebuilt at any time (``python -m blackbox.report
-RUN_DIR``). Figures: the per-image shift histogram (the paper's Fig. 3), success against queries
+run=RUN_DIR``). Figures: the per-image shift histogram (the paper's Fig. 3), success against queries
 for the black-box methods beside the white-box rates, and an example grid of original against
 adversarial images with their crops (Fig. 4). The tables are built by
 :mod:`blackbox.evaluate.report_tables`, the figures by :mod:`blackbox.evaluate.report_figures`; a
@@ -10,7 +10,6 @@ comparison split over processes is merged by :mod:`blackbox.evaluate.merge`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections.abc import Mapping
@@ -71,14 +70,18 @@ def write_report(
                 sweep,
                 methods,
                 eps_list,
-                lambda s: _mean([float(r["shift_pct_distance"]) for r in s]),
+                lambda s: _mean([float(v) for r in s if (v := r["shift_pct_distance"]) is not None]),
                 "{:.1f}",
             ),
             "",
             "## Peak shift, % of the image width (the paper's Table 2)",
             "",
             method_eps_table(
-                sweep, methods, eps_list, lambda s: _mean([float(r["shift_pct_width"]) for r in s]), "{:.1f}"
+                sweep,
+                methods,
+                eps_list,
+                lambda s: _mean([float(v) for r in s if (v := r["shift_pct_width"]) is not None]),
+                "{:.1f}",
             ),
             "",
             "## Success rate, %",
@@ -127,30 +130,27 @@ def write_report(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m blackbox.report RUN_DIR``: rebuild a comparison's report from its results.csv.
+def rebuild(run_dir: Path, merge_parts: list[Path] | None = None) -> int:
+    """Rebuild a comparison's report from its results.csv, and print it; the exit code.
 
-    ``python -m blackbox.report OUT --merge PART [PART ...]``: merge a comparison split over several
-    processes (one folder each, its own images; see :func:`merge`) into ``OUT`` and report on it.
+    With ``merge_parts``: merge a comparison split over several processes (one folder each, its own
+    images; see :func:`merge`) into ``run_dir`` and report on it. A folder without results, or parts
+    that do not merge, print the reason and give 2.
     """
-    parser = argparse.ArgumentParser(prog="python -m blackbox.report", description=main.__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="PART")
-    args = parser.parse_args(argv)
-    if args.merge is not None:
+    if merge_parts is not None:
         try:
-            rows, skipped, cfg = merge(args.run_dir, args.merge)
+            rows, skipped, cfg = merge(run_dir, merge_parts)
         except (MergeError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        print(write_report(args.run_dir, rows, None, skipped, cfg))
+        print(write_report(run_dir, rows, None, skipped, cfg))
         return 0
-    if not (args.run_dir / "results.csv").exists():
-        print(f"error: {args.run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)
+    if not (run_dir / "results.csv").exists():
+        print(f"error: {run_dir} has no results.csv (is it a compare run folder?)", file=sys.stderr)
         return 2
 
-    cfg = stored_settings(args.run_dir)
-    with (args.run_dir / "results.csv").open(newline="") as handle:
+    cfg = stored_settings(run_dir)
+    with (run_dir / "results.csv").open(newline="") as handle:
         raw = list(csv.DictReader(handle))
-    print(write_report(args.run_dir, raw, None, {}, cfg))  # type: ignore[arg-type]
+    print(write_report(run_dir, raw, None, {}, cfg))  # type: ignore[arg-type]
     return 0

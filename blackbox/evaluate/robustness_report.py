@@ -1,12 +1,11 @@
 """The robustness report: per cropper, success rate against eps and the smallest eps per image.
 
 Built from ``results.csv`` alone (:mod:`blackbox.evaluate.robustness` writes it), so it can be rebuilt at any
-time: ``python -m blackbox.robustness_report RUN_DIR``. Writes ``report.md`` and ``robustness.png``.
+time: ``python -m blackbox.robustness_report run=RUN_DIR``. Writes ``report.md`` and ``robustness.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -177,24 +176,22 @@ def write_robustness_report(
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m blackbox.robustness_report RUN_DIR``: rebuild a run's report from its files."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    args = parser.parse_args(argv)
-    settings = args.run_dir / ".hydra" / "config.yaml"
-    if not (args.run_dir / "results.csv").is_file() or not settings.is_file():
+def rebuild(run_dir: Path) -> int:
+    """Rebuild a robustness run's ``report.md`` and plot from its files, and print the report; the
+    exit code (2: not a robustness run folder)."""
+    settings = run_dir / ".hydra" / "config.yaml"
+    if not (run_dir / "results.csv").is_file() or not settings.is_file():
         print(
-            f"error: {args.run_dir} holds no robustness run (results.csv and .hydra/config.yaml); "
+            f"error: {run_dir} holds no robustness run (results.csv and .hydra/config.yaml); "
             "give the folder python -m blackbox.robustness printed",
             file=sys.stderr,
         )
         return 2
 
-    cfg = stored_settings(args.run_dir)
-    skipped_path = args.run_dir / "skipped.json"
+    cfg = stored_settings(run_dir)
+    skipped_path = run_dir / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
-    with (args.run_dir / "results.csv").open(newline="") as handle:
+    with (run_dir / "results.csv").open(newline="") as handle:
         raw = list(csv.DictReader(handle))
-    print(write_robustness_report(args.run_dir, raw, skipped, cfg))  # type: ignore[arg-type]
+    print(write_robustness_report(run_dir, raw, skipped, cfg))  # type: ignore[arg-type]
     return 0

@@ -2,7 +2,8 @@
 
 :class:`TrialArtifacts` is a :class:`~blackbox.search.PatchSearch` trial callback. On every trial
 it sets the attributes a reader sorts and filters by, ``l2`` and the paper's peak shift
-``shift_pct_distance`` (the search itself sets ``queries``, ``success`` and ``salient_point``).
+``shift_pct_distance`` (for a target without a map, ``point_shift_pct_distance``: the salient point's
+move toward the goal) (the search itself sets ``queries``, ``success`` and ``salient_point``).
 On the trials ``mode`` keeps it uploads two PNGs with :func:`optuna.artifacts.upload_artifact`:
 the adversarial image exactly as the target saw it, and an overlay (the target's saliency map,
 salient point, crop boxes and the goal box, drawn by :mod:`blackbox.core.visualize`).
@@ -51,15 +52,19 @@ class TrialArtifacts:
     def __call__(self, record: TrialRecord) -> None:
         trial, problem = record.trial, record.problem
         goal = problem.goal
+        # The paper's peak of the map's profile where there is a map; else the salient point (given or
+        # implied by the crops), under its own name: one attribute, one meaning, for every target.
+        has_map = problem.clean_output.log_density is not None and record.output.log_density is not None
         shift = peak_shift(
-            _peak(problem.clean_output, goal),
-            _peak(record.output, goal),
+            _along(problem.clean_output, goal, has_map),
+            _along(record.output, goal, has_map),
             goal.target_x,
             goal.extent(problem.image.width, problem.image.height),
         )
         # Two attributes, not every metric: each is a storage write (~4 ms on a journal file).
         trial.set_user_attr("l2", l2(problem.image.pixels, record.adversarial))
-        trial.set_user_attr("shift_pct_distance", shift["shift_pct_distance"])
+        key = "shift_pct_distance" if has_map else "point_shift_pct_distance"
+        trial.set_user_attr(key, shift["shift_pct_distance"])
         if self.mode == "none" or not self._keeps(record):
             return
         self.upload(record)
@@ -120,9 +125,12 @@ def artifact_store(directory: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(directory))
 
 
-def _peak(output: TargetOutput, goal: Goal) -> float:
-    """As the results measure it: the profile's peak along the goal's axis, else the salient point's."""
-    return peak_along(output.log_density, output.salient_point, goal.axis)
+def _along(output: TargetOutput, goal: Goal, has_map: bool) -> float:
+    """As the records measure it: the map's profile peak along the goal's axis, else the salient
+    point's coordinate there (a crop-only answer's point is the one its crops imply)."""
+    if has_map:
+        return peak_along(output.log_density, output.salient_point, goal.axis)
+    return output.salient_point[0] if goal.axis == "x" else output.salient_point[1]
 
 
 def _study_best(study: optuna.Study) -> tuple[bool, float]:

@@ -15,16 +15,22 @@ methods) calls them one by one. Whatever skips an image raises :class:`ImageSkip
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from blackbox.attacks import Attack, AttackFailedError, AttackProblem, AttackResult
+from blackbox.core.full_size import full_size_adversarial
 from blackbox.core.goal import Goal
 from blackbox.core.goal_rule import GoalRule
-from blackbox.core.images import LoadedImage
+from blackbox.core.images import LoadedImage, save_png
 from blackbox.core.objective import score, succeeded, success_rule
+from blackbox.core.visualize import side_by_side_picture
 from blackbox.experiment.record import Record, build_record, measurement
 from targets import Target, TargetOutput, TargetQueryError, require
 
@@ -58,17 +64,91 @@ class Clean:
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     """One finished attack: its problem, the clean answers, its result (scored on ``measure`` if any)
-    and its record."""
+    and its record.
+
+    Sizes and coordinates: the attack ran on the image's working copy (``working_width`` px wide);
+    :attr:`adversarial`, :attr:`goal_box` and the points are at the original image's size and in its
+    pixels, while :attr:`result`, :attr:`clean_output` and :attr:`adversarial_output` are the attack's
+    and the target's own, on the working copy (:attr:`working_size`; :attr:`scale` converts).
+    """
 
     problem: AttackProblem
     clean: Clean = field(repr=False)
     result: AttackResult
     record: Record = field(repr=False)
 
+    def __repr__(self) -> str:
+        r = self.record
+        (cx, cy), (ax, ay) = self.clean_point, self.adversarial_point
+        psnr = "inf" if r.get("psnr") is None else f"{r['psnr']:.1f}"
+        sizes = f"{self.original_size[0]}x{self.original_size[1]}"
+        if self.working_size != self.original_size:
+            sizes += f", attacked at {self.working_size[0]}x{self.working_size[1]}"
+        return (
+            f"Outcome(image={r['image']!r}, target={r['target']!r}, success={self.success}, "
+            f"queries={self.queries}, l2={r['l2']:.2f}, linf={r['linf'] * 255:.0f}/255, psnr={psnr}, "
+            f"point=({cx:.0f}, {cy:.0f})->({ax:.0f}, {ay:.0f}), "
+            f"goal={[round(v) for v in self.goal_box]}, size={sizes})"
+        )
+
     @property
+    def image_id(self) -> str:
+        return self.result.image_id
+
+    @cached_property
     def adversarial(self) -> np.ndarray:
+        """``(H0, W0, 3)`` uint8 at the original image's size: the working copy's perturbation resized,
+        added to the original and quantised within the budget measured at that size
+        (:func:`~blackbox.core.full_size.full_size_adversarial`: L-inf unchanged, L2 eps times the
+        square root of the pixel-count ratio)."""
+        image = self.clean.image
+        return full_size_adversarial(
+            image.original_pixels, image.pixels, self.result.adversarial, self.result.budget
+        )
+
+    @property
+    def working_adversarial(self) -> np.ndarray:
         """``(H, W, 3)`` uint8 at the working resolution: exactly what the target was shown."""
         return self.result.adversarial
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the image as given."""
+        pixels = self.clean.image.original_pixels
+        return int(pixels.shape[1]), int(pixels.shape[0])
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the working copy the target was shown."""
+        return self.clean.image.width, self.clean.image.height
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(x, y)`` working pixels per original pixel."""
+        (width, height), (original_w, original_h) = self.working_size, self.original_size
+        return width / original_w, height / original_h
+
+    def to_original(self, x: float, y: float) -> tuple[float, float]:
+        """A working-copy position ``(x, y)`` in the original image's pixels."""
+        sx, sy = self.scale
+        return round(x / sx, 6), round(y / sy, 6)  # no float noise in a box given in whole pixels
+
+    @property
+    def goal_box(self) -> tuple[float, float, float, float]:
+        """The goal ``(x0, y0, x1, y1)`` in the original image's pixels."""
+        x0, y0, x1, y1 = self.result.goal.box
+        return (*self.to_original(x0, y0), *self.to_original(x1, y1))
+
+    @property
+    def clean_point(self) -> tuple[float, float]:
+        """The clean image's salient point (given, the map's argmax, or implied by the crops), in
+        the original image's pixels."""
+        return self.to_original(*self.clean_output.salient_point)
+
+    @property
+    def adversarial_point(self) -> tuple[float, float]:
+        """The adversarial image's salient point, in the original image's pixels."""
+        return self.to_original(*self.adversarial_output.salient_point)
 
     @property
     def success(self) -> bool:
@@ -82,17 +162,72 @@ class Outcome:
 
     @property
     def goal(self) -> Goal:
+        """The goal on the working copy (:attr:`goal_box` gives it in the original's pixels)."""
         return self.result.goal
 
     @property
     def clean_output(self) -> TargetOutput:
-        """What the scoring target (``measure``, else the target) said of the clean image."""
+        """What the scoring target (``measure``, else the target) said of the clean working copy."""
         return self.clean.measured
 
     @property
     def adversarial_output(self) -> TargetOutput:
-        """What the scoring target said of the adversarial image."""
+        """What the scoring target said of the adversarial working copy."""
         return self.result.adversarial_output
+
+    def picture(self) -> Image.Image:
+        """The side-by-side picture a run writes (working copy): clean and adversarial with their
+        salient points, crops and the goal, and the amplified perturbation, above a legend."""
+        return side_by_side_picture(
+            self.clean.image.pixels,
+            self.result.adversarial,
+            self.clean_output,
+            self.adversarial_output,
+            self.result.goal,
+        )
+
+    def show(self) -> Image.Image:
+        """Show :meth:`picture`: inline in a notebook (IPython's ``display``), else in the system's
+        image viewer (PIL's ``Image.show``). Returns the picture."""
+        picture = self.picture()
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            get_ipython = None  # type: ignore[assignment]
+        if get_ipython is not None and get_ipython() is not None:
+            display(picture)
+        else:
+            picture.show()
+        return picture
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`picture` to ``path`` (PNG; its folder made if missing); returns the path."""
+        out = Path(path).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.picture().save(out, format="PNG")
+        return out
+
+    def save_adversarial(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`adversarial` (the original size) to ``path`` as an sRGB PNG; returns the path."""
+        out = Path(path).expanduser()
+        save_png(self.adversarial, out)
+        return out
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image of a batch that could not be attacked (:class:`ImageSkipped` for a single image).
+
+    ``success`` is ``False`` and ``reason`` says why (e.g. every clean crop already shows the goal).
+    """
+
+    image_id: str
+    reason: str
+    success: bool = False
+
+    def __repr__(self) -> str:
+        return f"Skipped(image={self.image_id!r}, reason={self.reason!r})"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,14 +6,18 @@ back through :func:`parse_csv_row`, and the run's summary table reads the same k
 (:mod:`blackbox.experiment.summary`). The keys (a JSON object, values JSON-ready):
 
 * identity: ``image``, ``source``, ``method``, ``target`` (the name attacked), ``measure`` (when
-  scored on another model), ``width``, ``height`` (working-resolution pixels);
+  scored on another model), ``width``, ``height`` (the working copy's pixels, in which every position
+  in the record lies), ``original_width``, ``original_height`` (the image as given);
 * verdicts: ``success`` and ``clean_in_goal`` by ``success_rule``; ``success_by_rule`` and
   ``clean_success_by_rule`` (``true``/``false``/``null`` per rule, ``null``: no crop can hold the goal);
 * the goal (``goal``: its box, axis, source), ``eps`` and ``norm``;
 * cost: ``queries``, ``queries_to_success``, ``failed_queries``, ``clean_queries``, ``best_trial``;
-* movement: ``score``, ``peak_x_clean``/``peak_x_adversarial``, the paper's ``shift_pct_distance``
-  and ``shift_pct_width``, salient points, crop boxes and which crops show the goal, clean and
-  adversarial;
+* movement: ``score``; ``point_shift_pct_distance`` and ``point_shift_pct_width``, how far the salient
+  point (the target's own, its map's argmax, or the one its crops imply) moved toward the goal's
+  centre along the goal's axis, for every target; the paper's *peak* shift of the saliency map's
+  profile, ``shift_pct_distance`` and ``shift_pct_width`` with ``peak_x_clean``/``peak_x_adversarial``,
+  only for a target that gives a map (``null`` otherwise); salient points, crop boxes and which crops
+  show the goal, clean and adversarial;
 * size: ``l2``, ``linf`` (pixels in [0, 1]), ``linf_levels`` (the largest change in 8-bit levels),
   ``psnr`` (dB; ``null`` when infinite), ``ssim``, ``ssimulacra2`` (a perceptual score: 90 and above,
   no difference a person sees in a flicker test at 1:1); ``eps_inf`` is the cap in levels (or null);
@@ -30,14 +34,21 @@ from blackbox.attacks import AttackResult
 from blackbox.core.goal import Goal, peak_along
 from blackbox.core.images import LoadedImage
 from blackbox.core.metrics import peak_shift, perturbation_norms, ssim, ssimulacra2
-from blackbox.core.objective import crop_shows_goal, success_by_rule
+from blackbox.core.objective import crop_shows_goal, salient_point, success_by_rule
 from targets import TargetOutput
 
 #: One record: a JSON object, the line ``results.jsonl`` holds per image.
 Record = dict
 
 #: What ``on_target`` keeps of the attacked target's record when the result is scored on ``measure``.
-ON_TARGET_KEYS = ("success", "shift_pct_distance", "shift_pct_width", "score", "salient_point_adversarial")
+ON_TARGET_KEYS = (
+    "success",
+    "point_shift_pct_distance",
+    "shift_pct_distance",
+    "shift_pct_width",
+    "score",
+    "salient_point_adversarial",
+)
 
 
 def measurement(
@@ -53,9 +64,20 @@ def measurement(
     """
     width, height = clean.width, clean.height
     goal = result.goal
-    old_peak = _peak(clean_output, goal)
-    new_peak = _peak(result.adversarial_output, goal)
-    shift = peak_shift(old_peak, new_peak, goal.target_x, goal.extent(width, height))
+    extent = goal.extent(width, height)
+    has_map = clean_output.log_density is not None and result.adversarial_output.log_density is not None
+    old_peak = _peak(clean_output, goal) if has_map else None
+    new_peak = _peak(result.adversarial_output, goal) if has_map else None
+    if old_peak is not None and new_peak is not None:
+        shift: dict[str, float | None] = dict(peak_shift(old_peak, new_peak, goal.target_x, extent))
+    else:
+        shift = {"shift_pct_distance": None, "shift_pct_width": None}
+    point_shift = peak_shift(
+        _along(salient_point(clean_output, width, height, has_point=has_point), goal),
+        _along(salient_point(result.adversarial_output, width, height, has_point=has_point), goal),
+        goal.target_x,
+        extent,
+    )
     by_rule = success_by_rule(result.adversarial_output, goal, width, height, has_point=has_point)
     clean_by_rule = success_by_rule(clean_output, goal, width, height, has_point=has_point)
     norms = perturbation_norms(clean.pixels, result.adversarial)
@@ -76,6 +98,8 @@ def measurement(
         "queries_to_success": result.queries_to_success,
         "failed_queries": result.failed_queries,
         "score": _finite(result.score),
+        "point_shift_pct_distance": point_shift["shift_pct_distance"],
+        "point_shift_pct_width": point_shift["shift_pct_width"],
         "peak_x_clean": old_peak,
         "peak_x_adversarial": new_peak,
         **shift,
@@ -92,6 +116,8 @@ def measurement(
         "best_trial": result.best_trial,
         "width": width,
         "height": height,
+        "original_width": int(clean.original_pixels.shape[1]),
+        "original_height": int(clean.original_pixels.shape[0]),
         **result.extra,
     }
 
@@ -168,8 +194,12 @@ def parse_csv_row(row: Mapping[str, str | None]) -> dict[str, object]:
 
 
 def _peak(output: TargetOutput, goal: Goal) -> float:
-    """The paper's peak along the goal's axis when there is a map; else the salient point's coordinate."""
+    """The paper's peak: the map's profile maximum along the goal's axis."""
     return peak_along(output.log_density, output.salient_point, goal.axis)
+
+
+def _along(point: tuple[float, float], goal: Goal) -> float:
+    return point[0] if goal.axis == "x" else point[1]
 
 
 def _boxes(output: TargetOutput) -> dict[str, list]:

@@ -97,6 +97,8 @@ def attack_images(
             continue
         result = outcome.result
         save_png(result.adversarial, run_dir / "adversarial" / f"{loaded.image_id}.png")
+        # The same perturbation at the picture's own size, within the budget measured there.
+        save_png(outcome.adversarial, run_dir / "full_size" / f"{loaded.image_id}.png")
         side_by_side(
             loaded.pixels,
             result.adversarial,

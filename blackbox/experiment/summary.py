@@ -80,8 +80,9 @@ def sweep_table(jobs: Sequence[SweepJob]) -> str:
     row, with dashes where it has no results.
     """
     rows = [
-        "| job | settings | exit | images | success | shift % dist | queries | L2 | skipped |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| job | settings | exit | images | success | point moved % | peak moved % | queries | L2 "
+        "| skipped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for job in jobs:
         try:
@@ -99,7 +100,8 @@ def sweep_table(jobs: Sequence[SweepJob]) -> str:
         rows.append(
             f"| {job.number} | {job.overrides or '-'} | {'-' if job.exit_code is None else job.exit_code} | "
             f"{len(records)} | {'-' if math.isnan(rate) else f'{100 * rate:.0f}%'} | "
-            f"{mean('shift_pct_distance')} | {mean('queries')} | {mean('l2')} | {skipped} |"
+            f"{mean('point_shift_pct_distance')} | {mean('shift_pct_distance')} | {mean('queries')} | "
+            f"{mean('l2')} | {skipped} |"
         )
     return "\n".join(rows)
 
@@ -123,9 +125,14 @@ def summary_table(records: list[dict]) -> str:
     is by the run's rule (``success=``); ``point / crops / any crop`` gives every rule's verdict
     (``n/a``: no crop can hold the goal; ``clean``: the clean image already met that rule), and the
     mean row each rule's rate over the images it counts (``40% of 5``), which leaves out both.
+
+    Movement, each column one quantity for every target: ``point moved %``, how far the salient point
+    (given, the map's argmax, or implied by the crops) moved toward the goal's centre, as % of its
+    clean distance from it (100: reached it); ``peak moved %``, the same for the paper's profile peak
+    of the saliency map (the column sums' maximum), ``-`` for a target without a map.
     """
     header = (
-        "| image | goal | clean in goal | success | point / crops / any crop | shift % dist | shift % width "
+        "| image | goal | clean in goal | success | point / crops / any crop | point moved % | peak moved % "
         "| queries | to success | crops showing goal | L2 | Linf*255 | PSNR |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
@@ -134,7 +141,7 @@ def summary_table(records: list[dict]) -> str:
         shown, clean_shown, crops = crop_counts(r)
         rows.append(
             f"| {r['image']} | {r['goal']['source']} | {_fmt(r['clean_in_goal'])} | {_fmt(r['success'])} | "
-            f"{_by_rule(r)} | {_fmt(r['shift_pct_distance'])} | {_fmt(r['shift_pct_width'])} | "
+            f"{_by_rule(r)} | {_fmt(r.get('point_shift_pct_distance'))} | {_fmt(r['shift_pct_distance'])} | "
             f"{r['queries']} | {_fmt(r['queries_to_success'])} | "
             f"{clean_shown}→{shown}/{crops} | "
             f"{_fmt(r['l2'], 2)} | {_fmt(r['linf'] * 255, 0)} | {_fmt(r['psnr'])} |"
@@ -145,6 +152,10 @@ def summary_table(records: list[dict]) -> str:
             values = [r[key] for r in records if r.get(key) is not None]
             return float(np.mean(values)) if values else float("nan")
 
+        def mean_text(key: str) -> str:
+            value = mean(key)
+            return "-" if math.isnan(value) else f"{value:.1f}"
+
         rate_text = _rate_text(success_rate(records))
         trivial = sum(bool(r["clean_in_goal"]) for r in records)
         rates = " / ".join(
@@ -153,7 +164,8 @@ def summary_table(records: list[dict]) -> str:
         )
         rows.append(
             f"| **mean ({len(records)})** | | {trivial} | {rate_text} | {rates} | "
-            f"{mean('shift_pct_distance'):.1f} | {mean('shift_pct_width'):.1f} | {mean('queries'):.1f} | | | "
+            f"{mean_text('point_shift_pct_distance')} | {mean_text('shift_pct_distance')} | "
+            f"{mean('queries'):.1f} | | | "
             f"{mean('l2'):.2f} | "
             f"{mean('linf') * 255:.0f} | {mean('psnr'):.1f} |"
         )

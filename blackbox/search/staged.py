@@ -10,7 +10,7 @@ own shrink (``shrink.enabled``) goes on from its success.
 
 Each stage is an ordinary :class:`~blackbox.search.patch_search.PatchSearch` with its own study
 (named ``<sampler>:first`` and ``<sampler>:then``), so every trial replays (``blackbox.replay
---study``) and an interrupted run resumes: the first stage's stored queries decide, as before, which
+study=...``) and an interrupted run resumes: the first stage's stored queries decide, as before, which
 stage goes on. The result is one :class:`~blackbox.attacks.AttackResult` over both stages:
 ``queries`` and ``queries_to_success`` count the first stage's queries too, and ``extra`` names the
 stage that gave it (``stage``) and the first stage's study (``first_study``).

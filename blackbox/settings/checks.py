@@ -118,11 +118,11 @@ def _check_goal_shape(goal: Mapping) -> None:
     box, point = goal.get("box"), goal.get("point")
     if box is not None and not (_coordinates(box) and len(box) == 4 and box[0] < box[2] and box[1] < box[3]):
         raise ConfigError(
-            f"goal.box must be [x0, y0, x1, y1] in working-resolution pixels with x0 < x1 and y0 < y1, "
+            f"goal.box must be [x0, y0, x1, y1] in the original image's pixels with x0 < x1 and y0 < y1, "
             f"got {box!r}"
         )
     if point is not None and not (_coordinates(point) and len(point) == 2):
-        raise ConfigError(f"goal.point must be [x, y] in working-resolution pixels, got {point!r}")
+        raise ConfigError(f"goal.point must be [x, y] in the original image's pixels, got {point!r}")
 
 
 def check_search(search: Mapping, *, working_width: int | None, budget: int | None = None) -> None:

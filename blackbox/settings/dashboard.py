@@ -1,13 +1,12 @@
-"""``python -m blackbox.dashboard [RUN_DIR]``: open a run in optuna-dashboard, on 127.0.0.1.
+"""``python -m blackbox.dashboard [run=RUN_DIR] [port=8080]``: open a run in optuna-dashboard, on 127.0.0.1.
 
-Without ``RUN_DIR`` the latest run under ``runs/`` is opened. The run's own config says where its
+Without ``run=`` the latest run under ``runs/`` is opened. The run's own config says where its
 trials are (the journal file, SQLite file, RDB URL or PostgreSQL experiment) and where the trial
 artifacts are, so the dashboard shows every trial with its adversarial image and overlay.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -16,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from omegaconf import DictConfig, OmegaConf
 
 from blackbox.experiment.study import open_for_reading
+from blackbox.settings.arguments import Setting, run_command
 from blackbox.settings.build import stored_storage
 from targets import UserError
 
@@ -125,20 +125,28 @@ def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -
         server.server_close()
 
 
+#: The settings ``python -m blackbox.dashboard`` takes.
+SETTINGS = (
+    Setting("run", "a run folder (default: the latest under runs=)", Path),
+    Setting("runs", "where to look for the latest run", Path, default=Path("runs")),
+    Setting("host", "address to bind (default: loopback only)", str, default="127.0.0.1"),
+    Setting("port", "the port; 0 picks a free one", int, default=DEFAULT_PORT),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blackbox.dashboard", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", nargs="?", type=Path, help="a run folder (default: the latest)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where to look for the latest run")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    args = parser.parse_args(argv)
+    description = (__doc__ or "").splitlines()[0]
+    return run_command(_main, argv, SETTINGS, prog="python -m blackbox.dashboard", description=description)
+
+
+def _main(args: dict) -> int:
     try:
-        serve(resolve_run(args.run_dir, args.runs), host=args.host, port=args.port)
+        serve(resolve_run(args["run"], args["runs"]), host=args["host"], port=args["port"])
     except (DashboardError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. the port is taken
-        message = f"cannot serve on {args.host}:{args.port}: {error}; pick another --port"
+        message = f"cannot serve on {args['host']}:{args['port']}: {error}; pick another port=N"
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from blackbox.core.datasets import sources_from_config
 from blackbox.experiment.run_folder import check_run_folder, resume_settings
 from blackbox.settings.checks import ConfigError, check_run_config
-from targets._zoo import CONF, group_names
+from targets._zoo import CONF, UnknownChoiceError, group_names
 
 _GROUP_MISSING = re.compile(r"Could not find '(\w+)/([^']*)'")
 _KEY_UNKNOWN = re.compile(r"Could not override '([^']+)'")
@@ -56,7 +56,8 @@ def compose_overrides(overrides: Sequence[str], config_name: str = "config") -> 
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             return compose(config_name=config_name, overrides=list(overrides))
     except ConfigCompositionException as error:
-        raise ConfigError(_explain(error, overrides)) from None
+        kind = UnknownChoiceError if _GROUP_MISSING.search(str(error)) else ConfigError
+        raise kind(_explain(error, overrides)) from None
     except HydraException as error:  # e.g. an override Hydra cannot parse
         first = str(error).splitlines()[0]
         raise ConfigError(
@@ -94,7 +95,7 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
     for key in ("measure", "warm_start"):
         if settings.get(key) and settings[key] not in group_names("target"):
             choices = ", ".join(group_names("target"))
-            raise ConfigError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
+            raise UnknownChoiceError(f"{key}={settings[key]} is not a zoo target; the choices are: {choices}")
     if config_name == "compare":
         from blackbox.settings.sweeps import check_compare_config  # imports the attacks, which is heavy
 

@@ -1,17 +1,16 @@
-"""``python -m blackbox.replay RUN_DIR --image ID [--trial N] [--out FILE]``.
+"""``python -m blackbox.replay run=RUN_DIR image=ID [trial=N] [study=NAME] [out=FILE]``.
 
 Re-renders a stored trial to its adversarial PNG from the trial's perturbation config alone (and the
 run's image settings): the result is byte-identical to what the target was shown. Without
-``--trial`` the study's best trial is replayed (the one saved under ``adversarial/``).
+``trial=`` the study's best trial is replayed (the one saved under ``adversarial/``).
 
 A compare folder (``python -m blackbox.compare``) holds one study per image, black-box method and
-eps; where an image has several, ``--study NAME`` picks one (the error lists them). White-box
+eps; where an image has several, ``study=NAME`` picks one (the error lists them). White-box
 attacks keep no trials: their adversarial PNG is already in the run folder, and replay says where.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import re
@@ -27,6 +26,7 @@ from blackbox.core.images import save_png
 from blackbox.experiment.jsonl import read_records
 from blackbox.experiment.storage import make_storage
 from blackbox.search.search_space import render_config
+from blackbox.settings.arguments import Setting, run_command
 from targets import UserError
 
 
@@ -60,7 +60,7 @@ def replay(
     if not summaries:
         raise ReplayError(_no_study(run_dir, image_id, storage))
     # Study names hold '|' and spaces: quoted, so a line can be pasted into the shell as it is.
-    names = "\n".join(f"  --study {shlex.quote(s.study_name)}    ({_label(s.user_attrs)})" for s in summaries)
+    names = "\n".join(f"  {study_setting(s.study_name)}    ({_label(s.user_attrs)})" for s in summaries)
     if study_name is not None:
         summaries = [s for s in summaries if s.study_name == study_name]
         if not summaries:
@@ -74,7 +74,7 @@ def replay(
         raise ReplayError(
             f"{image_id!r} has {len(summaries)} studies in {run_dir} (one per black-box method and eps, "
             "or per stage of a staged search); "
-            f"pick one by adding one of these flags:\n{names}"
+            f"pick one by adding one of these settings:\n{names}"
         )
     summary = summaries[0]
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -83,12 +83,12 @@ def replay(
         if record is None or record.get("best_trial") is None:
             raise ReplayError(
                 f"no finished result for {image_id!r} in study {summary.study_name!r} (its search was "
-                "interrupted before it saved one); pass --trial N to replay one of its trials"
+                "interrupted before it saved one); pass trial=N to replay one of its trials"
             )
         if record.get("study") not in (None, summary.study_name):  # a staged search's other stage
             raise ReplayError(
                 f"the result for {image_id!r} came from study {record['study']!r}, not "
-                f"{summary.study_name!r}: pass --study with that name, or --trial N for a trial of this one"
+                f"{summary.study_name!r}: pass study= with that name, or trial=N for a trial of this one"
             )
         trial_number = int(record["best_trial"])
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -119,6 +119,12 @@ def replay(
     adversarial = render_config(clean.pixels, config)
     save_png(adversarial, out)
     return out
+
+
+def study_setting(name: str) -> str:
+    """``study=NAME`` as the shell and Hydra both read it: quoted for Hydra (names hold ``|`` and
+    spaces), inside the shell's quotes."""
+    return shlex.quote('study="' + name + '"')
 
 
 def _label(attrs: dict) -> str:
@@ -179,28 +185,29 @@ def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage
     return f"no study for image {image_id!r} in {run_dir}; images there: {known}"
 
 
+#: The settings ``python -m blackbox.replay`` takes.
+SETTINGS = (
+    Setting("run", "the run folder (or compare folder)", Path, required=True),
+    Setting("image", "the image id, as in results.jsonl", str, required=True),
+    Setting("trial", "trial number (default: the best, saved under adversarial/)", int),
+    Setting("study", "study name, where an image has several (the error lists them)", str),
+    Setting("out", "output PNG (default: <run>/replay/<image>.<trial>.png)", Path),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blackbox.replay", description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--image", required=True, help="image id (as in results.jsonl)")
-    parser.add_argument(
-        "--trial", type=int, default=None, help="trial number (default: the best, saved under adversarial/)"
-    )
-    parser.add_argument(
-        "--study",
-        default=None,
-        help="study name, where an image has several (a compare folder: one per black-box method and eps; "
-        "the error lists them)",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="output PNG (default: RUN_DIR/replay/...)")
-    args = parser.parse_args(argv)
-    suffix = "best" if args.trial is None else f"trial{args.trial}"
-    if args.study:  # one file per study: a compare folder's studies of one image would overwrite
+    return run_command(_main, argv, SETTINGS, prog="python -m blackbox.replay", description=__doc__ or "")
+
+
+def _main(args: dict) -> int:
+    run_dir, image, trial, study = args["run"], args["image"], args["trial"], args["study"]
+    suffix = "best" if trial is None else f"trial{trial}"
+    if study:  # one file per study: a compare folder's studies of one image would overwrite
         # The name after the image id (target, goal, size, sampler), made safe for a file name.
-        suffix = re.sub(r"[^\w.=-]+", "_", args.study.split("|", 1)[-1]) + "." + suffix
-    out = args.out or args.run_dir / "replay" / f"{args.image}.{suffix}.png"
+        suffix = re.sub(r"[^\w.=-]+", "_", study.split("|", 1)[-1]) + "." + suffix
+    out = args["out"] or run_dir / "replay" / f"{image}.{suffix}.png"
     try:
-        path = replay(args.run_dir, args.image, args.trial, out, study_name=args.study)
+        path = replay(run_dir, image, trial, out, study_name=study)
     except UserError as error:  # ReplayError, JsonlError, a missing or damaged input
         print(f"error: {error}", file=sys.stderr)
         return 2

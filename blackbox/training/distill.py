@@ -31,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from blackbox.core.extras import import_pysaliency
 from blackbox.evaluate.fidelity import fidelity
 from blackbox.training.data import augment_batch, evaluation_images, load_images, split
 from blackbox.training.losses import cell_targets, kl_loss
@@ -64,7 +65,11 @@ def distill(cfg: DictConfig, run_dir: Path, *, teacher: Target | None = None) ->
     """Train (or resume training) the student on ``teacher``; evaluate fidelity on the held-out images.
 
     ``student=deepgaze`` trains DeepGaze II's readout instead (:mod:`blackbox.training.distill_deepgaze`).
+
+    Raises:
+        MissingExtraError: pysaliency (the extra ``distill``), which measures fidelity, is not installed.
     """
+    import_pysaliency("python -m blackbox.distill")  # before any work: the fidelity needs it
     if cfg.student.get("_target_") == DEEPGAZE_TARGET:
         from blackbox.training.distill_deepgaze import distill_deepgaze
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from blackbox.core.extras import import_pysaliency
 from blackbox.core.images import ImageLoadError
 from blackbox.training.losses import fixation_nll
 from targets import ConfigError
@@ -28,10 +29,7 @@ FIXATION_DATASETS: dict[str, tuple[str, str, dict]] = {
 
 
 def _pysaliency():
-    with warnings.catch_warnings():  # pysaliency imports pkg_resources, which warns on import
-        warnings.simplefilter("ignore")
-        import pysaliency
-    return pysaliency
+    return import_pysaliency("training on fixations (fixation_data=...)")
 
 
 def load_fixation_data(data: str, location: str | None):
