@@ -40,6 +40,9 @@ _PUBLIC = {
     "MalformedAnswerError": "targets._protocol",
     "ServiceUnavailableError": "targets.http",
     "RequestRejectedError": "targets.http",
+    "ThumbnailNotFoundError": "targets._locate",
+    "AmbiguousThumbnailError": "targets._locate",
+    "SpendingLimitError": "targets.thumbnail",
     "MissingModelFileError": "targets.weights",
     "BadModelFileError": "targets.weights",
     "VxmFormatError": "targets.vxm",
@@ -54,6 +57,7 @@ _PUBLIC = {
     "DashboardError": "blackbox.settings.dashboard",
 }
 __all__ = [
+    "AmbiguousThumbnailError",
     "AttackFailedError",
     "BadModelFileError",
     "ConfigError",
@@ -79,10 +83,12 @@ __all__ = [
     "SearchSpaceError",
     "ServiceUnavailableError",
     "Skipped",
+    "SpendingLimitError",
     "StorageVersionError",
     "StudySettingsError",
     "SurrogateCheckpointError",
     "TargetQueryError",
+    "ThumbnailNotFoundError",
     "UnknownChoiceError",
     "UnusableBudgetError",
     "UserError",
@@ -110,11 +116,13 @@ if TYPE_CHECKING:
     from blackbox.settings.replay import ReplayError
     from targets._capabilities import MissingCapabilityError
     from targets._errors import ConfigError, NonFiniteOutputError, TargetQueryError, UserError
+    from targets._locate import AmbiguousThumbnailError, ThumbnailNotFoundError
     from targets._protocol import MalformedAnswerError
     from targets._zoo import UnknownChoiceError
     from targets.function import FunctionTarget
     from targets.http import RequestRejectedError, ServiceUnavailableError
     from targets.surrogate import SurrogateCheckpointError
+    from targets.thumbnail import SpendingLimitError
     from targets.vxm import VxmFormatError
     from targets.weights import BadModelFileError, MissingModelFileError
 
