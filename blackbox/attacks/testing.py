@@ -65,11 +65,17 @@ def sample_image(width: int = 96, height: int = 64, seed: int = 0) -> np.ndarray
 
 
 def sample_problem(
-    target: Target, *, eps: float, norm: str = "l2", pixels: np.ndarray | None = None
+    target: Target,
+    *,
+    eps: float,
+    norm: str = "l2",
+    pixels: np.ndarray | None = None,
+    eps_inf: float | None = None,
 ) -> AttackProblem:
     """The problem an attack is checked on: :func:`sample_image` (or ``pixels``) and its protocol goal.
 
-    Asks ``target`` once, for the clean image's outputs.
+    ``eps_inf`` is the L-inf cap beside ``eps`` ([0, 1] units; ``None``: none). Asks ``target`` once,
+    for the clean image's outputs.
     """
     pixels = sample_image() if pixels is None else pixels
     image = LoadedImage("sample", "attacks.testing", pixels, (pixels.shape[1], pixels.shape[0]))
@@ -81,7 +87,7 @@ def sample_problem(
         salient_point=clean.salient_point,
         crops=clean.crops,
     )
-    return AttackProblem(image, clean, goal, eps, norm, target.name)
+    return AttackProblem(image, clean, goal, eps, norm, target.name, eps_inf=eps_inf)
 
 
 class _Counting(Target):
@@ -143,6 +149,9 @@ class AttackConformance:
     query_budget: ClassVar[int] = 1
     #: The perturbation sizes checked, per norm (L2 in [0, 1] pixel units; L-inf a fraction of the range).
     eps_by_norm: ClassVar[dict[str, float]] = {"l2": 2.0, "linf": 0.03}
+    #: The L-inf cap beside ``eps`` under ``norm="l2"`` ([0, 1] units; ``None``: none). An attack that
+    #: works only under a cap (``attack=square``) sets it.
+    eps_inf: ClassVar[float | None] = None
     #: What a refusal may raise (a user error: the message says what target to use instead).
     refusal_errors: ClassVar[tuple[type[Exception], ...]] = (TypeError, ValueError)
 
@@ -169,7 +178,8 @@ class AttackConformance:
     ) -> tuple[AttackProblem, AttackResult, int]:
         """Attack :func:`sample_problem` on ``target``; also return the images the target answered."""
         counted = counting(target)
-        problem = sample_problem(counted, eps=self.eps_by_norm[norm], norm=norm)
+        cap = self.eps_inf if norm == "l2" else None
+        problem = sample_problem(counted, eps=self.eps_by_norm[norm], norm=norm, eps_inf=cap)
         before = _answered(counted)
         result = attack.run(problem, counted)
         return problem, result, _answered(counted) - before
@@ -228,7 +238,7 @@ class AttackConformance:
 
     def test_leaves_the_clean_image_as_it_was(self, attack: Callable[[], Attack], target: Target) -> None:
         counted = counting(target)
-        problem = sample_problem(counted, eps=self.eps_by_norm["l2"])
+        problem = sample_problem(counted, eps=self.eps_by_norm["l2"], eps_inf=self.eps_inf)
         kept = problem.image.pixels.copy()
         attack().run(problem, counted)
         assert np.array_equal(problem.image.pixels, kept)

@@ -6,6 +6,7 @@ from blackbox.search._study import StudySettingsError
 from blackbox.search.accumulate import AccumulateSearch
 from blackbox.search.patch_search import PatchSearch, ShrinkSettings, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
+from blackbox.search.square_search import SquareSearch
 from blackbox.search.staged import StagedSearch
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "PatchParam",
     "PatchSearch",
     "ShrinkSettings",
+    "SquareSearch",
     "StagedSearch",
     "StudySettingsError",
     "TrialRecord",

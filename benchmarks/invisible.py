@@ -1,0 +1,164 @@
+"""Success against queries under an invisible L-inf cap: the black-box searches beside PGD and iterative FGM.
+
+    python -m benchmarks.photos runs/benchmarks/photos            # the 8 extra pictures of the 13
+    python -m benchmarks.heldout_photos runs/benchmarks/heldout   # the 22 held-out pictures
+    OMP_NUM_THREADS=1 python -m benchmarks.invisible --targets classic twitter --cap 4 --budget 200
+
+Every attack gets the same budget: L2 ``eps`` (20, the default, which the cap keeps far from binding)
+and the L-inf cap of ``--cap`` 8-bit levels. Each picture's goal is the protocol's (the band beyond
+the narrowest clean crop where every clean crop shows the protocol's band). Printed per target,
+picture set and method: pictures attacked, successes within 20 queries and within the budget (the
+white-box attacks spend no queries; their success is the reference), that count as a share of PGD's,
+the median L2 of the successes (and PGD's on the same pictures), the lowest SSIM and SSIMULACRA 2 of
+a success. ``--jsonl`` keeps one line per attack for later tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import targets
+from blackbox.attacks import AttackProblem
+from blackbox.attacks.iterative_fgm import IterativeFGM
+from blackbox.attacks.pgd import PGD
+from blackbox.core.datasets import bundled_sources, folder_sources, iterate
+from blackbox.core.goal import GoalError
+from blackbox.core.goal_rule import GoalRule
+from blackbox.core.images import ImageLoadError, LoadedImage
+from blackbox.core.metrics import perturbation_norms, ssim, ssimulacra2
+from blackbox.search.square_search import SquareSearch
+
+SETS = {
+    "readme": ("bundled", "runs/benchmarks/photos"),
+    "heldout": ("runs/benchmarks/heldout",),
+}
+BLACKBOX = {
+    "square": {},
+    "square_tpe": {"sampler": "tpe"},
+    "square_flat": {"patterns": ["flat"]},
+    "square_noise": {"patterns": ["noise1", "noise2", "noise4", "noise8"]},
+    "square_uniform": {"placement": "uniform"},  # Square Attack's placement
+}
+WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}
+
+
+def pictures(which: str, width: int = 640) -> list[LoadedImage]:
+    sources = []
+    for part in SETS[which]:
+        sources += bundled_sources() if part == "bundled" else folder_sources(part)
+    return [image for _, image in iterate(sources, width) if not isinstance(image, ImageLoadError)]
+
+
+def attack_row(method: str, problem: AttackProblem, target: targets.Target, budget: int, seed: int) -> dict:
+    if method in WHITEBOX:
+        result = WHITEBOX[method]().run(problem, target)
+    else:
+        result = SquareSearch(budget=budget, seed=seed, label=method, **BLACKBOX[method]).run(problem, target)
+    row = {
+        "image": problem.image.image_id,
+        "method": method,
+        "success": bool(result.success),
+        "queries": result.queries,
+        "queries_to_success": result.queries_to_success,
+    }
+    if result.success:
+        clean = problem.image.pixels
+        row.update(perturbation_norms(clean, result.adversarial))
+        row["ssim"] = ssim(clean, result.adversarial)
+        row["ssimulacra2"] = ssimulacra2(clean, result.adversarial)
+    return row
+
+
+def summarise(rows: list[dict], method: str, reference: dict[str, dict]) -> str:
+    mine = [r for r in rows if r["method"] == method]
+    wins = [r for r in mine if r["success"]]
+    q = [r["queries_to_success"] for r in wins]
+    within20 = sum(1 for v in q if v is None or v <= 20)
+    ref_wins = sum(1 for r in reference.values() if r["success"])
+    share = f"{100 * len(wins) / ref_wins:.0f}%" if ref_wins else "-"
+    share20 = f"{100 * within20 / ref_wins:.0f}%" if ref_wins else "-"
+    l2 = statistics.median(r["l2"] for r in wins) if wins else float("nan")
+    both = [r for r in wins if reference.get(r["image"], {}).get("success")]
+    ratio = (
+        statistics.median(r["l2"] / reference[r["image"]]["l2"] for r in both) if both else float("nan")
+    )
+    low_ssim = min((r["ssim"] for r in wins), default=float("nan"))
+    low_s2 = min((r["ssimulacra2"] for r in wins), default=float("nan"))
+    return (
+        f"{method:15s} n={len(mine):2d} success={len(wins):2d} ({share} of PGD) within 20 q={within20:2d} "
+        f"({share20}) median L2={l2:.2f} L2/PGD's (median)={ratio:.2f} min SSIM={low_ssim:.4f} "
+        f"min SSIMULACRA2={low_s2:.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", nargs="+", default=["classic", "twitter"])
+    parser.add_argument("--sets", nargs="+", default=["readme", "heldout"], choices=sorted(SETS))
+    parser.add_argument("--methods", nargs="+", default=["pgd", "iterative_fgm", "square"])
+    parser.add_argument("--cap", type=int, default=4, help="the L-inf cap, 8-bit levels")
+    parser.add_argument("--eps", type=float, default=20.0, help="the L2 budget beside the cap")
+    parser.add_argument("--budget", type=int, default=200, help="queries per image (black-box)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, help="picture ids to keep")
+    parser.add_argument("--jsonl", type=Path, default=None, help="append one line per attack here")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    unknown = [m for m in args.methods if m not in BLACKBOX and m not in WHITEBOX]
+    if unknown:
+        sys.exit(f"unknown methods {unknown}; choose from {sorted(BLACKBOX) + sorted(WHITEBOX)}")
+    rule = GoalRule()
+    for name in args.targets:
+        target = targets.load(name)
+        methods = [m for m in args.methods if m in BLACKBOX or target.differentiable]
+        for which in args.sets:
+            started = time.perf_counter()
+            rows: list[dict] = []
+            for image in pictures(which):
+                if args.only and image.image_id not in args.only:
+                    continue
+                clean = target.query([image.as_float])[0]
+                try:
+                    goal = rule.goal_for(image, clean)
+                except (GoalError, ValueError) as error:
+                    print(f"  {image.image_id}: no goal ({error})", flush=True)
+                    continue
+                problem = AttackProblem(
+                    image, clean, goal, args.eps, "l2", name, eps_inf=args.cap / 255.0
+                )
+                for method in methods:
+                    row = attack_row(method, problem, target, args.budget, args.seed)
+                    row.update(target=name, set=which, cap=args.cap, budget=args.budget)
+                    rows.append(row)
+                    if args.jsonl:
+                        with args.jsonl.open("a") as handle:
+                            handle.write(json.dumps(row) + "\n")
+                print(
+                    f"  {image.image_id}: "
+                    + " ".join(
+                        f"{r['method']}={'yes@' + str(r['queries_to_success']) if r['success'] else 'no'}"
+                        for r in rows
+                        if r["image"] == image.image_id
+                    ),
+                    flush=True,
+                )
+            reference = {r["image"]: r for r in rows if r["method"] == "pgd"}
+            print(
+                f"{name} {which} cap {args.cap}/255 eps {args.eps:g} budget {args.budget} "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+            for method in methods:
+                print("  " + summarise(rows, method, reference))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""``attack=square``: accumulated L-inf squares at the cap, placed near the salient point, then pruned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from blackbox.attacks.testing import AttackConformance, counting, sample_problem
+from blackbox.core.goal import Goal
+from blackbox.core.perturbation import UnusableBudgetError
+from blackbox.search import SquareSearch
+from blackbox.search.square_search import PATTERNS, Square, anchors, pattern_signs, render
+from targets import TargetOutput
+from targets._zoo import group_config
+from targets.classic import ClassicSaliency
+
+CAP = 4 / 255
+
+
+class TestSquareSearchConformance(AttackConformance):
+    query_budget = 12
+    eps_inf = CAP
+
+    @pytest.fixture
+    def attack(self):
+        return lambda: SquareSearch(budget=self.query_budget, seed=3)
+
+
+@pytest.mark.parametrize("settings", [{}, {"sampler": "tpe", "n_startup": 2}, {"placement": "uniform"}])
+def test_every_pixel_stays_within_the_cap_and_l2(settings) -> None:
+    target = counting(ClassicSaliency())
+    problem = sample_problem(target, eps=0.5, eps_inf=CAP)
+    result = SquareSearch(budget=15, **settings).run(problem, target)
+    delta = result.adversarial.astype(np.int16) - problem.image.pixels.astype(np.int16)
+    assert np.abs(delta).max() <= 4 and np.abs(delta).max() >= 1
+    assert problem.budget.size(delta / 255.0) <= 0.5 + 1e-9
+    assert result.eps_inf == CAP and result.queries <= 15
+
+
+def test_a_problem_without_a_cap_is_refused_saying_what_to_set() -> None:
+    target = ClassicSaliency()
+    problem = sample_problem(target, eps=2.0)
+    with pytest.raises(UnusableBudgetError, match="eps_inf="):
+        SquareSearch(budget=5).run(problem, target)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"budget": 0}, "budget"),
+        ({"sampler": "cmaes"}, "sampler"),
+        ({"placement": "centre"}, "placement"),
+        ({"patterns": ["flat", "stripes"]}, "patterns"),
+        ({"patterns": []}, "patterns"),
+        ({"reach": 0}, "reach"),
+        ({"min_side": 10, "max_side": 4}, "min_side"),
+        ({"n_startup": 0}, "n_startup"),
+    ],
+)
+def test_bad_settings_say_what_to_use(settings, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        SquareSearch(**{"budget": 5, **settings})
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_patterns_are_signs_on_blocks(pattern) -> None:
+    signs = pattern_signs(pattern, 13, np.array([1, -1, 1]), np.random.default_rng(0))
+    assert signs.shape == (13, 13, 3) and set(np.unique(signs)) <= {-1, 1}
+    if pattern == "flat":
+        assert (signs == np.array([1, -1, 1])).all()
+    else:
+        block = int(pattern.removeprefix("noise"))
+        # Constant on each block x block tile.
+        assert (signs[::block, ::block].repeat(block, 0).repeat(block, 1)[:13, :13] == signs).all()
+
+
+def test_later_squares_overwrite_earlier_ones() -> None:
+    ones = np.ones((4, 4, 3), dtype=np.int16)
+    delta = render([Square(0, 0, ones), Square(2, 2, -ones)], 8, 8, levels=3)
+    assert delta[0, 0, 0] == 3 and delta[2, 2, 0] == -3 and delta[5, 5, 0] == -3 and delta[7, 7, 0] == 0
+    assert Square(2, 2, -ones).as_dict() == {"y0": 2, "x0": 2, "side": 4, "signs": "-" * 48}
+
+
+def test_anchors_are_the_maps_argmax_outside_and_inside_the_goal() -> None:
+    density = np.full((20, 40), -10.0)  # the image's 40 x 20 px
+    density[5, 7] = -1.0  # outside the goal
+    density[15, 31] = -2.0  # inside it
+    goal = Goal(24.0, 0.0, 39.0, 19.0, source="protocol", peak_x=7.0, target_x=31.0)
+    output = TargetOutput(log_density=density, salient_point=(7.0, 5.0), crops=())
+    rival, inside = anchors(output, goal, 40, 20, has_point=True)
+    assert rival == (7.5, 5.5) and inside == (31.5, 15.5)
+    no_map = TargetOutput(log_density=None, salient_point=(7.0, 5.0), crops=())
+    assert anchors(no_map, goal, 40, 20, has_point=True) == ((7.0, 5.0), (31.5, 9.5))
+
+
+def test_minimise_keeps_a_success_and_never_raises_the_level() -> None:
+    target = ClassicSaliency()
+    problem = sample_problem(target, eps=20.0, eps_inf=8 / 255)
+    result = SquareSearch(budget=60, seed=1).run(problem, target)
+    if result.success:
+        assert result.extra["levels"] <= 8 and result.perturbation is not None
+        assert len(result.perturbation["squares"]) == result.extra["squares"]
+    delta = np.abs(result.adversarial.astype(np.int16) - problem.image.pixels.astype(np.int16))
+    assert delta.max() <= result.extra["levels"]
+
+
+def test_conf_builds_the_attack_as_black_box() -> None:
+    root = OmegaConf.create(
+        {"budget": 30, "early_stop": True, "seed": 2, "attack": group_config("attack", "square")}
+    )
+    settings = {k: v for k, v in OmegaConf.to_container(root.attack, resolve=True).items() if k != "name"}
+    attack = instantiate(settings)
+    assert isinstance(attack, SquareSearch) and attack.budget == 30 and attack.seed == 2
+    from blackbox.settings.build import attack_family
+
+    assert attack_family(group_config("attack", "square")) == "black-box"
