@@ -34,6 +34,7 @@ from blackbox.core.goal import GoalError
 from blackbox.core.goal_rule import GoalRule
 from blackbox.core.images import ImageLoadError, LoadedImage
 from blackbox.core.metrics import perturbation_norms, ssim, ssimulacra2
+from blackbox.search.capped_baselines import BanditsTD, Parsimonious, SimBADCT, SquareAttack
 from blackbox.search.square_search import SquareSearch
 
 SETS = {
@@ -46,6 +47,12 @@ BLACKBOX = {
     "square_flat": {"patterns": ["flat"]},
     "square_noise": {"patterns": ["noise1", "noise2", "noise4", "noise8"]},
     "square_uniform": {"placement": "uniform"},  # Square Attack's placement
+}
+BASELINES = {  # the field's dense black-box attacks under the cap (blackbox/search/capped_baselines.py)
+    "square_attack": SquareAttack,
+    "parsimonious": Parsimonious,
+    "simba_dct": SimBADCT,
+    "bandits": BanditsTD,
 }
 WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}
 
@@ -60,6 +67,8 @@ def pictures(which: str, width: int = 640) -> list[LoadedImage]:
 def attack_row(method: str, problem: AttackProblem, target: targets.Target, budget: int, seed: int) -> dict:
     if method in WHITEBOX:
         result = WHITEBOX[method]().run(problem, target)
+    elif method in BASELINES:
+        result = BASELINES[method](budget=budget, seed=seed).run(problem, target)
     else:
         result = SquareSearch(budget=budget, seed=seed, label=method, **BLACKBOX[method]).run(problem, target)
     row = {
@@ -87,9 +96,7 @@ def summarise(rows: list[dict], method: str, reference: dict[str, dict]) -> str:
     share20 = f"{100 * within20 / ref_wins:.0f}%" if ref_wins else "-"
     l2 = statistics.median(r["l2"] for r in wins) if wins else float("nan")
     both = [r for r in wins if reference.get(r["image"], {}).get("success")]
-    ratio = (
-        statistics.median(r["l2"] / reference[r["image"]]["l2"] for r in both) if both else float("nan")
-    )
+    ratio = statistics.median(r["l2"] / reference[r["image"]]["l2"] for r in both) if both else float("nan")
     low_ssim = min((r["ssim"] for r in wins), default=float("nan"))
     low_s2 = min((r["ssimulacra2"] for r in wins), default=float("nan"))
     return (
@@ -99,8 +106,26 @@ def summarise(rows: list[dict], method: str, reference: dict[str, dict]) -> str:
     )
 
 
+def noise_scale(levels: list[int], seed: int = 0) -> None:
+    """SSIMULACRA 2 and PSNR of random +-c noise on every pixel of the bundled photos: the cap's scale."""
+    rng = np.random.default_rng(seed)
+    for image in pictures("readme")[:5]:
+        clean = image.pixels
+        cells = []
+        for c in levels:
+            noisy = np.clip(clean.astype(np.int16) + rng.choice([-c, c], size=clean.shape), 0, 255).astype(
+                np.uint8
+            )
+            cells.append(
+                f"{c}: {ssimulacra2(clean, noisy):5.1f} ({perturbation_norms(clean, noisy)['psnr']:.1f} dB)"
+            )
+        print(f"  {image.image_id:18s} " + "  ".join(cells), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--targets", nargs="+", default=["classic", "twitter"])
     parser.add_argument("--sets", nargs="+", default=["readme", "heldout"], choices=sorted(SETS))
     parser.add_argument("--methods", nargs="+", default=["pgd", "iterative_fgm", "square"])
@@ -110,15 +135,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="picture ids to keep")
     parser.add_argument("--jsonl", type=Path, default=None, help="append one line per attack here")
+    parser.add_argument(
+        "--noise-scale",
+        nargs="*",
+        type=int,
+        default=None,
+        help="only print SSIMULACRA 2 of +-c noise, c levels",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    unknown = [m for m in args.methods if m not in BLACKBOX and m not in WHITEBOX]
+    if args.noise_scale is not None:
+        print("SSIMULACRA 2 (PSNR) of random +-c levels on every pixel, c:")
+        noise_scale(args.noise_scale or [1, 2, 3, 4, 8], args.seed)
+        return
+    unknown = [m for m in args.methods if m not in BLACKBOX and m not in BASELINES and m not in WHITEBOX]
     if unknown:
-        sys.exit(f"unknown methods {unknown}; choose from {sorted(BLACKBOX) + sorted(WHITEBOX)}")
+        sys.exit(f"unknown methods {unknown}; choose from {sorted([*BLACKBOX, *BASELINES, *WHITEBOX])}")
     rule = GoalRule()
     for name in args.targets:
         target = targets.load(name)
-        methods = [m for m in args.methods if m in BLACKBOX or target.differentiable]
+        methods = [m for m in args.methods if m not in WHITEBOX or target.differentiable]
         for which in args.sets:
             started = time.perf_counter()
             rows: list[dict] = []
@@ -131,9 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                 except (GoalError, ValueError) as error:
                     print(f"  {image.image_id}: no goal ({error})", flush=True)
                     continue
-                problem = AttackProblem(
-                    image, clean, goal, args.eps, "l2", name, eps_inf=args.cap / 255.0
-                )
+                problem = AttackProblem(image, clean, goal, args.eps, "l2", name, eps_inf=args.cap / 255.0)
                 for method in methods:
                     row = attack_row(method, problem, target, args.budget, args.seed)
                     row.update(target=name, set=which, cap=args.cap, budget=args.budget)

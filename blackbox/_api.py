@@ -31,10 +31,11 @@ def attack(
     images: ImageInput | Sequence[ImageInput],
     *,
     target: str | Target | CropperFunction = "classic",
-    budget: int = 20,
+    budget: int = 200,
     eps: float = 20.0,
     norm: str = "l2",
-    method: str = "tpe",
+    eps_inf: int | None = 4,
+    method: str = "square",
     success: str = "auto",
     goal_box: Sequence[float] | None = None,
     goal_point: Sequence[float] | None = None,
@@ -64,8 +65,14 @@ def attack(
             the L-inf bound, a fraction of the range). At the original size the L2 allowed is
             ``eps * sqrt(original pixels / working pixels)`` (:mod:`blackbox.core.full_size`).
         norm: ``l2`` or ``linf``.
-        method: a sampler of the black-box search (``tpe``, ``random``, ``sparse_rs``, ``cmaes``,
-            ``gp``) or a white-box attack (``iterative_fgm``, ``pgd``...: needs a differentiable target).
+        eps_inf: the L-inf cap beside ``eps``, in 8-bit levels (1 to 255; ``None``: none). The default,
+            4 levels, is what a person does not see side by side at 100% (README, *How small*); the
+            cap is the same at every size.
+        method: an attack: ``square`` (the default black-box search: L-inf squares under the cap),
+            its baselines (``square_attack``, ``parsimonious``, ``simba_dct``, ``bandits``), a white-box
+            attack (``iterative_fgm``, ``pgd``...: needs a differentiable target), or a sampler of the
+            patch search (``tpe``, ``random``, ``sparse_rs``, ``cmaes``, ``gp``; ``search=`` in
+            ``settings`` picks its space).
         success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (docs/attack.md, *Success rules*).
         goal_box: ``[x0, y0, x1, y1]`` in the original image's pixels to move the crop to; ``goal_point``:
             ``[x, y]``; neither: the paper's protocol.
@@ -101,6 +108,7 @@ def attack(
         budget=budget,
         eps=eps,
         norm=norm,
+        eps_inf=eps_inf,
         method=method,
         success=success,
         goal_box=goal_box,
@@ -150,14 +158,15 @@ def attack(
 def _overrides(**values: object) -> list[str]:
     """The keyword arguments as command-line overrides (``method`` picks the sampler or the attack)."""
     method = str(values.pop("method"))
-    if method in group_names("sampler"):
-        overrides = [f"sampler={method}"]
+    if method in group_names("sampler"):  # the patch search (attack=blackbox) with this sampler
+        overrides = ["attack=blackbox", f"sampler={method}"]
     elif method in set(group_names("attack")) - {"blackbox"}:
         overrides = [f"attack={method}"]
     else:
+        attacks = ", ".join(n for n in group_names("attack") if n != "blackbox")
         raise UnknownChoiceError(
-            f"unknown method {method!r}; black-box samplers: {', '.join(group_names('sampler'))}; "
-            f"white-box attacks: {', '.join(n for n in group_names('attack') if n != 'blackbox')}"
+            f"unknown method {method!r}; attacks: {attacks}; "
+            f"the patch search with a sampler: {', '.join(group_names('sampler'))}"
         )
     target = values.pop("target")
     if isinstance(target, str):

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from blackbox.attacks.testing import AttackConformance, counting, sample_problem
 from blackbox.core.goal import Goal
 from blackbox.core.perturbation import UnusableBudgetError
-from blackbox.search import SquareSearch
+from blackbox.search import BanditsTD, Parsimonious, SimBADCT, SquareAttack, SquareSearch
 from blackbox.search.square_search import PATTERNS, Square, anchors, pattern_signs, render
 from targets import TargetOutput
 from targets._zoo import group_config
@@ -116,3 +116,58 @@ def test_conf_builds_the_attack_as_black_box() -> None:
     from blackbox.settings.build import attack_family
 
     assert attack_family(group_config("attack", "square")) == "black-box"
+
+
+# The named baselines under the cap (blackbox/search/capped_baselines.py) keep the same promises.
+BASELINES = {
+    "square_attack": lambda: SquareAttack(budget=12, seed=3),
+    "parsimonious": lambda: Parsimonious(budget=12, block=16, seed=3),
+    "simba_dct": lambda: SimBADCT(budget=12, order=4, seed=3),
+    "bandits": lambda: BanditsTD(budget=12, tile=8, seed=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+class TestCappedBaselinesConformance(AttackConformance):
+    query_budget = 12
+    eps_inf = CAP
+
+    @pytest.fixture
+    def attack(self, name):
+        return BASELINES[name]
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_stay_within_the_cap_and_refuse_a_problem_without_one(name) -> None:
+    target = counting(ClassicSaliency())
+    problem = sample_problem(target, eps=20.0, eps_inf=CAP)
+    result = BASELINES[name]().run(problem, target)
+    delta = result.adversarial.astype(np.int16) - problem.image.pixels.astype(np.int16)
+    assert 1 <= np.abs(delta).max() <= 4 and result.queries <= 12
+    with pytest.raises(UnusableBudgetError, match="eps_inf="):
+        BASELINES[name]().run(sample_problem(target, eps=2.0), target)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: SquareAttack(budget=5, p_init=0), "p_init"),
+        (lambda: Parsimonious(budget=5, block=4, min_block=8), "min_block"),
+        (lambda: SimBADCT(budget=5, order=0), "order"),
+        (lambda: BanditsTD(budget=5, tile=0), "tile"),
+        (lambda: SquareAttack(budget=0), "budget"),
+    ],
+)
+def test_baseline_bad_settings_say_what_to_use(make, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("name", ["square", *sorted(BASELINES)])
+def test_every_capped_attack_has_a_conf_file_that_builds_it(name) -> None:
+    root = OmegaConf.create(
+        {"budget": 9, "early_stop": True, "seed": 1, "attack": group_config("attack", name)}
+    )
+    settings = {k: v for k, v in OmegaConf.to_container(root.attack, resolve=True).items() if k != "name"}
+    attack = instantiate(settings)
+    assert attack.budget == 9 and attack.name == name

@@ -4,6 +4,7 @@ budget."""
 
 from blackbox.search._study import StudySettingsError
 from blackbox.search.accumulate import AccumulateSearch
+from blackbox.search.capped_baselines import BanditsTD, Parsimonious, SimBADCT, SquareAttack
 from blackbox.search.patch_search import PatchSearch, ShrinkSettings, TrialRecord, render_trial, study_name
 from blackbox.search.search_space import PatchParam, param_name
 from blackbox.search.square_search import SquareSearch
@@ -11,9 +12,13 @@ from blackbox.search.staged import StagedSearch
 
 __all__ = [
     "AccumulateSearch",
+    "BanditsTD",
+    "Parsimonious",
     "PatchParam",
     "PatchSearch",
     "ShrinkSettings",
+    "SimBADCT",
+    "SquareAttack",
     "SquareSearch",
     "StagedSearch",
     "StudySettingsError",

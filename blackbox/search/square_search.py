@@ -165,7 +165,9 @@ class SquareSearch(Attack):
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
         patterns = tuple(str(p) for p in patterns)
         if not patterns or any(p not in PATTERNS for p in patterns):
-            raise ValueError(f"patterns must be a non-empty list of {', '.join(PATTERNS)}, got {list(patterns)}")
+            raise ValueError(
+                f"patterns must be a non-empty list of {', '.join(PATTERNS)}, got {list(patterns)}"
+            )
         if not reach > 0:
             raise ValueError(f"reach must be a positive number of pixels, got {reach}")
         if not 1 <= int(min_side) <= int(max_side):
@@ -175,7 +177,8 @@ class SquareSearch(Attack):
         self.budget, self.sampler, self.placement = int(budget), sampler, placement
         self.patterns, self.reach = patterns, float(reach)
         self.min_side, self.max_side, self.n_startup = int(min_side), int(max_side), int(n_startup)
-        self.minimise, self.early_stop, self.seed, self.name = bool(minimise), bool(early_stop), int(seed), label
+        self.minimise, self.early_stop = bool(minimise), bool(early_stop)
+        self.seed, self.name = int(seed), label
 
     def space(self) -> dict[str, BaseDistribution]:
         """The parameters of one square (fixed for the attack: TPE models them jointly)."""
@@ -313,8 +316,7 @@ def _cap_levels(budget: PerturbationBudget) -> int:
     """The budget's L-inf cap in whole 8-bit levels; refuses a budget without one."""
     if budget.eps_inf is None and budget.norm != "linf":
         raise UnusableBudgetError(
-            "attack=square works under an L-inf cap: set eps_inf=<8-bit levels> (e.g. eps_inf=4) "
-            "or norm=linf"
+            "attack=square works under an L-inf cap: set eps_inf=<8-bit levels> (e.g. eps_inf=4) or norm=linf"
         )
     levels = budget.cap_levels
     if levels < 1:
