@@ -36,11 +36,8 @@ setup: $(BIN)/.installed
 setup-distill: $(DISTILL_BIN)/.installed
 
 # Exit 3 (some inputs skipped, each named in the summary and errors.jsonl) is a finished run, not a make error.
-# make run's defaults: the square search under an L-inf cap of 4 levels, 200 queries an image (README,
-# "How small"); ARGS after them win.
-RUN_DEFAULTS ?= attack=square eps_inf=4 budget=200
 run: setup
-	$(BIN)/python -m blackbox $(RUN_DEFAULTS) $(ARGS) || [ $$? -eq 3 ]
+	$(BIN)/python -m blackbox $(ARGS) || [ $$? -eq 3 ]
 
 # The whole suite: the core in .venv (numpy 2), then the pysaliency tests in .venv-distill.
 test: test-core test-distill

@@ -57,12 +57,12 @@ def test_the_same_seed_gives_the_same_image_and_the_record_of_a_run(photo, tmp_p
 def test_a_journal_storage_resumes_the_study(photo, tmp_path) -> None:
     journal = tmp_path / "trials.journal"
     first = blackbox.attack(
-        photo, budget=3, working_width=160, storage=journal, settings=["early_stop=false"]
+        photo, budget=3, working_width=160, storage=journal, method="tpe", settings=["early_stop=false"]
     )
     assert journal.stat().st_size > 0 and first.queries == 3
     # Its 3 trials count against the same budget: nothing more is asked of the target.
     again = blackbox.attack(
-        photo, budget=3, working_width=160, storage=journal, settings=["early_stop=false"]
+        photo, budget=3, working_width=160, storage=journal, method="tpe", settings=["early_stop=false"]
     )
     assert again.queries == 3 and np.array_equal(again.adversarial, first.adversarial)
 

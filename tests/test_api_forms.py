@@ -87,7 +87,7 @@ def test_gray_and_rgba_arrays_read_as_their_files_do(photo, tmp_path) -> None:
 def test_a_batch_in_every_form_gives_one_outcome_per_image_in_order(photo) -> None:
     flipped = np.ascontiguousarray(photo[:, ::-1])
     nhwc = np.stack([photo, flipped]).astype(np.float32) / 255
-    settings = {"budget": 3, "eps": 20, "working_width": WIDTH}
+    settings = {"budget": 3, "eps": 20, "working_width": WIDTH, "method": "tpe"}
     as_list = blackbox.attack([photo, flipped], **settings)
     assert isinstance(as_list, list) and [o.image_id for o in as_list] == ["image0", "image1"]
     for batch in (nhwc, np.moveaxis(nhwc, -1, 1), torch.from_numpy(np.moveaxis(nhwc, -1, 1).copy())):

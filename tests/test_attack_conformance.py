@@ -73,7 +73,7 @@ def patch_search(
 ) -> Attack:
     """The black-box search as ``python -m blackbox search=<search> sampler=<sampler>`` builds it
     (a ``PatchSearch``, or a ``StagedSearch`` of two for ``kind: staged``)."""
-    overrides = [f"search={search}", f"sampler={sampler}", f"budget={budget}", "seed=1"]
+    overrides = ["attack=blackbox", f"search={search}", f"sampler={sampler}", f"budget={budget}", "seed=1"]
     overrides += ["batch_size=3", "early_stop=false", "progress=false", "storage=memory"]
     spec = attack_spec(compose_overrides(overrides))
     if shrink is not None:

@@ -63,7 +63,7 @@ from tests.conftest import REPO
             ["search.space.size.low=100 px is not smaller than working_width=64"],
         ),
         (
-            ["sampler=sparse_rs", "sampler.factory.p_init=3"],
+            ["attack=blackbox", "sampler=sparse_rs", "sampler.factory.p_init=3"],
             ["sampler settings (sampler=sparse_rs)", "p_init"],
         ),
         (["attack=pgd", "attack.steps=0"], ["attack settings (attack=pgd)", "steps"]),

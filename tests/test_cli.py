@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import REPO
 
-FAST = ["working_width=160", "budget=4", "batch_size=2", "progress=false"]
+FAST = ["attack=blackbox", "working_width=160", "budget=4", "batch_size=2", "progress=false"]
 
 
 def blackbox(
@@ -64,6 +64,28 @@ def test_default_run_writes_every_output(tmp_path) -> None:
     )
     assert replayed.returncode == 0, replayed.stderr
     assert (tmp_path / "r.png").read_bytes() == (run / "adversarial" / "coffee.png").read_bytes()
+
+
+def test_the_default_attack_is_the_square_search_under_a_cap_of_4_levels(tmp_path) -> None:
+    done = blackbox(tmp_path, "working_width=160", "budget=6", "progress=false", "dataset.names=[chelsea]")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    [record] = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert record["method"] == "square" and record["eps_inf"] == 4 and record["queries"] <= 6
+    assert 1 <= record["linf_levels"] <= 4 and record["l2"] <= 20.0 + 1e-9
+    assert {"ssim", "ssimulacra2", "psnr"} <= set(record)
+    for folder in ("adversarial", "side_by_side", "full_size"):
+        assert (run / folder / "chelsea.png").exists()
+    replayed = subprocess.run(
+        [sys.executable, "-m", "blackbox.replay", f"run={run}", "image=chelsea"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # The square search keeps no Optuna trials: replay says so and points at the saved image.
+    assert replayed.returncode == 2 and "keeps no Optuna trials" in replayed.stderr
+    assert str(run / "adversarial" / "chelsea.png") in replayed.stderr
 
 
 def test_rerun_in_the_same_folder_resumes(tmp_path) -> None:

@@ -15,7 +15,14 @@ from blackbox.settings.commands import run
 from blackbox.settings.preflight import compose_overrides
 
 IMAGES = ("chelsea",)
-SMALL = ["working_width=96", "budget=9", "batch_size=3", "early_stop=false", "progress=false"]
+SMALL = [
+    "attack=blackbox",
+    "working_width=96",
+    "budget=9",
+    "batch_size=3",
+    "early_stop=false",
+    "progress=false",
+]
 
 
 @pytest.fixture(autouse=True)

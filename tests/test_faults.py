@@ -28,7 +28,7 @@ from targets.classic import ClassicSaliency
 from tests.test_patch_search import CountingTarget, make_search
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
-SMALL = ["working_width=96", "budget=6", "batch_size=3", "progress=false"]
+SMALL = ["attack=blackbox", "working_width=96", "budget=6", "batch_size=3", "progress=false"]
 
 
 def quiet_run(run_dir: Path, *overrides: str, target: Target | None = None, name: str = "classic"):

@@ -458,7 +458,13 @@ def test_the_api_refuses_to_resume_a_study_made_with_other_settings(
     from blackbox.settings.checks import ConfigError
 
     journal = tmp_path / "trials.journal"
-    first = {"budget": 3, "working_width": 160, "storage": journal, "settings": ["early_stop=false"]}
+    first = {
+        "budget": 3,
+        "working_width": 160,
+        "storage": journal,
+        "method": "tpe",
+        "settings": ["early_stop=false"],
+    }
     done = blackbox.attack(chelsea, **first)
     with pytest.raises(ConfigError, match=rf"made with other settings \(.*{named}.*another storage="):
         blackbox.attack(chelsea, **{**first, **changed})
@@ -592,7 +598,7 @@ def cli(run_dir: Path, *overrides: str, **kwargs) -> subprocess.CompletedProcess
     from tests.conftest import REPO
 
     return subprocess.run(
-        [sys.executable, "-m", "blackbox", *SMALL, *overrides, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "blackbox", "attack=blackbox", *SMALL, *overrides, f"hydra.run.dir={run_dir}"],
         cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,

@@ -218,6 +218,7 @@ def test_a_grid_run_replays_to_its_saved_adversarial(tmp_path) -> None:
     cfg = compose_overrides(
         [
             *SMALL,
+            "attack=blackbox",
             "target=vips_entropy",
             "search=grid",
             "dataset.names=[chelsea]",

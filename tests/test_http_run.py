@@ -20,7 +20,14 @@ from targets.serve import create_app, running_server
 from tests.conftest import REPO
 from tests.test_target_http import FaultyService
 
-FAST = ["working_width=160", "batch_size=2", "progress=false", "dataset.names=[chelsea]", "early_stop=false"]
+FAST = [
+    "attack=blackbox",
+    "working_width=160",
+    "batch_size=2",
+    "progress=false",
+    "dataset.names=[chelsea]",
+    "early_stop=false",
+]
 
 
 def quiet_run(cfg, run_dir):

@@ -30,7 +30,7 @@ from tests.test_patch_search import CountingTarget, problem_for
 from tests.test_replay import replays_to_the_saved_image
 
 EPS = 30.0  # large enough for the searches to succeed within a few queries on chelsea
-STAGED = ["search=texture_blobs", "sampler=random", "batch_size=4", "progress=false"]
+STAGED = ["attack=blackbox", "search=texture_blobs", "sampler=random", "batch_size=4", "progress=false"]
 
 
 class GreyBlindTarget(Target):

@@ -192,7 +192,14 @@ def test_a_texture_search_asks_the_prior_first_and_replays() -> None:
 def test_a_texture_run_with_shrink_rounds_replays_to_its_saved_adversarial(tmp_path) -> None:
     # The whole pipeline (python -m blackbox's run, journal storage) and blackbox.replay on its folder:
     # the reported image is a bisection probe or a round's trial (its config carries the round).
-    overrides = [*SMALL, "search=texture", "dataset.names=[chelsea]", "eps=20", "budget=40"]
+    overrides = [
+        *SMALL,
+        "attack=blackbox",
+        "search=texture",
+        "dataset.names=[chelsea]",
+        "eps=20",
+        "budget=40",
+    ]
     overrides += ["shrink.enabled=true", "shrink.rounds=5", "shrink.patience=4", "early_stop=true"]
     cfg = compose_overrides(overrides)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

@@ -163,7 +163,7 @@ def _result_record(run_dir: Path, image_id: str, attrs: dict) -> dict | None:
 
 
 def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage) -> str:
-    """Why an image has no study: a white-box attack (which keeps no trials), or an unknown image."""
+    """Why an image has no study: an attack that keeps no trials, or an unknown image."""
     if _is_compare(run_dir):
         pngs = [path.with_suffix(".png") for path, _ in _compare_records(run_dir, image_id)]
     else:
@@ -175,8 +175,9 @@ def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage
     if pngs:
         listed = "\n".join(f"  {p}" for p in pngs)
         return (
-            f"{image_id!r} was attacked white-box in {run_dir}: a white-box attack crafts its image from "
-            "the target's gradients in one go and keeps no trials, so there is nothing to replay. "
+            f"{image_id!r} was attacked in {run_dir} by an attack that keeps no Optuna trials (a white-box "
+            "attack, or attack=square and its baselines, whose accepted changes are in the record's "
+            "'perturbation'), so there is nothing to replay. "
             f"Its adversarial PNG is already saved:\n{listed}"
         )
     known = sorted({str(s.user_attrs.get("image")) for s in optuna.get_all_study_summaries(storage)})
