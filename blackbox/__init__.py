@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "attack": "blackbox._api",
     "protect": "blackbox.protect",
-    "ProtectResult": "blackbox.protection.protect",
+    "ProtectResult": "blackbox.protection._protect",
     "Outcome": "blackbox.experiment.pipeline",
     "Skipped": "blackbox.experiment.pipeline",
     "FunctionTarget": "targets.function",
@@ -36,9 +36,9 @@ _PUBLIC = {
     "GoalError": "blackbox.core.goal",
     "ImageLoadError": "blackbox.core.images",
     "ImageSkipped": "blackbox.experiment.pipeline",
-    "BoxTooLargeError": "blackbox.protection.protect",
-    "NothingToProtectError": "blackbox.protection.protect",
-    "CropperUnavailableError": "blackbox.protection.protect",
+    "BoxTooLargeError": "blackbox.protection._protect",
+    "NothingToProtectError": "blackbox.protection._protect",
+    "CropperUnavailableError": "blackbox.protection._protect",
     "AttackFailedError": "blackbox.attacks._base",
     "TargetQueryError": "targets._errors",
     "NonFiniteOutputError": "targets._errors",
@@ -120,7 +120,7 @@ if TYPE_CHECKING:
     from blackbox.experiment.run_folder import RunFolderBusyError
     from blackbox.experiment.storage import StorageVersionError
     from blackbox.protect import protect
-    from blackbox.protection.protect import (
+    from blackbox.protection._protect import (
         BoxTooLargeError,
         CropperUnavailableError,
         NothingToProtectError,

@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from blackbox.experiment.run import EXIT_BAD_CONFIG, EXIT_NOTHING_DONE
 from blackbox.experiment.run_folder import discard_if_unused
-from blackbox.protection.protect import NothingToProtectError, ProtectResult
-from blackbox.protection.protect import protect as protect
+from blackbox.protection._protect import NothingToProtectError, ProtectResult
+from blackbox.protection._protect import protect as protect
 from blackbox.protection.transforms import TransformRange
 from blackbox.settings.hydra_run import run_dir
 from targets import ConfigError, UserError

@@ -5,8 +5,7 @@
 :mod:`.output` (the file written back as it was), :mod:`.report` (report.md and thumbnails.png).
 """
 
-from blackbox.protection.ensemble import RULES, PairScore, aggregate, keep_region, pair_margin
-from blackbox.protection.protect import (
+from blackbox.protection._protect import (
     DEFAULT_CROPPERS,
     PROTECT_ASPECT_RATIOS,
     BoxTooLargeError,
@@ -15,6 +14,7 @@ from blackbox.protection.protect import (
     ProtectResult,
     protect,
 )
+from blackbox.protection.ensemble import RULES, PairScore, aggregate, keep_region, pair_margin
 from blackbox.protection.transforms import PlatformTransform, TransformRange
 
 __all__ = [
