@@ -185,7 +185,13 @@ def main() -> None:
     parser.add_argument("--boxes", nargs="*", default=["beyond", "corner"])
     parser.add_argument("--rules", nargs="*", default=["worst"], help="ensemble rules to measure")
     parser.add_argument("--results", type=Path, default=Path("runs/benchmarks/protect.jsonl"))
+    parser.add_argument(
+        "--summarise", type=Path, default=None, help="print the summary of a results file and stop"
+    )
     args = parser.parse_args()
+    if args.summarise is not None:
+        print(summary([json.loads(line) for line in args.summarise.read_text().splitlines() if line.strip()]))
+        return
     croppers = {name: load(name, aspect_ratios=PROTECT_ASPECT_RATIOS) for name in CROPPERS}
     rows: list[dict] = []
     args.results.parent.mkdir(parents=True, exist_ok=True)
