@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 # and ``import targets`` stay light.
 _PUBLIC = {
     "attack": "blackbox._api",
+    "protect": "blackbox.protect",
+    "ProtectResult": "blackbox.protection._protect",
     "Outcome": "blackbox.experiment.pipeline",
     "Skipped": "blackbox.experiment.pipeline",
     "FunctionTarget": "targets.function",
@@ -34,6 +36,9 @@ _PUBLIC = {
     "GoalError": "blackbox.core.goal",
     "ImageLoadError": "blackbox.core.images",
     "ImageSkipped": "blackbox.experiment.pipeline",
+    "BoxTooLargeError": "blackbox.protection._protect",
+    "NothingToProtectError": "blackbox.protection._protect",
+    "CropperUnavailableError": "blackbox.protection._protect",
     "AttackFailedError": "blackbox.attacks._base",
     "TargetQueryError": "targets._errors",
     "NonFiniteOutputError": "targets._errors",
@@ -60,7 +65,9 @@ __all__ = [
     "AmbiguousThumbnailError",
     "AttackFailedError",
     "BadModelFileError",
+    "BoxTooLargeError",
     "ConfigError",
+    "CropperUnavailableError",
     "DashboardError",
     "FeatureSpaceError",
     "FunctionTarget",
@@ -74,8 +81,10 @@ __all__ = [
     "MissingExtraError",
     "MissingModelFileError",
     "NonFiniteOutputError",
+    "NothingToProtectError",
     "Outcome",
     "PerturbationBudgetError",
+    "ProtectResult",
     "ReplayError",
     "RequestRejectedError",
     "RunFolderBusyError",
@@ -94,6 +103,7 @@ __all__ = [
     "UserError",
     "VxmFormatError",
     "attack",
+    "protect",
 ]
 
 if TYPE_CHECKING:
@@ -109,6 +119,13 @@ if TYPE_CHECKING:
     from blackbox.experiment.pipeline import ImageSkipped, Outcome, Skipped
     from blackbox.experiment.run_folder import RunFolderBusyError
     from blackbox.experiment.storage import StorageVersionError
+    from blackbox.protect import protect
+    from blackbox.protection._protect import (
+        BoxTooLargeError,
+        CropperUnavailableError,
+        NothingToProtectError,
+        ProtectResult,
+    )
     from blackbox.search._study import StudySettingsError
     from blackbox.search.features import FeatureSpaceError
     from blackbox.search.search_space import SearchSpaceError
