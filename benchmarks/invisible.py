@@ -38,6 +38,7 @@ from blackbox.search.capped_baselines import BanditsTD, Parsimonious, SimBADCT, 
 from blackbox.search.square_search import SquareSearch
 
 SETS = {
+    "bundled": ("bundled",),  # the 5 photos of dataset=bundled
     "readme": ("bundled", "runs/benchmarks/photos"),
     "heldout": ("runs/benchmarks/heldout",),
 }
@@ -60,6 +61,9 @@ WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(
 def pictures(which: str, width: int = 640) -> list[LoadedImage]:
     sources = []
     for part in SETS[which]:
+        if part != "bundled" and not Path(part).is_dir():
+            writer = "heldout_photos" if "heldout" in part else "photos"
+            sys.exit(f"{part} is missing: write it first with python -m benchmarks.{writer} {part}")
         sources += bundled_sources() if part == "bundled" else folder_sources(part)
     return [image for _, image in iterate(sources, width) if not isinstance(image, ImageLoadError)]
 
