@@ -34,7 +34,7 @@ def test_an_unknown_method_or_a_missing_picture_folder_says_what_to_do(tmp_path,
     with pytest.raises(SystemExit, match="unknown methods"):
         invisible.main(["--methods", "nope"])
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="python -m benchmarks.heldout_photos"):
+    with pytest.raises(SystemExit, match=r"python -m benchmarks\.heldout_photos"):
         invisible.pictures("heldout")
 
 
