@@ -217,15 +217,24 @@ class SquareSearch(Attack):
         clean16 = clean.astype(np.int16)
         budget = problem.budget
 
-        def ask(squares: list[Square], levels: int) -> tuple[np.ndarray, TargetOutput, float, bool]:
-            delta = render(squares, height, width, levels).astype(np.float64) / 255.0
-            adversarial = budget.apply(clean, delta)
+        def ask(delta: np.ndarray) -> tuple[np.ndarray, TargetOutput, float, bool]:
+            """Query ``clean + delta`` (int16 levels within the cap), quantised within the budget."""
+            if (
+                budget.norm == "linf"
+                or float(np.sqrt(np.sum(np.square(delta, dtype=np.float64)))) <= 255.0 * eps
+            ):
+                # Whole levels within the cap and the L2 ball: what budget.apply gives, without its work.
+                adversarial = np.clip(clean16 + delta, 0, 255).astype(np.uint8)
+            else:
+                adversarial = budget.apply(clean, delta.astype(np.float64) / 255.0)
             output = queries.query([adversarial.astype(np.float32) / 255.0])[0]
             value = score(output, problem.goal, width, height, has_point=has_point, rule=rule)
             hit = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
             return adversarial, output, value, hit
 
+        eps = float(problem.eps)
         accepted: list[Square] = []
+        accepted_delta = np.zeros((height, width, 3), dtype=np.int16)  # render(accepted), kept up to date
         current = score(problem.clean_output, problem.goal, width, height, has_point=has_point, rule=rule)
         rival, inside = anchors(problem.clean_output, problem.goal, width, height, has_point=has_point)
         best: tuple[np.ndarray, TargetOutput, float] | None = None
@@ -234,15 +243,17 @@ class SquareSearch(Attack):
         while queries.remaining > 0 and not success:
             trial = study.ask(space)
             square = self._square(trial.params, rival, inside, width, height, rng)
-            candidate = [*accepted, square]
-            adversarial, output, value, hit = ask(candidate, cap_levels)
+            delta = accepted_delta.copy()
+            s = square.side
+            delta[square.y0 : square.y0 + s, square.x0 : square.x0 + s] = square.signs * cap_levels
+            adversarial, output, value, hit = ask(delta)
             study.tell(trial, float(np.clip(value - current, -1e6, 1e6)))
             if hit or value > current or best is None:
                 best = (adversarial, output, value)
             if hit:
-                success, first_success, accepted = True, queries.used, candidate
+                success, first_success, accepted = True, queries.used, [*accepted, square]
             elif value > current:
-                accepted, current = candidate, value
+                accepted, accepted_delta, current = [*accepted, square], delta, value
                 rival, inside = anchors(output, problem.goal, width, height, has_point=has_point)
 
         levels, pruned = cap_levels, 0
@@ -252,13 +263,13 @@ class SquareSearch(Attack):
             index = 0
             while index < len(accepted) and queries.remaining > 0 and len(accepted) > 1:
                 trial_squares = accepted[:index] + accepted[index + 1 :]
-                adversarial, output, value, hit = ask(trial_squares, levels)
+                adversarial, output, value, hit = ask(render(trial_squares, height, width, levels))
                 if hit:
                     accepted, best, pruned = trial_squares, (adversarial, output, value), pruned + 1
                 else:
                     index += 1
             while levels > 1 and queries.remaining > 0:
-                adversarial, output, value, hit = ask(accepted, levels - 1)
+                adversarial, output, value, hit = ask(render(accepted, height, width, levels - 1))
                 if not hit:
                     break
                 levels, best = levels - 1, (adversarial, output, value)
