@@ -126,6 +126,33 @@ def noise_scale(levels: list[int], seed: int = 0) -> None:
         print(f"  {image.image_id:18s} " + "  ".join(cells), flush=True)
 
 
+def table(path: Path) -> None:
+    """A Markdown table of a ``--jsonl`` file: per target, set, cap, budget and method."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    header = ("target", "pictures", "cap", "budget", "method", "moved", "within 20", "median queries")
+    print("| " + " | ".join((*header, "median L2", "min SSIM")) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = sorted({(r["target"], r["set"], r["cap"], r["budget"], r["method"]) for r in rows}, key=str)
+    for target, which, cap, budget, method in keys:
+        mine = [
+            r
+            for r in rows
+            if (r["target"], r["set"], r["cap"], r["budget"], r["method"])
+            == (target, which, cap, budget, method)
+        ]
+        wins = [r for r in mine if r["success"]]
+        queries = [r["queries_to_success"] for r in wins if r["queries_to_success"] is not None]
+        within = sum(1 for q in queries if q <= 20)
+        median_q = f"{statistics.median(queries):g}" if queries and method not in WHITEBOX else "-"
+        median_l2 = f"{statistics.median(r['l2'] for r in wins):.2f}" if wins else "-"
+        low = f"{min(r['ssim'] for r in wins):.3f}" if wins else "-"
+        shown_within = "-" if method in WHITEBOX else str(within)
+        print(
+            f"| {target} | {which} | {cap} | {budget} | {method} | {len(wins)} of {len(mine)} | "
+            f"{shown_within} | {median_q} | {median_l2} | {low} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,8 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="only print SSIMULACRA 2 of +-c noise, c levels",
     )
+    parser.add_argument("--table", type=Path, default=None, help="only print a --jsonl file as a table")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.table is not None:
+        table(args.table)
+        return
     if args.noise_scale is not None:
         print("SSIMULACRA 2 (PSNR) of random +-c levels on every pixel, c:")
         noise_scale(args.noise_scale or [1, 2, 3, 4, 8], args.seed)
