@@ -174,7 +174,9 @@ def single_query_ms(target: Target, repeats: int) -> tuple[float, float]:
 
 def method_overrides(sampler: str) -> list[str]:
     """``square``: the default attack; anything else: the patch search with that sampler."""
-    return ["attack=square"] if sampler == "square" else ["attack=blackbox", f"sampler={sampler}"]
+    return (
+        ["attack=square", "eps_inf=4"] if sampler == "square" else ["attack=blackbox", f"sampler={sampler}"]
+    )
 
 
 def overhead_row(name: str, inner: Target, sampler: str, budget: int, repeats: int, extra: list[str]) -> dict:
