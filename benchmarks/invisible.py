@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import targets
+from benchmarks._compose import compose_run
 from blackbox.attacks import AttackProblem
 from blackbox.attacks.iterative_fgm import IterativeFGM
 from blackbox.attacks.pgd import PGD
@@ -36,6 +37,7 @@ from blackbox.core.images import ImageLoadError, LoadedImage
 from blackbox.core.metrics import perturbation_norms, ssim, ssimulacra2
 from blackbox.search.capped_baselines import BanditsTD, Parsimonious, SimBADCT, SquareAttack
 from blackbox.search.square_search import SquareSearch
+from blackbox.settings.build import attack_spec
 
 SETS = {
     "bundled": ("bundled",),  # the 5 photos of dataset=bundled
@@ -55,6 +57,9 @@ BASELINES = {  # the field's dense black-box attacks under the cap (blackbox/sea
     "simba_dct": SimBADCT,
     "bandits": BanditsTD,
 }
+# The patch search (attack=blackbox) with its feature grid, the best search on libvips' croppers under
+# L2 (docs/benchmarks.md), run under the same cap.
+PATCH_SEARCHES = {"grid": ["search=grid", "sampler=tpe"]}
 WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}
 
 
@@ -69,7 +74,14 @@ def pictures(which: str, width: int = 640) -> list[LoadedImage]:
 
 
 def attack_row(method: str, problem: AttackProblem, target: targets.Target, budget: int, seed: int) -> dict:
-    if method in WHITEBOX:
+    if method in PATCH_SEARCHES:
+        cap = round(problem.budget.cap_levels or 0)
+        settings = [f"budget={budget}", f"eps={problem.eps:g}", f"eps_inf={cap}", f"seed={seed}"]
+        cfg = compose_run(
+            ["attack=blackbox", *PATCH_SEARCHES[method], *settings, f"success={problem.success}"]
+        )
+        result = attack_spec(cfg).build(storage=None).run(problem, target)
+    elif method in WHITEBOX:
         result = WHITEBOX[method]().run(problem, target)
     elif method in BASELINES:
         result = BASELINES[method](budget=budget, seed=seed).run(problem, target)
@@ -164,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eps", type=float, default=20.0, help="the L2 budget beside the cap")
     parser.add_argument("--budget", type=int, default=200, help="queries per image (black-box)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--success", default="auto", help="the success rule: auto | point | crops | any_crop")
     parser.add_argument("--only", nargs="*", default=None, help="picture ids to keep")
     parser.add_argument("--jsonl", type=Path, default=None, help="append one line per attack here")
     parser.add_argument(
@@ -183,9 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         print("SSIMULACRA 2 (PSNR) of random +-c levels on every pixel, c:")
         noise_scale(args.noise_scale or [1, 2, 3, 4, 8], args.seed)
         return
-    unknown = [m for m in args.methods if m not in BLACKBOX and m not in BASELINES and m not in WHITEBOX]
+    known = {*BLACKBOX, *BASELINES, *PATCH_SEARCHES, *WHITEBOX}
+    unknown = [m for m in args.methods if m not in known]
     if unknown:
-        sys.exit(f"unknown methods {unknown}; choose from {sorted([*BLACKBOX, *BASELINES, *WHITEBOX])}")
+        sys.exit(f"unknown methods {unknown}; choose from {sorted(known)}")
     rule = GoalRule()
     for name in args.targets:
         target = targets.load(name)
@@ -202,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
                 except (GoalError, ValueError) as error:
                     print(f"  {image.image_id}: no goal ({error})", flush=True)
                     continue
-                problem = AttackProblem(image, clean, goal, args.eps, "l2", name, eps_inf=args.cap / 255.0)
+                problem = AttackProblem(
+                    image, clean, goal, args.eps, "l2", name, success=args.success, eps_inf=args.cap / 255.0
+                )
                 for method in methods:
                     row = attack_row(method, problem, target, args.budget, args.seed)
                     row.update(target=name, set=which, cap=args.cap, budget=args.budget)
