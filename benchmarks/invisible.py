@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import optuna
 
 import targets
 from benchmarks._compose import compose_run
@@ -76,7 +77,13 @@ def pictures(which: str, width: int = 640) -> list[LoadedImage]:
 def attack_row(method: str, problem: AttackProblem, target: targets.Target, budget: int, seed: int) -> dict:
     if method in PATCH_SEARCHES:
         cap = round(problem.budget.cap_levels or 0)
-        settings = [f"budget={budget}", f"eps={problem.eps:g}", f"eps_inf={cap}", f"seed={seed}"]
+        settings = [
+            f"budget={budget}",
+            f"eps={problem.eps:g}",
+            f"eps_inf={cap}",
+            f"seed={seed}",
+            "progress=false",
+        ]
         cfg = compose_run(
             ["attack=blackbox", *PATCH_SEARCHES[method], *settings, f"success={problem.success}"]
         )
