@@ -24,7 +24,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import optuna
 
 import targets
 from benchmarks._compose import compose_run
