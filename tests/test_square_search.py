@@ -171,3 +171,29 @@ def test_every_capped_attack_has_a_conf_file_that_builds_it(name) -> None:
     settings = {k: v for k, v in OmegaConf.to_container(root.attack, resolve=True).items() if k != "name"}
     attack = instantiate(settings)
     assert attack.budget == 9 and attack.name == name
+
+
+@pytest.mark.parametrize("search", ["blobs", "grid", "texture"])
+def test_the_patch_search_keeps_the_cap_and_replays_under_it(search) -> None:
+    from blackbox.search import render_trial
+    from blackbox.settings.build import attack_spec
+    from blackbox.settings.preflight import compose_overrides
+
+    overrides = ["attack=blackbox", f"search={search}", "budget=8", "eps=20", "eps_inf=3", "storage=memory"]
+    spec = attack_spec(compose_overrides([*overrides, "early_stop=false", "progress=false"]))
+    target = ClassicSaliency()
+    problem = sample_problem(target, eps=20.0, eps_inf=3 / 255)
+    result = spec.build().run(problem, target)
+    delta = np.abs(result.adversarial.astype(np.int16) - problem.image.pixels.astype(np.int16))
+    assert delta.max() == 3  # eps=20 alone would move pixels by tens of levels
+    assert np.array_equal(render_trial(problem, result.perturbation), result.adversarial)
+
+
+def test_attack_accumulate_keeps_the_cap() -> None:
+    from blackbox.search import AccumulateSearch
+
+    target = ClassicSaliency()
+    problem = sample_problem(target, eps=20.0, eps_inf=2 / 255)
+    result = AccumulateSearch(budget=8, shrink=False, early_stop=False).run(problem, target)
+    delta = np.abs(result.adversarial.astype(np.int16) - problem.image.pixels.astype(np.int16))
+    assert 1 <= delta.max() <= 2

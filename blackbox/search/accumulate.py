@@ -149,6 +149,7 @@ class AccumulateSearch(Attack):
         image = problem.image
         clean, width, height = image.pixels, image.width, image.height
         norm: Norm = problem.norm  # type: ignore[assignment]
+        cap = problem.eps_inf  # the L-inf cap holds at every radius the shrink tries
         require(target, self.requires, by=self.name, name=problem.target_name)
         has_point, rule = target.gives_point, self.success_rule(problem, target)
         self.proposal.setup(height, width, problem.goal, problem.clean_output.salient_point)
@@ -166,7 +167,7 @@ class AccumulateSearch(Attack):
         def ask(delta: np.ndarray, radius: float) -> tuple[float, bool] | None:
             """Quantise, query and score ``delta`` at ``radius``; None if it rounds to the clean image."""
             nonlocal unsent
-            adversarial = PerturbationBudget(eps=radius, norm=norm).apply(clean, delta)
+            adversarial = PerturbationBudget(eps=radius, norm=norm, eps_inf=cap).apply(clean, delta)
             if np.array_equal(adversarial, clean):
                 unsent += 1
                 return None
@@ -212,12 +213,12 @@ class AccumulateSearch(Attack):
                     pending = delta
                 continue
             trial = study.ask(space)
-            change = PerturbationBudget(eps=self.step * radius, norm=norm).rescale(
+            change = PerturbationBudget(eps=self.step * radius, norm=norm, eps_inf=cap).rescale(
                 self.proposal.change(trial.params)
             )
             candidate = delta + change
             np.clip(candidate, -room[0], room[1], out=candidate)  # what clipping to [0, 1] would waste
-            candidate = PerturbationBudget(eps=radius, norm=norm).project(candidate)
+            candidate = PerturbationBudget(eps=radius, norm=norm, eps_inf=cap).project(candidate)
             answer = ask(candidate, radius)
             if answer is None:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -205,21 +205,33 @@ def features_from_params(params: Mapping[str, object], n_features: int) -> list[
     return features
 
 
-def feature_config(search: Mapping, *, params: Mapping[str, object], eps: float, norm: str) -> dict:
-    """The declared space with the drawn features, ``eps`` and ``norm``: all a replay needs."""
+def feature_config(
+    search: Mapping, *, params: Mapping[str, object], eps: float, norm: str, eps_inf: float | None = None
+) -> dict:
+    """The declared space with the drawn features, ``eps``, ``norm`` and the cap ``eps_inf`` ([0, 1]
+    units, or ``None``): all a replay needs."""
     config = copy.deepcopy(dict(search))
     config.update(
         eps=float(eps), norm=norm, features=features_from_params(params, int(search.get("n_features", 4)))
     )
+    if eps_inf is not None:  # a config made without a cap keeps its old keys (and its replay)
+        config["eps_inf"] = float(eps_inf)
     return config
 
 
 def config_maker(
-    search: Mapping, goal: Goal, width: int, height: int, *, eps: float, norm: str
+    search: Mapping,
+    goal: Goal,
+    width: int,
+    height: int,
+    *,
+    eps: float,
+    norm: str,
+    eps_inf: float | None = None,
 ) -> tuple[dict[str, BaseDistribution], Callable[[Mapping[str, object]], dict]]:
     """The search's distributions and the function turning a trial's params into its config."""
     space = feature_distributions(search, goal, width, height)
-    return space, lambda params: feature_config(search, params=params, eps=eps, norm=norm)
+    return space, lambda params: feature_config(search, params=params, eps=eps, norm=norm, eps_inf=eps_inf)
 
 
 def _cell_edges(n: int, size: int, cell: float | None = None) -> np.ndarray:
@@ -286,7 +298,8 @@ def render_features(clean: np.ndarray, config: Mapping) -> np.ndarray:
     delta = render_delta(
         config["features"], height, width, int(config.get("grid", 32)), str(config.get("cells", "stretched"))
     )
-    budget = PerturbationBudget(eps=eps, norm=norm)
+    cap = config.get("eps_inf")
+    budget = PerturbationBudget(eps=eps, norm=norm, eps_inf=None if cap is None else float(cap))
     return budget.apply(clean, budget.rescale(delta))
 
 

@@ -32,7 +32,6 @@ import numpy as np
 import optuna
 
 from blackbox.attacks._base import Attack, AttackFailedError, AttackProblem, AttackResult
-from blackbox.core.perturbation import PerturbationBudget
 from blackbox.search import features
 from blackbox.search._session import (
     MAX_CONSECUTIVE_FAILURES,
@@ -181,7 +180,13 @@ class PatchSearch(Attack):
 
             def configure(eps: float) -> Callable[[Mapping[str, object]], dict]:
                 return features.config_maker(
-                    self.search, problem.goal, width, height, eps=eps, norm=problem.norm
+                    self.search,
+                    problem.goal,
+                    width,
+                    height,
+                    eps=eps,
+                    norm=problem.norm,
+                    eps_inf=problem.eps_inf,
                 )[1]
 
             space = features.feature_distributions(self.search, problem.goal, width, height)
@@ -193,7 +198,7 @@ class PatchSearch(Attack):
             space = distributions(self.search, region)
 
             def configure(eps: float) -> Callable[[Mapping[str, object]], dict]:
-                budget = PerturbationBudget(eps=eps, norm=problem.norm)  # type: ignore[arg-type]
+                budget = problem.budget.with_eps(eps)  # the L-inf cap holds at every eps the shrink tries
                 return lambda params: trial_config(self.search, params=params, region=region, budget=budget)
 
         # A trial's params -> its config (the shrink's rounds configure smaller eps).
