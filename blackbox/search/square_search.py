@@ -248,7 +248,7 @@ class SquareSearch(Attack):
             delta[square.y0 : square.y0 + s, square.x0 : square.x0 + s] = square.signs * cap_levels
             adversarial, output, value, hit = ask(delta)
             study.tell(trial, float(np.clip(value - current, -1e6, 1e6)))
-            if hit or value > current or best is None:
+            if hit or best is None or value > best[2]:  # the best image sent so far
                 best = (adversarial, output, value)
             if hit:
                 success, first_success, accepted = True, queries.used, [*accepted, square]

@@ -176,8 +176,7 @@ def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage
         listed = "\n".join(f"  {p}" for p in pngs)
         return (
             f"{image_id!r} was attacked in {run_dir} by an attack that keeps no Optuna trials (a white-box "
-            "attack, or attack=square and its baselines, whose accepted changes are in the record's "
-            "'perturbation'), so there is nothing to replay. "
+            "attack, or attack=square and its baselines), so there is nothing to replay. "
             f"Its adversarial PNG is already saved:\n{listed}"
         )
     known = sorted({str(s.user_attrs.get("image")) for s in optuna.get_all_study_summaries(storage)})
