@@ -56,6 +56,8 @@ def worker(url: str, experiment_id: str, run_dir: Path, *extra: str) -> subproce
         sys.executable,
         "-m",
         "blackbox",
+        "attack=blackbox",  # the patch search: its trials are what the workers share
+        "eps_inf=null",
         "working_width=160",
         f"budget={BUDGET}",
         "batch_size=2",
