@@ -198,6 +198,24 @@ class PerturbationBudget:
         """The same norm and cap with another ``eps`` (the shrink's smaller L2 budgets)."""
         return PerturbationBudget(eps=eps, norm=self.norm, eps_inf=self.eps_inf)
 
+    def require_cap(self, *, by: str) -> int:
+        """The cap in whole 8-bit levels, for an attack (``by``) that works only under one.
+
+        Raises:
+            UnusableBudgetError: no cap (``eps_inf`` unset and ``norm="l2"``), or one below one level.
+        """
+        if self.eps_inf is None and self.norm != "linf":
+            raise UnusableBudgetError(
+                f"{by} works under an L-inf cap: set eps_inf=<8-bit levels> (e.g. eps_inf=4) or norm=linf"
+            )
+        cap = self.cap_levels
+        if not cap:
+            raise UnusableBudgetError(
+                f"the L-inf cap {self} is below one 8-bit level, so {by} cannot change a pixel: "
+                "raise eps_inf to at least 1 level"
+            )
+        return cap
+
     def check_quantisable(self, *, key: str = "eps") -> None:
         """Refuse an ``eps`` below one 8-bit level, naming ``key`` and the smallest usable value.
 

@@ -2,8 +2,9 @@
 
 Each searches the perturbation in whole 8-bit levels within the cap (``eps_inf``, or ``eps`` under
 ``norm="linf"``), queries the target only for its outputs, scores each answer with the project's
-objective (:func:`blackbox.core.objective.score`), and keeps the best image; every target call is
-one query of the budget. They are written from their papers, at the size the cap asks:
+objective (:func:`blackbox.core.objective.score`, through the patch search's ``judge_for``), and keeps
+the best image; every target call is one query of the budget. They are written from their papers, at
+the size the cap asks:
 
 * :class:`SquareAttack` (Andriushchenko et al., ECCV 2020, L-inf): vertical stripes of +-cap to start,
   then one random square per query, overwritten with a random colour at +-cap, kept if the score
@@ -28,9 +29,8 @@ import zlib
 import numpy as np
 
 from blackbox.attacks._base import Attack, AttackProblem, AttackResult
-from blackbox.core.objective import score, succeeded
+from blackbox.search._session import judge_for
 from blackbox.search.budget import QueryBudget
-from blackbox.search.square_search import _cap_levels
 from targets import Target, TargetOutput, require
 
 # Square Attack's schedule (the paper's code, for 10,000 queries): p halves after each of these.
@@ -67,12 +67,7 @@ class CappedLocalSearch(Attack):
         """
         adversarial = self._problem.budget.apply(self._problem.image.pixels, delta / 255.0)
         output = self._queries.query([adversarial.astype(np.float32) / 255.0])[0]
-        value = score(
-            output, self._problem.goal, self._width, self._height, has_point=self._has_point, rule=self._rule
-        )
-        hit = succeeded(
-            output, self._problem.goal, self._width, self._height, has_point=self._has_point, rule=self._rule
-        )
+        value, hit = self._judge(output)
         if (hit, value) > (self._best_hit, self._best_value) or self._best is None:
             self._best, self._best_value, self._best_hit = (adversarial, output), value, hit
         if hit and self._first_success is None:
@@ -83,21 +78,14 @@ class CappedLocalSearch(Attack):
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
         require(target, self.requires, by=self.name, name=problem.target_name)
-        cap = _cap_levels(problem.budget)
+        cap = problem.budget.require_cap(by=f"attack={self.name}")
         image = problem.image
-        self._problem, self._width, self._height = problem, image.width, image.height
-        self._has_point, self._rule = target.gives_point, self.success_rule(problem, target)
+        self._problem, self._rule = problem, self.success_rule(problem, target)
+        self._judge = judge_for(problem, has_point=target.gives_point, rule=self._rule)
         self._queries = QueryBudget(target, limit=self.budget)
         self._best: tuple[np.ndarray, TargetOutput] | None = None
         self._best_value, self._best_hit, self._first_success = -np.inf, False, None
-        self.clean_value = score(
-            problem.clean_output,
-            problem.goal,
-            image.width,
-            image.height,
-            has_point=self._has_point,
-            rule=self._rule,
-        )
+        self.clean_value = self._judge(problem.clean_output)[0]
         key = f"{image.image_id}|{problem.target_name}|{problem.budget}|{self.name}"
         rng = np.random.default_rng((self.seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31)
         self.search(image.height, image.width, cap, rng)

@@ -35,8 +35,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from blackbox.attacks._base import Attack, AttackProblem, AttackResult
 from blackbox.core.goal import Goal
-from blackbox.core.objective import salient_point, score, succeeded
-from blackbox.core.perturbation import PerturbationBudget, UnusableBudgetError
+from blackbox.core.objective import salient_point
+from blackbox.search._session import judge_for
 from blackbox.search.budget import QueryBudget
 from targets import Target, TargetOutput, require
 
@@ -199,7 +199,7 @@ class SquareSearch(Attack):
         image = problem.image
         clean, width, height = image.pixels, image.width, image.height
         require(target, self.requires, by=self.name, name=problem.target_name)
-        cap_levels = _cap_levels(problem.budget)
+        cap_levels = problem.budget.require_cap(by=f"attack={self.name}")
         has_point, rule = target.gives_point, self.success_rule(problem, target)
         key = f"{image.image_id}|{problem.target_name}|{problem.budget}|{self.name}"
         seed = (self.seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
@@ -216,6 +216,7 @@ class SquareSearch(Attack):
         queries = QueryBudget(target, limit=self.budget)
         clean16 = clean.astype(np.int16)
         budget = problem.budget
+        judge = judge_for(problem, has_point=has_point, rule=rule)
 
         def ask(delta: np.ndarray) -> tuple[np.ndarray, TargetOutput, float, bool]:
             """Query ``clean + delta`` (int16 levels within the cap), quantised within the budget."""
@@ -228,14 +229,12 @@ class SquareSearch(Attack):
             else:
                 adversarial = budget.apply(clean, delta.astype(np.float64) / 255.0)
             output = queries.query([adversarial.astype(np.float32) / 255.0])[0]
-            value = score(output, problem.goal, width, height, has_point=has_point, rule=rule)
-            hit = succeeded(output, problem.goal, width, height, has_point=has_point, rule=rule)
-            return adversarial, output, value, hit
+            return adversarial, output, *judge(output)
 
         eps = float(problem.eps)
         accepted: list[Square] = []
         accepted_delta = np.zeros((height, width, 3), dtype=np.int16)  # render(accepted), kept up to date
-        current = score(problem.clean_output, problem.goal, width, height, has_point=has_point, rule=rule)
+        current = judge(problem.clean_output)[0]
         rival, inside = anchors(problem.clean_output, problem.goal, width, height, has_point=has_point)
         best: tuple[np.ndarray, TargetOutput, float] | None = None
         first_success: int | None = None
@@ -321,18 +320,3 @@ class SquareSearch(Attack):
         colour = np.array([1 if float(params[c]) >= 0 else -1 for c in ("red", "green", "blue")])  # type: ignore[arg-type]
         pattern = str(params.get("pattern", self.patterns[0]))
         return Square(y0=y0, x0=x0, signs=pattern_signs(pattern, side, colour, rng))
-
-
-def _cap_levels(budget: PerturbationBudget) -> int:
-    """The budget's L-inf cap in whole 8-bit levels; refuses a budget without one."""
-    if budget.eps_inf is None and budget.norm != "linf":
-        raise UnusableBudgetError(
-            "attack=square works under an L-inf cap: set eps_inf=<8-bit levels> (e.g. eps_inf=4) or norm=linf"
-        )
-    levels = budget.cap_levels
-    if levels < 1:
-        raise UnusableBudgetError(
-            f"the L-inf cap {budget} is below one 8-bit level, so no square can change a pixel: "
-            "raise eps_inf to at least 1 level"
-        )
-    return int(levels)
