@@ -82,9 +82,11 @@ def reader(url: str, experiment_id: str, run_dir: Path) -> PostgresExperiment:
 
 
 def studies_by_image(storage) -> dict[str, optuna.Study]:
+    # A worker stopped between creating a study and tagging it leaves a study with no "image" yet.
     return {
         s.user_attrs["image"]: optuna.load_study(study_name=s.study_name, storage=storage)
         for s in optuna.get_all_study_summaries(storage)
+        if "image" in s.user_attrs
     }
 
 
