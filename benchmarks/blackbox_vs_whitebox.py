@@ -9,15 +9,15 @@ search-design table as ``readme`` = bundled + :mod:`benchmarks.photos`, and the 
 :mod:`benchmarks.heldout_photos`), every picture is queried once clean, given the paper's goal (or
 skipped, as the pipeline does), then attacked by each white-box reference (``--whitebox``) and each
 black-box strategy (``--strategy NAME=OVERRIDES``, Hydra overrides of ``python -m blackbox``; by
-default every strategy of the README's table, from ``texture_blobs`` to the issue's ``tpe``,
-``random`` and ``sparse_rs``) at each eps (default 5, 10, 20). It prints, per set and eps, the share
-of counted pictures that succeeded within 20 / 50 / 100 / 200 queries, and the median over pictures
-of the smallest successful L2 divided by PGD's (PGD's smallest: a bisection on eps below its
-smallest successful sweep size, ``--bisect`` steps; a black-box strategy's: the smallest successful
-L2 it reached within the budget, over the eps), then each of the issue's goals as met / not met with
-its figures. Writes JSON and one success-against-queries plot per set (PNG) under
-``runs/benchmarks/``. ``--summarise`` merges the rows of several runs (one row per method, picture
-and eps: seeded methods run twice count once).
+default every strategy of the README's table, from ``texture_blobs`` to the issue's ``tpe`` and
+``random``; ``sparse_rs`` ran too until it left ``conf/``) at each eps (default 5, 10, 20). It
+prints, per set and eps, the share of counted pictures that succeeded within 20 / 50 / 100 / 200
+queries, and the median over pictures of the smallest successful L2 divided by PGD's (PGD's
+smallest: a bisection on eps below its smallest successful sweep size, ``--bisect`` steps; a
+black-box strategy's: the smallest successful L2 it reached within the budget, over the eps), then
+each of the issue's goals as met / not met with its figures. Writes JSON and one success-against-queries
+plot per set (PNG) under ``runs/benchmarks/``. ``--summarise`` merges the rows of several runs (one
+row per method, picture and eps: seeded methods run twice count once).
 
 Every strategy sees only the target's outputs; the white-box rows use its gradients (one query).
 """
@@ -63,7 +63,7 @@ DEFAULT_STRATEGIES = (
     # runs them (the first success ends the search).
     "tpe=sampler=tpe",
     "random=sampler=random",
-    "sparse_rs=sampler=sparse_rs",
+    # sparse_rs (sampler=sparse_rs) ran here too; it won on no set and left conf/ (docs/benchmarks.md)
 )
 
 

@@ -37,6 +37,7 @@ from blackbox.core.images import ImageLoadError, LoadedImage
 from blackbox.core.metrics import perturbation_norms, ssim, ssimulacra2
 from blackbox.search.capped_baselines import BanditsTD, Parsimonious, SimBADCT, SquareAttack
 from blackbox.search.square_search import SquareSearch
+from blackbox.settings.auto import resolved_for
 from blackbox.settings.build import attack_spec
 
 SETS = {
@@ -59,7 +60,9 @@ BASELINES = {  # the field's dense black-box attacks under the cap (blackbox/sea
 }
 # The patch search (attack=blackbox) with its feature grid, the best search on libvips' croppers under
 # L2 (docs/benchmarks.md), run under the same cap.
-PATCH_SEARCHES = {"grid": ["search=grid", "sampler=tpe"]}
+PATCH_SEARCHES = {"grid": ["attack=blackbox", "search=grid", "sampler=tpe"]}
+# What python -m blackbox runs by default: the search the target declares (blackbox/settings/auto.py).
+DEFAULT = {"auto": ["attack=auto", "search=auto"]}
 WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}
 
 
@@ -74,7 +77,7 @@ def pictures(which: str, width: int = 640) -> list[LoadedImage]:
 
 
 def attack_row(method: str, problem: AttackProblem, target: targets.Target, budget: int, seed: int) -> dict:
-    if method in PATCH_SEARCHES:
+    if method in PATCH_SEARCHES or method in DEFAULT:
         cap = round(problem.budget.cap_levels or 0)
         settings = [
             f"budget={budget}",
@@ -83,9 +86,8 @@ def attack_row(method: str, problem: AttackProblem, target: targets.Target, budg
             f"seed={seed}",
             "progress=false",
         ]
-        cfg = compose_run(
-            ["attack=blackbox", *PATCH_SEARCHES[method], *settings, f"success={problem.success}"]
-        )
+        overrides = PATCH_SEARCHES.get(method) or DEFAULT[method]
+        cfg = resolved_for(compose_run([*overrides, *settings, f"success={problem.success}"]), target)
         result = attack_spec(cfg).build(storage=None).run(problem, target)
     elif method in WHITEBOX:
         result = WHITEBOX[method]().run(problem, target)
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         print("SSIMULACRA 2 (PSNR) of random +-c levels on every pixel, c:")
         noise_scale(args.noise_scale or [1, 2, 3, 4, 8], args.seed)
         return
-    known = {*BLACKBOX, *BASELINES, *PATCH_SEARCHES, *WHITEBOX}
+    known = {*BLACKBOX, *BASELINES, *PATCH_SEARCHES, *DEFAULT, *WHITEBOX}
     unknown = [m for m in args.methods if m not in known]
     if unknown:
         sys.exit(f"unknown methods {unknown}; choose from {sorted(known)}")

@@ -1,7 +1,7 @@
 """Success rate against target queries, for black-box search variants beside white-box references.
 
     python -m benchmarks.query_efficiency --target twitter --eps 10 20 30 --budget 500 \\
-        --variant tpe=sampler=tpe --variant random=sampler=random --variant sparse_rs=sampler=sparse_rs
+        --variant tpe=sampler=tpe --variant random=sampler=random
 
 Each ``--variant NAME=OVERRIDE[,OVERRIDE...]`` is a black-box search design given as Hydra overrides
 (``search.region=image``, ``warm_start=surrogate``, ...). Every (variant, eps, seed) runs the real
@@ -73,7 +73,6 @@ def main() -> None:
     variants = [parse_variant(v) for v in args.variant] or [
         ("tpe", ["sampler=tpe"]),
         ("random", ["sampler=random"]),
-        ("sparse_rs", ["sampler=sparse_rs"]),
     ]
     checkpoints = [k for k in CHECKPOINTS if k <= args.budget]
 

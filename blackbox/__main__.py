@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> int:
     hydra_cfg = HydraConfig.get()
     target_name = hydra_cfg.runtime.choices.get("target", "target")
     try:
-        code = run(cfg, run_dir(), target_name=target_name, record=record_of(cfg)).exit_code
+        code = run(cfg, run_dir(), target_name=target_name, record=record_of()).exit_code
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         code = EXIT_BAD_CONFIG

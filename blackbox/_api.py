@@ -19,6 +19,7 @@ from blackbox.core.image_input import ImageInput, load_images
 from blackbox.experiment.artifacts import TrialArtifacts
 from blackbox.experiment.pipeline import ImageSkipped, Outcome, Skipped
 from blackbox.experiment.storage import journal_storage
+from blackbox.settings.auto import resolved_for
 from blackbox.settings.build import attack_spec, run_options
 from blackbox.settings.checks import ConfigError
 from blackbox.settings.commands import pipeline_for
@@ -35,7 +36,7 @@ def attack(
     eps: float = 20.0,
     norm: str = "l2",
     eps_inf: int | None = 4,
-    method: str = "square",
+    method: str = "auto",
     success: str = "auto",
     goal_box: Sequence[float] | None = None,
     goal_point: Sequence[float] | None = None,
@@ -68,10 +69,12 @@ def attack(
         eps_inf: the L-inf cap beside ``eps``, in 8-bit levels (1 to 255; ``None``: none). The default,
             4 levels, is what a person does not see side by side at 100% (README, *How small*); the
             cap is the same at every size.
-        method: an attack: ``square`` (the default black-box search: L-inf squares under the cap),
-            its baselines (``square_attack``, ``parsimonious``, ``simba_dct``, ``bandits``), a white-box
+        method: ``auto`` (the default: the black-box search the target declares,
+            :attr:`targets.Target.best_search`: ``square`` on a saliency-map target, the patch search
+            with ``grid`` on a cropper without a map), an attack: ``square`` (L-inf squares under the
+            cap), its baselines (``square_attack``, ``parsimonious``, ``simba_dct``, ``bandits``), a white-box
             attack (``iterative_fgm``, ``pgd``...: needs a differentiable target), or a sampler of the
-            patch search (``tpe``, ``random``, ``sparse_rs``, ``cmaes``, ``gp``; ``search=`` in
+            patch search (``tpe``, ``random``, ``cmaes``, ``gp``; ``search=`` in
             ``settings`` picks its space).
         success: ``auto`` | ``point`` | ``crops`` | ``any_crop`` (docs/attack.md, *Success rules*).
         goal_box: ``[x0, y0, x1, y1]`` in the original image's pixels to move the crop to; ``goal_point``:
@@ -128,6 +131,7 @@ def attack(
     else:
         target_name = str(getattr(target, "name", type(target).__name__))
     pipeline = pipeline_for(options, target, target_name)  # the command line's own
+    cfg = resolved_for(cfg, target)  # method="auto", search=auto: the target's best search
     built = attack_spec(cfg).build(
         storage=_storage(storage),
         # the per-trial attributes the command line sets (no artifact images: there is no run folder)

@@ -23,7 +23,7 @@ from targets import UserError
 def main(cfg: DictConfig) -> None:
     target_name = HydraConfig.get().runtime.choices.get("target", "target")
     try:
-        code = compare(cfg, run_dir(), target_name=target_name, record=record_of(cfg))
+        code = compare(cfg, run_dir(), target_name=target_name, record=record_of())
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         discard_if_unused(run_dir())  # leave no empty run folder behind

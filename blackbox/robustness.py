@@ -20,7 +20,7 @@ from targets import UserError
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
     try:
-        code = robustness(cfg, run_dir(), record=record_of(cfg))
+        code = robustness(cfg, run_dir(), record=record_of())
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         discard_if_unused(run_dir())  # leave no empty run folder behind

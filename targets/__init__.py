@@ -6,7 +6,7 @@ what it gives (:attr:`Target.capabilities`) and :func:`require` checks that agai
 needs. Every error a user can act on is a :class:`UserError`. Nothing here imports ``blackbox``.
 """
 
-from targets._base import ALL_OUTPUTS, DifferentiableTarget, Output, Target
+from targets._base import ALL_OUTPUTS, BestSearch, DifferentiableTarget, Output, Target
 from targets._capabilities import Capability, MissingCapabilityError, describe, require
 from targets._errors import ConfigError, NonFiniteOutputError, TargetQueryError, UserError
 from targets._output import CropBox, TargetOutput
@@ -17,6 +17,7 @@ from targets.function import CropperFunction, FunctionTarget
 __all__ = [
     "ALL_OUTPUTS",
     "DEFAULT_ASPECT_RATIOS",
+    "BestSearch",
     "Capability",
     "ConfigError",
     "CropBox",

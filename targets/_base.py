@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +26,19 @@ from targets._output import TargetOutput
 from targets._validation import validate_images
 from targets.crop import DEFAULT_ASPECT_RATIOS, crop_boxes
 
-__all__ = ["ALL_OUTPUTS", "DifferentiableTarget", "Output", "Target", "check_finite"]
+__all__ = ["ALL_OUTPUTS", "BestSearch", "DifferentiableTarget", "Output", "Target", "check_finite"]
+
+
+class BestSearch(NamedTuple):
+    """The black-box search a cropper is best attacked with (:attr:`Target.best_search`).
+
+    ``attack`` names a ``conf/attack/`` file (``square``: L-inf squares at the cap; ``blackbox``: the
+    patch search); ``search`` a ``conf/search/`` space, used when the patch search runs (also under
+    ``attack=square`` when the run has no L-inf cap, which the square search needs).
+    """
+
+    attack: str
+    search: str
 
 
 def check_finite(output: TargetOutput, where: str) -> None:
@@ -95,6 +108,20 @@ class Target(abc.ABC):
         Derived from the two declarations above; :func:`targets.require` checks it.
         """
         return capabilities_of(self.outputs, gradients=self.differentiable)
+
+    @property
+    def best_search(self) -> BestSearch:
+        """What ``attack=auto`` and ``search=auto`` (the defaults) run on this target.
+
+        Derived from :attr:`outputs`, as measured in docs/invisible.md: a saliency map guides the
+        square search (``square``; ``texture_blobs`` for the patch search under L2 alone); a cropper
+        without a map (a point or crops: libvips, smartcrop, faces, thumbnail services) is moved by
+        features on its own shrink grid (``blackbox`` with ``grid``). A target whose measurements say
+        otherwise overrides this.
+        """
+        if Output.SALIENCY in self.outputs:
+            return BestSearch(attack="square", search="texture_blobs")
+        return BestSearch(attack="blackbox", search="grid")
 
     @property
     def gives_point(self) -> bool:

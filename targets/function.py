@@ -13,7 +13,9 @@ the HTTP protocol's answer (README of ``target=http``, :mod:`targets._protocol`)
 Each answer is checked as an HTTP answer is, by the same code (:func:`targets._protocol.parse_answer`),
 and what it lacks is derived as for every target: the point from the map's argmax or from the crops,
 the crops from the point by Twitter's policy. Which keys count is ``outputs=`` if given, else the keys
-of the function's first answer; every later answer must give them too.
+of the function's first answer; every later answer must give them too. Give ``outputs=`` for a
+cropper without a map: the default search (:attr:`Target.best_search`) is chosen before the first
+answer, from what the target declares.
 """
 
 from __future__ import annotations

@@ -61,6 +61,14 @@ class TargetConformance:
         assert {Output(c.value) for c in gives - {Capability.GRADIENTS}} == set(target.outputs)
         assert target.gives_point == bool(target.outputs & {Output.POINT, Output.SALIENCY})
 
+    def test_declares_a_search_conf_has(self, target: Target) -> None:
+        # attack=auto and search=auto run these (blackbox/settings/auto.py): files conf/ has.
+        from targets._zoo import group_names
+
+        best = target.best_search
+        assert best.attack in group_names("attack") and best.attack != "auto"
+        assert best.search in group_names("search") and best.search != "auto"
+
     def test_one_output_per_image(self, target: Target, images: list[np.ndarray]) -> None:
         outputs = target.query(images)
         assert len(outputs) == len(images)

@@ -22,7 +22,8 @@ from tests.conftest import REPO
         # unknown keys and names
         (["budgit=5"], ["unknown setting 'budgit'", "did you mean budget?", "+budgit="]),
         (["goal.boxx=[0,0,5,5]"], ["unknown setting 'goal.boxx'", "did you mean goal.box?"]),
-        (["search.space.sise.low=1"], ["unknown setting 'search.space.sise.low'", "size"]),
+        (["search=blobs", "search.space.sise.low=1"], ["unknown setting 'search.space.sise.low'", "size"]),
+        (["search.n_patches=8"], ["search.n_patches is a setting of a named search space", "search=blobs"]),
         (["target=nosuch"], ["unknown target 'nosuch'", "classic", "twitter"]),
         (["sampler=nosuch"], ["unknown sampler 'nosuch'", "tpe", "random"]),
         (["attack=nosuch"], ["unknown attack 'nosuch'", "iterative_fgm"]),
@@ -38,7 +39,7 @@ from tests.conftest import REPO
         (["batch_size=2.5"], ["batch_size must be a positive whole number"]),
         (["goal.box=[1,2]"], ["goal.box must be [x0, y0, x1, y1]"]),
         (["goal.point=oops"], ["goal.point must be [x, y]"]),
-        (["search.n_patches=two"], ["search.n_patches must be a whole number"]),
+        (["search=blobs", "search.n_patches=two"], ["search.n_patches must be a whole number"]),
         (["eps=${nope}"], ["eps", "nope"]),
         (["budget=[1"], ["cannot read the settings", "key=value"]),
         # impossible ranges
@@ -54,17 +55,23 @@ from tests.conftest import REPO
         (["goal.box=[50,0,10,10]"], ["x0 < x1"]),
         (["goal.band_width=2"], ["goal.band_width"]),
         (["aspect_ratios=[0.5,-1]"], ["aspect_ratios must be positive"]),
-        (["search.n_patches=0"], ["search.n_patches must be at least 1"]),
-        (["search.region=everywhere"], ["search.region must be one of goal, image, goal_and_peak"]),
-        (["search.margin=-1"], ["search.margin must be a number >= 0"]),
-        (["search.space.size.low=50", "search.space.size.high=10"], ["search.space.size", "low <= high"]),
+        (["search=blobs", "search.n_patches=0"], ["search.n_patches must be at least 1"]),
         (
-            ["working_width=64", "search.space.size.low=100", "search.space.size.high=200"],
+            ["search=blobs", "search.region=everywhere"],
+            ["search.region must be one of goal, image, goal_and_peak"],
+        ),
+        (["search=blobs", "search.margin=-1"], ["search.margin must be a number >= 0"]),
+        (
+            ["search=blobs", "search.space.size.low=50", "search.space.size.high=10"],
+            ["search.space.size", "low <= high"],
+        ),
+        (
+            ["working_width=64", "search=blobs", "search.space.size.low=100", "search.space.size.high=200"],
             ["search.space.size.low=100 px is not smaller than working_width=64"],
         ),
         (
-            ["attack=blackbox", "sampler=sparse_rs", "sampler.factory.p_init=3"],
-            ["sampler settings (sampler=sparse_rs)", "p_init"],
+            ["attack=blackbox", "sampler=tpe", "+sampler.factory.n_startups=3"],
+            ["sampler settings (sampler=tpe)", "n_startups"],
         ),
         (["attack=pgd", "attack.steps=0"], ["attack settings (attack=pgd)", "steps"]),
         # missing inputs
@@ -154,7 +161,7 @@ def test_a_value_with_equals_gets_a_hint_to_quote_it() -> None:
 
 
 def test_goal_and_peak_region_is_accepted() -> None:
-    preflight(["search.region=goal_and_peak"])
+    preflight(["search=blobs", "search.region=goal_and_peak"])
 
 
 def test_a_home_folder_tilde_in_any_path_setting_is_expanded(monkeypatch, tmp_path) -> None:

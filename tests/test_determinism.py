@@ -17,6 +17,7 @@ from blackbox.settings.preflight import compose_overrides
 IMAGES = ("chelsea",)
 SMALL = [
     "attack=blackbox",
+    "search=blobs",  # one study per image (search=auto gives a map target two stages)
     "working_width=96",
     "budget=9",
     "batch_size=3",

@@ -444,7 +444,10 @@ def chelsea() -> np.ndarray:
     ("changed", "named"),
     [
         ({"settings": ["early_stop=false", "search=patches"]}, "search.space.angle.high: - there"),
-        ({"settings": ["early_stop=false", "search.n_patches=5"]}, "search.n_patches: 4 there, 5 now"),
+        (
+            {"settings": ["early_stop=false", "search=blobs", "search.n_patches=5"]},
+            "search.n_patches: 4 there, 5 now",
+        ),
         ({"budget": 4}, "budget: 3 there, 4 now"),
         ({"seed": 7}, "seed: 0 there, 7 now"),
         ({"settings": ["early_stop=true"]}, "early_stop: false there, true now"),
@@ -823,7 +826,10 @@ def test_a_run_writes_its_record_only_once_the_folder_accepts_it(tmp_path) -> No
     recorded: list[str] = []
 
     def record(cfg) -> object:
-        return lambda: (recorded.append("written"), record_settings(tmp_path, cfg, overrides=["budget=3"]))
+        return lambda config: (
+            recorded.append("written"),
+            record_settings(tmp_path, config, overrides=["budget=3"]),
+        )
 
     cfg = compose_overrides([*SMALL, *ONE_IMAGE])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

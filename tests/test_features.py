@@ -267,11 +267,20 @@ def test_bad_grid_proposal_settings_are_refused(settings: dict, says: str) -> No
     assert says in str(caught.value)
 
 
-def test_attack_accumulate_grid_keeps_its_budget_and_eps(chelsea: LoadedImage) -> None:
+def test_accumulate_with_grid_features_keeps_its_budget_and_eps(chelsea: LoadedImage) -> None:
+    # attack=accumulate with proposal=grid (its conf file, accumulate_grid, won nowhere and is gone)
     target = CountingTarget(VipsSmartcrop(interesting="entropy"))
     problem = _problem(chelsea, target, eps=10.0)
     cfg = compose_overrides(
-        ["attack=accumulate_grid", "budget=12", "target=vips_entropy", "early_stop=false"]
+        [
+            "attack=accumulate",
+            "attack.proposal=grid",
+            "~attack.proposal_settings",
+            "+attack.proposal_settings={grid: 32, kinds: [checker, noise, colour]}",
+            "budget=12",
+            "target=vips_entropy",
+            "early_stop=false",
+        ]
     )
     settings = OmegaConf.to_container(cfg.attack, resolve=True)
     attack = instantiate({k: v for k, v in settings.items() if k != "name"})  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from tests.test_target_http import FaultyService
 
 FAST = [
     "attack=blackbox",
+    "search=blobs",  # the counters below are of one study's batches
     "working_width=160",
     "batch_size=2",
     "progress=false",

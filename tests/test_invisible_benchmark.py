@@ -21,13 +21,14 @@ def test_the_benchmark_prints_each_method_beside_pgd(capsys) -> None:
             "--methods",
             "pgd",
             "square",
+            "auto",
             *small,
         ]
     )
     out = capsys.readouterr().out
     assert "classic bundled cap 4/255 eps 20 budget 5" in out
-    assert "chelsea: pgd=" in out and "square=" in out
-    assert "pgd             n= 1" in out and "square          n= 1" in out
+    assert "chelsea: pgd=" in out and "square=" in out and "auto=" in out
+    assert "pgd             n= 1" in out and "square          n= 1" in out and "auto            n= 1" in out
 
 
 def test_an_unknown_method_or_a_missing_picture_folder_says_what_to_do(tmp_path, monkeypatch) -> None:

@@ -80,7 +80,7 @@ def make_search(
     )
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "sparse_rs", "cmaes", "gp"])
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp"])
 def test_budget_is_counted_in_target_queries(photo, sampler) -> None:
     target = CountingTarget(ClassicSaliency())
     problem = problem_for(photo, target)

@@ -84,14 +84,17 @@ class GoalRule:
                 crops=clean.crops,
             )
             if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
-                goal = beyond_crop_goal(
-                    crops=clean.crops,
-                    width=image.width,
-                    height=image.height,
-                    peak=goal.peak_x,
-                    band_width=self.band_width,
-                    axis=axis,
-                ) or goal
+                goal = (
+                    beyond_crop_goal(
+                        crops=clean.crops,
+                        width=image.width,
+                        height=image.height,
+                        peak=goal.peak_x,
+                        band_width=self.band_width,
+                        axis=axis,
+                    )
+                    or goal
+                )
         if clean.crops and all(goal.shown_by(c, image.height, image.width) for c in clean.crops):
             raise GoalError(
                 f"every clean crop already shows the goal {[round(v) for v in goal.box]} ({goal.source}, "

@@ -7,7 +7,7 @@ in ``methods`` attacks it at every ``eps`` in ``eps_list``:
 
 * white-box methods (``conf/attack/``: the paper's baselines, ``iterative_fgm``, ``pgd``) craft on
   the target's gradients, or on ``whitebox_target`` when the target gives none (a transfer attack);
-* black-box methods (``conf/sampler/``: ``tpe``, ``random``, ``sparse_rs``, ``cmaes``, ``gp``) spend up
+* black-box methods (``conf/sampler/``: ``tpe``, ``random``, ``cmaes``, ``gp``) spend up
   to ``budget`` queries; with ``early_stop`` a success ends the search, so one run gives the whole
   success-against-queries curve (success within q queries = first success at or before q).
 

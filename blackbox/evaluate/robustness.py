@@ -62,6 +62,7 @@ COLUMNS = (
     "ssimulacra2",
     "goal_source",
     "sampler",
+    "search",
     "budget",
 )
 
@@ -86,9 +87,10 @@ class RobustnessTable(CsvResults):
         }
 
 
-def row_from_record(record: Mapping, *, sampler: str, budget: int) -> dict:
-    """The ``results.csv`` row of one attack's record (:func:`~blackbox.experiment.record.csv_row`)."""
-    return csv_row(record, COLUMNS, sampler=sampler, budget=budget)
+def row_from_record(record: Mapping, *, spec: SearchSpec) -> dict:
+    """The ``results.csv`` row of one attack's record (:func:`~blackbox.experiment.record.csv_row`),
+    with the search that made it: ``spec``'s sampler, space name (where known) and budget."""
+    return csv_row(record, COLUMNS, sampler=spec.sampler_name, search=spec.search_name, budget=spec.budget)
 
 
 class Robustness:
@@ -98,7 +100,9 @@ class Robustness:
         targets: zoo name to a function building that target (called when the target's turn comes).
         goal_rule, norm, success: what every target's :class:`Pipeline` shares (each target sets its own
             goal from its own clean answer and judges success by its own ``auto`` rule).
-        spec: the black-box search (its budget and sampler are recorded in every row).
+        spec_for: the black-box search for one built target (each target may declare its own
+            search space, :attr:`targets.Target.best_search`); its budget, sampler and space are
+            recorded in every row.
         eps_list: the sweep's sizes, ascending.
         stop_at_first_success: an image's larger eps are left once one succeeded.
         sources: the images; ``working_width``: their width in pixels (``None``: as they are).
@@ -115,7 +119,7 @@ class Robustness:
         goal_rule: GoalRule,
         norm: str,
         success: str,
-        spec: SearchSpec,
+        spec_for: Callable[[Target], SearchSpec],
         eps_inf: float | None = None,
         eps_list: Sequence[float],
         stop_at_first_success: bool,
@@ -128,7 +132,7 @@ class Robustness:
     ) -> None:
         self.targets = dict(targets)
         self.goal_rule, self.norm, self.success, self.eps_inf = goal_rule, norm, success, eps_inf
-        self.spec = spec
+        self.spec_for = spec_for
         self.eps_list = list(eps_list)
         self.stop = bool(stop_at_first_success)
         self.sources, self.working_width = list(sources), working_width
@@ -149,8 +153,10 @@ class Robustness:
             disable=not self.progress,
         )
         for name, build in self.targets.items():
+            target = build()
+            spec = self.spec_for(target)
             pipeline = Pipeline(
-                target=build(),
+                target=target,
                 target_name=name,
                 goal_rule=self.goal_rule,
                 norm=self.norm,
@@ -162,7 +168,7 @@ class Robustness:
                 if isinstance(loaded, ImageLoadError):
                     self.skipped[source.image_id] = str(loaded)
                 else:
-                    self._sweep(pipeline, loaded, storage)
+                    self._sweep(pipeline, spec, loaded, storage)
                 bar.update(per_image)  # also the eps a success (or a skip) left unattacked
         bar.close()
         (self.run_dir / "skipped.json").write_text(json.dumps(self.skipped, indent=2))
@@ -177,7 +183,7 @@ class Robustness:
             return EXIT_NOTHING_DONE
         return EXIT_SKIPPED if self.skipped else EXIT_OK  # as a run: 3 says some input was left out
 
-    def _sweep(self, pipeline: Pipeline, loaded: LoadedImage, storage) -> None:
+    def _sweep(self, pipeline: Pipeline, spec: SearchSpec, loaded: LoadedImage, storage) -> None:
         """Every eps on one image against one target, from the smallest; rows already there are kept."""
         name = pipeline.target_name
         done = self.table.done(name, loaded.image_id)
@@ -194,22 +200,22 @@ class Robustness:
         for eps in self.eps_list:
             succeeded = done.get(round(eps, 6))
             if succeeded is None:
-                succeeded = self._attack(pipeline, clean, goal, eps, storage)
+                succeeded = self._attack(pipeline, spec, clean, goal, eps, storage)
             if succeeded and self.stop:
                 return
 
-    def _attack(self, pipeline: Pipeline, clean: Clean, goal, eps: float, storage) -> bool | None:
+    def _attack(
+        self, pipeline: Pipeline, spec: SearchSpec, clean: Clean, goal, eps: float, storage
+    ) -> bool | None:
         """One attack; its row appended. ``None`` when it failed (named in ``skipped.json``)."""
         name, image_id = pipeline.target_name, clean.image.image_id
         try:
-            outcome = pipeline.attack(self.spec.build(storage=storage), clean, goal, eps=eps)
+            outcome = pipeline.attack(spec.build(storage=storage), clean, goal, eps=eps)
         except ImageSkipped as error:  # a re-run retries it
             self.skipped[f"{name}/{image_id}/eps={eps:g}"] = error.reason
             return None
         folder = self.run_dir / "adversarial" / name / f"eps{eps:g}"
         save_png(outcome.result.adversarial, folder / f"{image_id}.png")
         (folder / f"{image_id}.json").write_text(json.dumps(outcome.record, allow_nan=False))
-        self.table.append(
-            row_from_record(outcome.record, sampler=self.spec.sampler_name, budget=self.spec.budget)
-        )
+        self.table.append(row_from_record(outcome.record, spec=spec))
         return bool(outcome.record["success"])

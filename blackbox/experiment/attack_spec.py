@@ -78,6 +78,8 @@ class SearchSpec(AttackSpec):
         shrink: after the first success, bisect toward the smallest successful L2 (default off).
         study_settings: the settings a study records when made and requires when resumed (JSON
             values; ``None``: no check), so a study is never resumed by a search with other ones.
+        search_name: the ``conf/search/`` name of ``search`` where known (``search=auto`` resolved to
+            the target's), for tables; ``""`` otherwise.
     """
 
     sampler_name: str
@@ -93,6 +95,7 @@ class SearchSpec(AttackSpec):
     warm_start: Callable[[AttackProblem], np.ndarray] | None = field(default=None, repr=False)
     shrink: ShrinkSettings = field(default_factory=ShrinkSettings)
     study_settings: Mapping | None = None
+    search_name: str = ""
     family: Family = "black-box"
 
     @property

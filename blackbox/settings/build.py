@@ -84,8 +84,12 @@ def attack_family(attack: Mapping) -> Family:
     return "black-box" if str(attack.get("_target_", "")).startswith("blackbox.search.") else "white-box"
 
 
-def attack_spec(cfg: DictConfig) -> AttackSpec:
-    """``attack=``: the black-box search (with ``sampler=``, ``search=``...) or a white-box attack."""
+def attack_spec(cfg: DictConfig, *, search_name: str = "") -> AttackSpec:
+    """``attack=``: the black-box search (with ``sampler=``, ``search=``...) or a white-box attack.
+
+    ``cfg`` has ``attack=auto`` and ``search=auto`` resolved (:mod:`blackbox.settings.auto`);
+    ``search_name`` names its search space in tables.
+    """
     if cfg.attack.name != "blackbox":
         settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
         family = attack_family(cfg.attack)
@@ -106,6 +110,7 @@ def attack_spec(cfg: DictConfig) -> AttackSpec:
         warm_start=warm_start(cfg),
         shrink=shrink_settings(cfg),
         study_settings={key: composed.get(key) for key in STUDY_SETTINGS},
+        search_name=search_name,
     )
 
 

@@ -21,12 +21,14 @@ from blackbox.core.datasets import ImageSource, sources_from_config
 from blackbox.evaluate.compare import Comparison
 from blackbox.evaluate.robustness import Robustness
 from blackbox.evaluate.selection import SelectionRules
+from blackbox.experiment.attack_spec import SearchSpec
 from blackbox.experiment.jsonl import read_records
 from blackbox.experiment.options import RunOptions
 from blackbox.experiment.pipeline import Pipeline
 from blackbox.experiment.run import RunSummary, attack_images
 from blackbox.experiment.run_folder import check_resume_settings, resume_settings, working_in
 from blackbox.experiment.study import open_experiment
+from blackbox.settings.auto import auto_search_name, resolved_for
 from blackbox.settings.build import attack_spec, load_stand_in, run_options, storage_settings
 from blackbox.settings.checks import check_run_config
 from blackbox.settings.sweeps import (
@@ -40,7 +42,8 @@ from blackbox.settings.sweeps import (
 from targets import Target
 from targets._zoo import instantiate_target, load
 
-Record = Callable[[], None]
+#: Writes the run's record of the config it is given (:func:`blackbox.settings.hydra_run.record_of`).
+Record = Callable[[DictConfig], None]
 
 
 def run(
@@ -67,13 +70,14 @@ def run(
         sources = _sources(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         target = target if target is not None else instantiate_target(cfg.target)
+        cfg = resolved_for(cfg, target)  # attack=auto, search=auto: the target's best search
         pipeline = pipeline_for(options, target, target_name)
         spec = attack_spec(cfg)
         # Refused before the experiment makes its storage and artifact folder: nothing is left behind.
         pipeline.check(spec.build())
         experiment = open_experiment(storage, run_dir)  # storage, artifacts, which images are done
         if record is not None:
-            record()
+            record(cfg)
         return attack_images(
             pipeline=pipeline,
             spec=spec,
@@ -102,9 +106,11 @@ def compare(
     check_compare_config(cfg)
     storage, options = storage_settings(cfg), run_options(cfg)
     with working_in(run_dir, journal=storage.kind == "journal", torch_threads=options.torch_threads):
+        target = target if target is not None else instantiate_target(cfg.target)
+        cfg = resolved_for(cfg, target)  # search=auto: the target's best patch-search space
         built = comparison(cfg, run_dir, target_name=target_name, target=target)
         if record is not None:
-            record()
+            record(cfg)
         return built.run()
 
 
@@ -118,6 +124,7 @@ def comparison(
     """
     options = run_options(cfg)
     target = target if target is not None else instantiate_target(cfg.target)
+    cfg = resolved_for(cfg, target)
     crafter = None
     if cfg.get("whitebox_target") and not target.differentiable:
         name = str(cfg.whitebox_target)
@@ -159,7 +166,7 @@ def robustness(
     with working_in(run_dir, journal=storage.kind == "journal", torch_threads=options.torch_threads):
         built = robustness_sweep(cfg, run_dir, targets=targets)
         if record is not None:
-            record()
+            record(cfg)  # search=auto stays: each target resolves it (results.csv names each row's search)
         return built.run()
 
 
@@ -183,7 +190,7 @@ def robustness_sweep(
         norm=options.norm,
         eps_inf=options.eps_inf,
         success=options.success,
-        spec=attack_spec(cfg),  # type: ignore[arg-type]
+        spec_for=lambda target: _search_spec(cfg, target),
         eps_list=eps_list(cfg),
         stop_at_first_success=bool(cfg.stop_at_first_success),
         sources=_sources(cfg),
@@ -193,6 +200,13 @@ def robustness_sweep(
         report_settings=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         progress=options.progress,
     )
+
+
+def _search_spec(cfg: DictConfig, target: Target) -> SearchSpec:
+    """The robustness report's patch search on one target (``search=auto``: the target's own space)."""
+    spec = attack_spec(resolved_for(cfg, target), search_name=auto_search_name(cfg, target.best_search))
+    assert isinstance(spec, SearchSpec)  # check_robustness_config holds attack=blackbox
+    return spec
 
 
 def _sources(cfg: DictConfig) -> list[ImageSource]:

@@ -23,7 +23,9 @@ def run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def record_of(cfg: DictConfig) -> Callable[[], None]:
-    """Writes ``.hydra/config.yaml`` (``cfg``), ``overrides.yaml`` and ``hydra.yaml`` in :func:`run_dir`."""
+def record_of() -> Callable[[DictConfig], None]:
+    """What writes ``.hydra/config.yaml`` (the config it is given: the run's, with ``attack=auto`` and
+    ``search=auto`` resolved, :mod:`blackbox.settings.auto`), ``overrides.yaml`` and ``hydra.yaml`` in
+    :func:`run_dir`."""
     hydra = HydraConfig.get()
-    return partial(record_settings, run_dir(), cfg, overrides=list(hydra.overrides.task), hydra=hydra)
+    return partial(record_settings, run_dir(), overrides=list(hydra.overrides.task), hydra=hydra)

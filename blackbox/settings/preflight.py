@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from blackbox.core.datasets import sources_from_config
 from blackbox.experiment.run_folder import check_run_folder, resume_settings
+from blackbox.settings.auto import SEARCH_ATTACKS, check_search_used
 from blackbox.settings.checks import ConfigError, check_run_config
 from targets._zoo import CONF, UnknownChoiceError, group_names
 
@@ -106,6 +107,7 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
         check_robustness_config(cfg)
         _check_constructors(cfg)
     else:
+        check_search_used(cfg)
         _check_constructors(cfg)
     if (
         settings["dataset"].get("kind") != "cat2000_pysaliency"
@@ -138,16 +140,16 @@ def check_planned_folder(overrides: Sequence[str], config_name: str = "config") 
 def _check_constructors(cfg: DictConfig) -> None:
     """The sampler (black-box) or the attack (white-box) built once with the given settings: cheap."""
     try:
-        if cfg.attack.name == "blackbox":
+        if cfg.attack.name in SEARCH_ATTACKS:  # auto may become the patch search: its sampler
             instantiate(cfg.sampler.factory)(seed=0)
         else:
             instantiate({k: v for k, v in cfg.attack.items() if k != "name"})
     except InstantiationException as error:
-        group = "sampler" if cfg.attack.name == "blackbox" else "attack"
+        group = "sampler" if cfg.attack.name in SEARCH_ATTACKS else "attack"
         cause = error.__cause__ or error
         raise ConfigError(f"{group} settings ({group}={cfg[group].name}): {cause}") from None
     except (TypeError, ValueError) as error:
-        group = "sampler" if cfg.attack.name == "blackbox" else "attack"
+        group = "sampler" if cfg.attack.name in SEARCH_ATTACKS else "attack"
         raise ConfigError(f"{group} settings ({group}={cfg[group].name}): {error}") from None
 
 
@@ -158,6 +160,12 @@ def _explain(error: ConfigCompositionException, overrides: Sequence[str]) -> str
         return f"unknown {group} {name!r}; the choices are: {', '.join(group_names(group))}"
     if match := _KEY_UNKNOWN.search(message):
         key = match.group(1)
+        named = [o for o in overrides if o.startswith("search=") and o != "search=auto"]
+        if key.startswith("search.") and not named:
+            return (
+                f"{key} is a setting of a named search space, and search=auto (the default) leaves the "
+                f"space to the target; name one first, e.g. search=blobs {key}=... (conf/search/)"
+            )
         hint = _closest(key, [o for o in overrides if not o.lstrip("~+").startswith(f"{key}=")])
         return (
             f"unknown setting {key!r}{hint}; see conf/config.yaml, or `python -m blackbox --cfg job` for "
