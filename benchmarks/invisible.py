@@ -66,6 +66,25 @@ DEFAULT = {"auto": ["attack=auto", "search=auto"]}
 WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}
 
 
+class CropsOnly(targets.Target):
+    """``inner`` seen through its crops alone (``--feedback crops``): no map, no point of its own."""
+
+    def __init__(self, inner: targets.Target) -> None:
+        super().__init__(aspect_ratios=inner.aspect_ratios)
+        self.inner, self.name = inner, inner.name
+
+    @property
+    def outputs(self) -> frozenset[targets.Output]:
+        return frozenset({targets.Output.CROPS})
+
+    def answer(self, images: list[np.ndarray]) -> list[targets.TargetOutput]:
+        answers = self.inner.query(images)
+        return [
+            targets.TargetOutput(targets.estimate_point(a.crops, i.shape[1], i.shape[0]), a.crops)
+            for a, i in zip(answers, images, strict=True)
+        ]
+
+
 def pictures(which: str, width: int = 640) -> list[LoadedImage]:
     sources = []
     for part in SETS[which]:
@@ -186,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--success", default="auto", help="the success rule: auto | point | crops | any_crop")
     parser.add_argument("--only", nargs="*", default=None, help="picture ids to keep")
+    parser.add_argument(
+        "--feedback",
+        choices=("all", "crops"),
+        default="all",
+        help="crops: the black-box searches see the target's crops alone (PGD keeps its gradients)",
+    )
     parser.add_argument("--jsonl", type=Path, default=None, help="append one line per attack here")
     parser.add_argument(
         "--noise-scale",
@@ -211,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     rule = GoalRule()
     for name in args.targets:
         target = targets.load(name)
+        blind = CropsOnly(target)
         methods = [m for m in args.methods if m not in WHITEBOX or target.differentiable]
         for which in args.sets:
             started = time.perf_counter()
@@ -227,9 +253,24 @@ def main(argv: list[str] | None = None) -> None:
                 problem = AttackProblem(
                     image, clean, goal, args.eps, "l2", name, success=args.success, eps_inf=args.cap / 255.0
                 )
+                # Crop-only feedback: the same goal, judged by the crops (the only rule without a point).
+                blind_problem = AttackProblem(
+                    image,
+                    blind.query([image.as_float])[0],
+                    goal,
+                    args.eps,
+                    "l2",
+                    name,
+                    success="crops",
+                    eps_inf=args.cap / 255.0,
+                )
                 for method in methods:
-                    row = attack_row(method, problem, target, args.budget, args.seed)
+                    seen = target if args.feedback == "all" or method in WHITEBOX else blind
+                    shown = problem if seen is target else blind_problem
+                    row = attack_row(method, shown, seen, args.budget, args.seed)
                     row.update(target=name, set=which, cap=args.cap, budget=args.budget)
+                    if args.feedback != "all":
+                        row["feedback"] = args.feedback
                     rows.append(row)
                     if args.jsonl:
                         with args.jsonl.open("a") as handle:

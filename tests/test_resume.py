@@ -20,6 +20,7 @@ BUDGET = 30
 IMAGES = ["chelsea", "coffee", "rocket"]
 COMMAND = [
     "attack=blackbox",
+    "search=blobs",  # one study per image (search=auto gives a map target two stages)
     "working_width=96",
     f"budget={BUDGET}",
     "batch_size=3",
@@ -117,7 +118,7 @@ def test_sigkill_mid_image_then_the_same_command_resumes_and_loses_nothing(tmp_p
     assert not list(run_dir.glob("*.torn"))  # nothing to repair after a kill between whole writes
 
 
-SMALL = ("attack=blackbox", "working_width=96", "budget=6", "progress=false")
+SMALL = ("attack=blackbox", "search=blobs", "working_width=96", "budget=6", "progress=false")
 
 
 @pytest.mark.parametrize("stale", ["journal_lock", "torn_lines"])

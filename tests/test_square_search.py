@@ -80,7 +80,8 @@ def test_later_squares_overwrite_earlier_ones() -> None:
     ones = np.ones((4, 4, 3), dtype=np.int16)
     delta = render([Square(0, 0, ones), Square(2, 2, -ones)], 8, 8, levels=3)
     assert delta[0, 0, 0] == 3 and delta[2, 2, 0] == -3 and delta[5, 5, 0] == -3 and delta[7, 7, 0] == 0
-    assert Square(2, 2, -ones).as_dict() == {"y0": 2, "x0": 2, "side": 4, "signs": "-" * 48}
+    # its stored form: the signs packed 8 to a byte (48 minus signs: 6 zero bytes, base64)
+    assert Square(2, 2, -ones).as_dict() == {"y0": 2, "x0": 2, "side": 4, "bits": "AAAAAAAA"}
 
 
 def test_anchors_are_the_maps_argmax_outside_and_inside_the_goal() -> None:
@@ -116,6 +117,51 @@ def test_conf_builds_the_attack_as_black_box() -> None:
     from blackbox.settings.build import attack_family
 
     assert attack_family(group_config("attack", "square")) == "black-box"
+
+
+def test_every_query_is_a_stored_trial_and_the_result_replays(tmp_path) -> None:
+    import optuna
+
+    from blackbox.experiment.storage import journal_storage
+    from blackbox.search import render_trial
+    from blackbox.settings.build import attack_spec
+    from blackbox.settings.preflight import compose_overrides
+
+    storage = journal_storage(tmp_path / "trials.journal")
+    overrides = ["attack=square", "budget=40", "early_stop=false", "progress=false"]
+    spec = attack_spec(compose_overrides(overrides))
+    target = counting(ClassicSaliency())
+    problem = sample_problem(target, eps=20.0, eps_inf=CAP)
+    before = target.answered
+    result = spec.build(storage=storage).run(problem, target)
+    [summary] = optuna.get_all_study_summaries(storage)
+    assert summary.study_name == result.extra["study"]
+    assert summary.user_attrs["image"] == problem.image.image_id
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert len(trials) == result.queries == target.answered - before  # one trial a query, pruning's too
+    assert {t.user_attrs["phase"] for t in trials} <= {"search", "prune", "level"}
+    best = trials[result.best_trial]
+    assert np.array_equal(render_trial(problem, best.user_attrs["perturbation"]), result.adversarial)
+    # The same image again (a run that ended before its record): the study is replaced, not doubled.
+    again = spec.build(storage=storage).run(problem, target)
+    assert np.array_equal(again.adversarial, result.adversarial)
+    assert [s.n_trials for s in optuna.get_all_study_summaries(storage)] == [result.queries]
+
+
+def test_without_a_storage_nothing_is_written(tmp_path) -> None:
+    target = ClassicSaliency()
+    result = SquareSearch(budget=5, seed=1).run(sample_problem(target, eps=20.0, eps_inf=CAP), target)
+    assert "study" not in result.extra and result.perturbation is not None
+
+
+def test_a_square_round_trips_through_its_stored_form() -> None:
+    from blackbox.search.square_trials import decode_square, encode_square
+
+    rng = np.random.default_rng(0)
+    for side in (1, 3, 8, 17):
+        signs = rng.choice(np.array([-1, 1], dtype=np.int16), size=(side, side, 3))
+        y0, x0, back = decode_square(encode_square(5, 7, signs))
+        assert (y0, x0) == (5, 7) and np.array_equal(back, signs)
 
 
 # The named baselines under the cap (blackbox/search/capped_baselines.py) keep the same promises.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import optuna
@@ -21,6 +21,14 @@ from blackbox.search.features import is_feature_space
 from blackbox.search.staged import is_staged
 
 Family = Literal["white-box", "black-box"]
+
+
+@runtime_checkable
+class KeepsTrials(Protocol):
+    """An attack from ``conf/attack/`` that writes its queries as trials to the run's Optuna storage
+    (:class:`~blackbox.search.SquareSearch`); the others keep none."""
+
+    def keeping_trials(self, storage: optuna.storages.BaseStorage | str | None) -> Attack: ...
 
 
 class AttackSpec(abc.ABC):
@@ -55,7 +63,10 @@ class ConfiguredSpec(AttackSpec):
     family: Family = "white-box"
 
     def build(self, *, storage=None, trial_callbacks=()) -> Attack:
-        return self.factory()
+        attack = self.factory()
+        if isinstance(attack, KeepsTrials):  # the square search: its trials go to the run's storage
+            return attack.keeping_trials(storage)
+        return attack
 
 
 @dataclass(frozen=True, kw_only=True)

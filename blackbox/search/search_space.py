@@ -256,11 +256,15 @@ def patches_from_config(config: Mapping) -> list[Patch]:
 def render_config(clean: np.ndarray, config: Mapping) -> np.ndarray:
     """The 8-bit adversarial image (``(H, W, 3)`` uint8) a trial config describes on ``clean`` (uint8).
 
-    What the search sent to the target, and what replay re-does byte for byte: patches, or grid
-    features (``kind: grid``, :mod:`blackbox.search.features`).
+    What the search sent to the target, and what replay re-does byte for byte: patches, grid
+    features (``kind: grid``, :mod:`blackbox.search.features`) or the square search's squares
+    (``kind: squares``, :mod:`blackbox.search.square_trials`).
     """
-    from blackbox.search import features  # grid features (kind: grid) build on this module
+    # grid features and squares build on this module: imported here, not at its top
+    from blackbox.search import features, square_trials
 
     if features.is_feature_space(config):
         return features.render_features(clean, config)
+    if square_trials.is_squares_config(config):
+        return square_trials.render_squares(clean, config)
     return perturb(clean, patches_from_config(config), PerturbationBudget.from_mapping(config))

@@ -21,7 +21,9 @@ the score's gain. After the first success the search *prunes* (``minimise``): it
 squares one at a time, oldest first, keeping each drop that still succeeds, then lowers the cap
 level by level while it succeeds. Every target call is one query of the budget (the clean image's is
 the caller's); nothing of the target is used but its outputs. Seeded: the same seed gives the same
-queries and bytes. Trials are not stored: an interrupted image is attacked again from the start.
+queries and bytes. Given the run's storage (:meth:`SquareSearch.keeping_trials`), every query is
+written as a trial when the image is done, and the result replays (:mod:`blackbox.search.square_trials`);
+an interrupted image is attacked again from the start.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from blackbox.core.goal import Goal
 from blackbox.core.objective import salient_point
 from blackbox.search._session import judge_for
 from blackbox.search.budget import QueryBudget
+from blackbox.search.patch_search import study_name
+from blackbox.search.square_trials import encode_square, quantise, squares_config, squares_delta, write_study
 from targets import Target, TargetOutput, require
 
 SAMPLERS = ("random", "tpe")
@@ -62,18 +66,13 @@ class Square:
         return int(self.signs.shape[0])
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON form: position, side and the signs as a string of ``+``, ``-`` and ``0``."""
-        flat = "".join("+" if v > 0 else "-" if v < 0 else "0" for v in self.signs.reshape(-1))
-        return {"y0": self.y0, "x0": self.x0, "side": self.side, "signs": flat}
+        """A JSON form: position, side and packed signs (:func:`.square_trials.encode_square`)."""
+        return encode_square(self.y0, self.x0, self.signs)
 
 
 def render(squares: list[Square], height: int, width: int, levels: int) -> np.ndarray:
     """The ``(height, width, 3)`` int16 perturbation in 8-bit levels: later squares overwrite earlier ones."""
-    delta = np.zeros((height, width, 3), dtype=np.int16)
-    for square in squares:
-        s = square.side
-        delta[square.y0 : square.y0 + s, square.x0 : square.x0 + s] = square.signs * levels
-    return delta
+    return squares_delta([(s.y0, s.x0, s.signs) for s in squares], height, width, levels)
 
 
 def pattern_signs(pattern: str, side: int, colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -179,6 +178,7 @@ class SquareSearch(Attack):
         self.min_side, self.max_side, self.n_startup = int(min_side), int(max_side), int(n_startup)
         self.minimise, self.early_stop = bool(minimise), bool(early_stop)
         self.seed, self.name = int(seed), label
+        self.storage: optuna.storages.BaseStorage | str | None = None
 
     def space(self) -> dict[str, BaseDistribution]:
         """The parameters of one square (fixed for the attack: TPE models them jointly)."""
@@ -194,6 +194,12 @@ class SquareSearch(Attack):
         if len(self.patterns) > 1:
             space["pattern"] = CategoricalDistribution(list(self.patterns))
         return space
+
+    def keeping_trials(self, storage: optuna.storages.BaseStorage | str | None) -> SquareSearch:
+        """This search, writing its trials to ``storage`` (``None``: kept in memory only) when each
+        image is done (:mod:`blackbox.search.square_trials`); returns ``self``."""
+        self.storage = storage
+        return self
 
     def run(self, problem: AttackProblem, target: Target) -> AttackResult:
         image = problem.image
@@ -214,29 +220,22 @@ class SquareSearch(Attack):
         study = optuna.create_study(direction="maximize", sampler=sampler)
         space = self.space()
         queries = QueryBudget(target, limit=self.budget)
-        clean16 = clean.astype(np.int16)
         budget = problem.budget
         judge = judge_for(problem, has_point=has_point, rule=rule)
 
         def ask(delta: np.ndarray) -> tuple[np.ndarray, TargetOutput, float, bool]:
             """Query ``clean + delta`` (int16 levels within the cap), quantised within the budget."""
-            if (
-                budget.norm == "linf"
-                or float(np.sqrt(np.sum(np.square(delta, dtype=np.float64)))) <= 255.0 * eps
-            ):
-                # Whole levels within the cap and the L2 ball: what budget.apply gives, without its work.
-                adversarial = np.clip(clean16 + delta, 0, 255).astype(np.uint8)
-            else:
-                adversarial = budget.apply(clean, delta.astype(np.float64) / 255.0)
+            adversarial = quantise(clean, delta, budget)
             output = queries.query([adversarial.astype(np.float32) / 255.0])[0]
             return adversarial, output, *judge(output)
 
-        eps = float(problem.eps)
         accepted: list[Square] = []
         accepted_delta = np.zeros((height, width, 3), dtype=np.int16)  # render(accepted), kept up to date
         current = judge(problem.clean_output)[0]
         rival, inside = anchors(problem.clean_output, problem.goal, width, height, has_point=has_point)
+        # The best image sent so far, its score, and how to replay it: (squares as sent, level, trial).
         best: tuple[np.ndarray, TargetOutput, float] | None = None
+        best_made: tuple[list[Square], int, int] = ([], cap_levels, 0)
         first_success: int | None = None
         success = False
         while queries.remaining > 0 and not success:
@@ -246,14 +245,30 @@ class SquareSearch(Attack):
             s = square.side
             delta[square.y0 : square.y0 + s, square.x0 : square.x0 + s] = square.signs * cap_levels
             adversarial, output, value, hit = ask(delta)
+            kept = hit or value > current
+            for name, attr in (("phase", "search"), ("accepted", bool(kept)), ("success", bool(hit))):
+                trial.set_user_attr(name, attr)
             study.tell(trial, float(np.clip(value - current, -1e6, 1e6)))
             if hit or best is None or value > best[2]:  # the best image sent so far
-                best = (adversarial, output, value)
+                best, best_made = (
+                    (adversarial, output, value),
+                    ([*accepted, square], cap_levels, trial.number),
+                )
             if hit:
                 success, first_success, accepted = True, queries.used, [*accepted, square]
             elif value > current:
                 accepted, accepted_delta, current = [*accepted, square], delta, value
                 rival, inside = anchors(output, problem.goal, width, height, has_point=has_point)
+
+        def record(phase: str, value: float, hit: bool) -> int:
+            """A pruning query as a trial of the study (no parameters: it changes no square)."""
+            study.add_trial(
+                optuna.trial.create_trial(
+                    value=float(np.clip(value - current, -1e6, 1e6)),
+                    user_attrs={"phase": phase, "accepted": hit, "success": hit},
+                )
+            )
+            return len(study.trials) - 1
 
         levels, pruned = cap_levels, 0
         if success and self.minimise:
@@ -263,18 +278,32 @@ class SquareSearch(Attack):
             while index < len(accepted) and queries.remaining > 0 and len(accepted) > 1:
                 trial_squares = accepted[:index] + accepted[index + 1 :]
                 adversarial, output, value, hit = ask(render(trial_squares, height, width, levels))
+                number = record("prune", value, hit)
                 if hit:
-                    accepted, best, pruned = trial_squares, (adversarial, output, value), pruned + 1
+                    accepted, pruned = trial_squares, pruned + 1
+                    best, best_made = (adversarial, output, value), (trial_squares, levels, number)
                 else:
                     index += 1
             while levels > 1 and queries.remaining > 0:
                 adversarial, output, value, hit = ask(render(accepted, height, width, levels - 1))
+                number = record("level", value, hit)
                 if not hit:
                     break
-                levels, best = levels - 1, (adversarial, output, value)
+                levels, best, best_made = (
+                    levels - 1,
+                    (adversarial, output, value),
+                    (accepted, levels - 1, number),
+                )
         assert best is not None  # the budget is positive, so at least one candidate was sent
         adversarial, output, value = best
-        changed = int(np.count_nonzero(np.any(adversarial.astype(np.int16) != clean16, axis=2)))
+        made, made_levels, best_trial = best_made
+        config = squares_config([q.as_dict() for q in made], made_levels, budget)
+        name = study_name(problem, self.name, rule)
+        if self.storage is not None:
+            trials = study.get_trials(deepcopy=True)
+            trials[best_trial].set_user_attr("perturbation", config)
+            write_study(self.storage, name=name, attrs=self._study_attrs(problem), trials=trials)
+        changed = int(np.count_nonzero(np.any(adversarial != clean, axis=2)))
         return AttackResult(
             image_id=image.image_id,
             method=self.name,
@@ -288,15 +317,31 @@ class SquareSearch(Attack):
             queries=queries.used,
             queries_to_success=first_success,
             score=value,
-            perturbation={"squares": [s.as_dict() for s in accepted], "levels": levels} if success else None,
+            best_trial=best_trial,
+            perturbation=config,
             extra={
                 "squares": len(accepted),
                 "pruned_squares": pruned,
                 "levels": levels if success else cap_levels,
                 "changed_pixels_pct": round(100.0 * changed / (width * height), 2),
+                **({"study": name} if self.storage is not None else {}),
             },
             success_rule=rule,
         )
+
+    def _study_attrs(self, problem: AttackProblem) -> dict[str, object]:
+        """What the stored study records of its problem, as the patch search's (dashboard, replay)."""
+        return {
+            "image": problem.image.image_id,
+            "source": problem.image.source,
+            "target": problem.target_name,
+            "goal": problem.goal.as_dict(),
+            "eps": problem.eps,
+            "norm": problem.norm,
+            "eps_inf": problem.eps_inf,
+            "sampler": self.name,
+            "budget": self.budget,
+        }
 
     def _square(
         self,

@@ -89,7 +89,13 @@ def attack_spec(cfg: DictConfig, *, search_name: str = "") -> AttackSpec:
 
     ``cfg`` has ``attack=auto`` and ``search=auto`` resolved (:mod:`blackbox.settings.auto`);
     ``search_name`` names its search space in tables.
+
+    Raises:
+        ValueError: ``cfg`` still holds ``attack=auto`` (or ``search=auto`` under the patch search):
+            a caller's mistake, resolve it with :func:`blackbox.settings.auto.resolved_for` first.
     """
+    if cfg.attack.name == "auto" or (cfg.attack.name == "blackbox" and cfg.search.get("kind") == "auto"):
+        raise ValueError("attack=auto or search=auto unresolved: call blackbox.settings.auto.resolved_for")
     if cfg.attack.name != "blackbox":
         settings = {k: v for k, v in OmegaConf.to_container(cfg.attack, resolve=True).items() if k != "name"}  # type: ignore[union-attr]
         family = attack_family(cfg.attack)

@@ -6,7 +6,9 @@ run's image settings): the result is byte-identical to what the target was shown
 
 A compare folder (``python -m blackbox.compare``) holds one study per image, black-box method and
 eps; where an image has several, ``study=NAME`` picks one (the error lists them). White-box
-attacks keep no trials: their adversarial PNG is already in the run folder, and replay says where.
+attacks (and the square search's baselines) keep no trials: their adversarial PNG is already in the
+run folder, and replay says where. The square search keeps its trials; only its result's trial holds
+the squares to replay (the others hold the parameters of the square each tried).
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ def replay(
         )
     if "perturbation" not in trials[trial_number].user_attrs:
         state = trials[trial_number].state.name.lower()
+        if "phase" in trials[trial_number].user_attrs:  # a square search's query (attack=square)
+            raise ReplayError(
+                f"trial {trial_number} of {image_id!r} is one query of the square search; only its result "
+                f"(trial {_result_trial(run_dir, image_id, summary.user_attrs)}) keeps the squares it "
+                "sent: replay it without trial="
+            )
         raise ReplayError(
             f"trial {trial_number} of {image_id!r} has no stored perturbation config (it is {state}: "
             "never answered by the target); pick a completed trial"
@@ -119,6 +127,10 @@ def replay(
     adversarial = render_config(clean.pixels, config)
     save_png(adversarial, out)
     return out
+
+
+def _result_trial(run_dir: Path, image_id: str, attrs: dict) -> object:
+    return (_result_record(run_dir, image_id, attrs) or {}).get("best_trial", "?")
 
 
 def study_setting(name: str) -> str:
@@ -176,7 +188,7 @@ def _no_study(run_dir: Path, image_id: str, storage: optuna.storages.BaseStorage
         listed = "\n".join(f"  {p}" for p in pngs)
         return (
             f"{image_id!r} was attacked in {run_dir} by an attack that keeps no Optuna trials (a white-box "
-            "attack, or attack=square and its baselines), so there is nothing to replay. "
+            "attack, or the square search's baselines), so there is nothing to replay. "
             f"Its adversarial PNG is already saved:\n{listed}"
         )
     known = sorted({str(s.user_attrs.get("image")) for s in optuna.get_all_study_summaries(storage)})
