@@ -51,6 +51,9 @@ BLACKBOX = {
     "square_flat": {"patterns": ["flat"]},
     "square_noise": {"patterns": ["noise1", "noise2", "noise4", "noise8"]},
     "square_uniform": {"placement": "uniform"},  # Square Attack's placement
+    "square_large": {"max_side": 192, "reach": 160},  # larger squares, further from the anchors
+    "square_cells": {"min_side": 32, "max_side": 128},  # at least one of FastGaze's 32 px cells
+    "square_blocks": {"patterns": ["flat", "noise2", "noise4", "noise8"]},  # no 1-px noise
 }
 BASELINES = {  # the field's dense black-box attacks under the cap (blackbox/search/capped_baselines.py)
     "square_attack": SquareAttack,
@@ -60,7 +63,11 @@ BASELINES = {  # the field's dense black-box attacks under the cap (blackbox/sea
 }
 # The patch search (attack=blackbox) with its feature grid, the best search on libvips' croppers under
 # L2 (docs/benchmarks.md), run under the same cap.
-PATCH_SEARCHES = {"grid": ["attack=blackbox", "search=grid", "sampler=tpe"]}
+PATCH_SEARCHES = {
+    "grid": ["attack=blackbox", "search=grid", "sampler=tpe"],
+    "texture": ["attack=blackbox", "search=texture", "sampler=tpe"],
+    "texture_blobs": ["attack=blackbox", "search=texture_blobs", "sampler=tpe"],
+}
 # What python -m blackbox runs by default: the search the target declares (blackbox/settings/auto.py).
 DEFAULT = {"auto": ["attack=auto", "search=auto"]}
 WHITEBOX = {"pgd": lambda: PGD(steps=40), "iterative_fgm": lambda: IterativeFGM(steps=10)}

@@ -9,9 +9,9 @@ image). 1.0 is the physical limit: nothing but target queries. Below 1.0 is poss
 attack sends ``batch_size`` images per call. The time spent inside target calls is also reported,
 so ``wall - in target`` is what the framework itself costs.
 
-``square`` in ``--samplers`` is the default attack (``attack=square``: its own loop, no stored trials,
-so no storage rows and no component breakdown beyond ``target``); the others are samplers of the patch
-search (``attack=blackbox``).
+``square`` in ``--samplers`` is the default attack on a map target (``attack=square``: its own loop,
+its trials written to the storage once per image, so no component breakdown beyond ``target``); the
+others are samplers of the patch search (``attack=blackbox``).
 
 **Storage cost per trial**: the same attack against a target that answers instantly (a constant
 output), once per storage kind; ``ms/trial`` minus the in-memory figure is the storage's cost.
@@ -254,7 +254,7 @@ def main() -> None:
     print("\n| storage | sampler | ms/trial (instant target) | storage ms/trial over memory |")
     print("|---|---|---|---|")
     instant = InstantTarget(aspect_ratios=DEFAULT_ASPECT_RATIOS)
-    for sampler in [s for s in args.samplers if s != "square"]:  # the square search stores no trials
+    for sampler in args.samplers:
         memory_ms = None
         for storage in args.storages:
             with component_timers() as totals:

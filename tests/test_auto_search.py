@@ -96,6 +96,10 @@ def test_a_search_the_attack_would_ignore_is_refused() -> None:
             preflight([f"attack={attack}", "search=grid"])
     preflight(["attack=blackbox", "search=grid"])
     preflight(["search=grid"])  # auto: the patch search
+    for attack in ("auto", "square"):  # auto runs the square search on a map target: no sampler there
+        with pytest.raises(ConfigError, match=r"sampler= picks the patch search's sampler.*attack=blackbox"):
+            preflight([f"attack={attack}", "sampler=random"])
+    preflight(["attack=blackbox", "sampler=random"])
 
 
 def test_a_run_records_what_auto_became(tmp_path) -> None:

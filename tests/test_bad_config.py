@@ -92,7 +92,9 @@ def test_bad_settings_are_refused_before_any_work(overrides, says) -> None:
 
 def test_good_settings_pass() -> None:
     preflight([])
-    preflight(["target=twitter", "sampler=random", "eps=10", "norm=l2", "budget=200", "goal.point=[3,4]"])
+    preflight(
+        ["target=twitter", "attack=blackbox", "sampler=random", "eps=10", "budget=200", "goal.point=[3,4]"]
+    )
     preflight(["attack=iterative_fgm", "norm=linf", "eps=0.03", "working_width=null"])
 
 

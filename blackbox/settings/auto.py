@@ -17,6 +17,7 @@ the folder see what ran; ``resume.json`` keeps ``auto``, which resolves the same
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,17 +36,27 @@ def is_auto_search(cfg: DictConfig) -> bool:
     return str(cfg.search.get("kind", "")) == AUTO
 
 
-def check_search_used(cfg: DictConfig) -> None:
-    """Refuse a ``search=<space>`` that the chosen attack would ignore.
+def check_search_used(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Refuse a ``search=<space>`` or ``sampler=<name>`` that the chosen attack would ignore.
+
+    ``overrides``: the command line's, where ``sampler=`` is looked for (its default is a name too).
 
     Raises:
-        ConfigError: ``search=`` names a space and ``attack=`` is neither ``blackbox`` nor ``auto``.
+        ConfigError: ``search=`` names a space and ``attack=`` is neither ``blackbox`` nor ``auto``;
+            or ``sampler=`` is given and ``attack=`` is not ``blackbox`` (``auto`` runs the square
+            search on a map target, whose own sampler is ``attack.sampler``).
     """
     attack = str(cfg.attack.name)
     if attack not in SEARCH_ATTACKS and not is_auto_search(cfg):
         raise ConfigError(
             f"search= picks a space of the patch search (attack=blackbox); attack={attack} does not "
             f"read it. Drop search= to run attack={attack}, or write attack=blackbox to run the space"
+        )
+    if attack != "blackbox" and any(o.lstrip("+").startswith("sampler=") for o in overrides):
+        raise ConfigError(
+            f"sampler= picks the patch search's sampler (attack=blackbox); attack={attack} does not read "
+            "it. Write attack=blackbox to run the patch search with it (the square search's own is "
+            "attack.sampler=random|tpe, with attack=square)"
         )
 
 

@@ -107,7 +107,7 @@ def preflight(overrides: Sequence[str], config_name: str = "config") -> None:
         check_robustness_config(cfg)
         _check_constructors(cfg)
     else:
-        check_search_used(cfg)
+        check_search_used(cfg, overrides)
         _check_constructors(cfg)
     if (
         settings["dataset"].get("kind") != "cat2000_pysaliency"
