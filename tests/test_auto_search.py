@@ -72,6 +72,13 @@ def test_auto_without_a_cap_runs_the_patch_search_the_square_search_needs_one() 
     assert OmegaConf.to_container(cfg.search) == OmegaConf.to_container(config("search=texture_blobs").search)
 
 
+def test_the_minimisation_is_on_where_auto_runs_the_patch_search() -> None:
+    assert resolved(config(), NO_MAP).shrink.enabled is True
+    assert resolved(config(), MAP).shrink.enabled is False  # the square search prunes by itself
+    assert resolved(config("shrink.enabled=false"), NO_MAP).shrink.enabled is False  # as written
+    assert not config("attack=blackbox").shrink.enabled  # off where the patch search was asked for
+
+
 def test_an_explicit_search_asks_for_the_patch_search() -> None:
     cfg = resolved(config("search=grid"), MAP)
     assert cfg.attack.name == "blackbox" and cfg.search.kind == "grid"

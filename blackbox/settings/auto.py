@@ -7,6 +7,9 @@ The rule, measured in docs/invisible.md and docs/benchmarks.md:
   ``blackbox`` for a cropper without a map); ``square`` needs an L-inf cap, so with ``eps_inf=null``
   the patch search runs instead. An explicit ``search=<space>`` asks for the patch search, so
   ``attack=auto search=grid`` runs ``attack=blackbox search=grid``.
+* Where ``attack=auto`` becomes the patch search, its L2 shrink after the first success is on
+  (``shrink.enabled=null``, the default; ``true`` or ``false`` is kept), as the square search prunes:
+  the minimisation after the first success is on by default on every target.
 * ``search=auto`` becomes the target's patch-search space (``conf/search/<name>.yaml``); a staged
   space whose first stage would leave a budget of a few queries nothing becomes its second stage.
 
@@ -81,6 +84,9 @@ def resolved(cfg: DictConfig, best: BestSearch) -> DictConfig:
         attack = best.attack if capped or best.attack == "blackbox" else "blackbox"
     if attack != str(cfg.attack.name):
         config.attack = _group("attack", attack, best)
+    shrink = config.get("shrink")
+    if shrink is not None and shrink.get("enabled") is None:  # the default: minimise where auto chose
+        shrink.enabled = attack == "blackbox" and str(cfg.attack.name) == AUTO
     OmegaConf.set_struct(config, True)
     return config
 
