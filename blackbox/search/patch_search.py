@@ -63,6 +63,7 @@ __all__ = [
     "TrialRecord",
     "batch_seed",
     "render_trial",
+    "study_attrs",
     "study_name",
 ]
 
@@ -82,6 +83,21 @@ def study_name(problem: AttackProblem, sampler_name: str, rule: str = "point") -
         f"{g.x0:.0f},{g.y0:.0f},{g.x1:.0f},{g.y1:.0f}|{problem.budget}|{sampler_name}"
         + (f"|success={rule}" if rule != "point" else "")
     )
+
+
+def study_attrs(problem: AttackProblem, sampler_name: str, budget: int) -> dict[str, object]:
+    """What a new study records of its problem (dashboards, replay and worker progress read them)."""
+    image = problem.image
+    return {
+        "image": image.image_id,
+        "source": image.source,
+        "target": problem.target_name,
+        "goal": problem.goal.as_dict(),
+        "eps": problem.eps,
+        "norm": problem.norm,
+        "sampler": sampler_name,
+        "budget": budget,
+    }
 
 
 def render_trial(problem: AttackProblem, config: Mapping) -> np.ndarray:
@@ -243,18 +259,7 @@ class PatchSearch(Attack):
         return self._result(session, problem, target, name, rule, shrunk)
 
     def _study_attrs(self, problem: AttackProblem) -> dict[str, object]:
-        """What a new study records of its problem (dashboards and replay read them)."""
-        image = problem.image
-        return {
-            "image": image.image_id,
-            "source": image.source,
-            "target": problem.target_name,
-            "goal": problem.goal.as_dict(),
-            "eps": problem.eps,
-            "norm": problem.norm,
-            "sampler": self.sampler_name,
-            "budget": self.budget,
-        }
+        return study_attrs(problem, self.sampler_name, self.budget)
 
     def _session_settings(self) -> SessionSettings:
         return SessionSettings(

@@ -40,7 +40,7 @@ from blackbox.core.goal import Goal
 from blackbox.core.objective import salient_point
 from blackbox.search._session import judge_for
 from blackbox.search.budget import QueryBudget
-from blackbox.search.patch_search import study_name
+from blackbox.search.patch_search import study_attrs, study_name
 from blackbox.search.square_trials import encode_square, quantise, squares_config, squares_delta, write_study
 from targets import Target, TargetOutput, require
 
@@ -302,7 +302,8 @@ class SquareSearch(Attack):
         if self.storage is not None:
             trials = study.get_trials(deepcopy=True)
             trials[best_trial].set_user_attr("perturbation", config)
-            write_study(self.storage, name=name, attrs=self._study_attrs(problem), trials=trials)
+            attrs = {**study_attrs(problem, self.name, self.budget), "eps_inf": problem.eps_inf}
+            write_study(self.storage, name=name, attrs=attrs, trials=trials)
         changed = int(np.count_nonzero(np.any(adversarial != clean, axis=2)))
         return AttackResult(
             image_id=image.image_id,
@@ -328,20 +329,6 @@ class SquareSearch(Attack):
             },
             success_rule=rule,
         )
-
-    def _study_attrs(self, problem: AttackProblem) -> dict[str, object]:
-        """What the stored study records of its problem, as the patch search's (dashboard, replay)."""
-        return {
-            "image": problem.image.image_id,
-            "source": problem.image.source,
-            "target": problem.target_name,
-            "goal": problem.goal.as_dict(),
-            "eps": problem.eps,
-            "norm": problem.norm,
-            "eps_inf": problem.eps_inf,
-            "sampler": self.name,
-            "budget": self.budget,
-        }
 
     def _square(
         self,

@@ -70,13 +70,20 @@ def resolved(cfg: DictConfig, best: BestSearch) -> DictConfig:
     Raises :class:`ConfigError` if ``best`` names a file ``conf/`` does not have, or a space the
     run's ``budget`` or ``working_width`` cannot hold (:func:`~blackbox.settings.checks.check_search`).
     """
+    return resolved_naming_search(cfg, best)[0]
+
+
+def resolved_naming_search(cfg: DictConfig, best: BestSearch) -> tuple[DictConfig, str]:
+    """:func:`resolved`, and the ``conf/search/`` name ``search=auto`` became (``""`` when
+    ``search=`` was set), for tables."""
     attack = str(cfg.attack.name)
     if attack != AUTO and not is_auto_search(cfg):
-        return cfg
+        return cfg, ""
     config = copy.deepcopy(cfg)
     OmegaConf.set_struct(config, False)
+    search_name = ""
     if is_auto_search(config):
-        config.search = _fitting(config, best)[0]
+        config.search, search_name = _fitting(config, best)
     elif attack == AUTO:
         attack = "blackbox"  # an explicit search= is the patch search's
     if attack == AUTO:
@@ -88,17 +95,12 @@ def resolved(cfg: DictConfig, best: BestSearch) -> DictConfig:
     if shrink is not None and shrink.get("enabled") is None:  # the default: minimise where auto chose
         shrink.enabled = attack == "blackbox" and str(cfg.attack.name) == AUTO
     OmegaConf.set_struct(config, True)
-    return config
+    return config, search_name
 
 
 def resolved_for(cfg: DictConfig, target: Target) -> DictConfig:
     """:func:`resolved` with ``target``'s own :attr:`~targets.Target.best_search`."""
     return resolved(cfg, target.best_search)
-
-
-def auto_search_name(cfg: DictConfig, best: BestSearch) -> str:
-    """The ``conf/search/`` name ``search=auto`` becomes on ``cfg`` (``""`` when ``search=`` is set)."""
-    return _fitting(cfg, best)[1] if is_auto_search(cfg) else ""
 
 
 def _fitting(config: DictConfig, best: BestSearch) -> tuple[DictConfig, str]:

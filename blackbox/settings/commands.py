@@ -28,7 +28,7 @@ from blackbox.experiment.pipeline import Pipeline
 from blackbox.experiment.run import RunSummary, attack_images
 from blackbox.experiment.run_folder import check_resume_settings, resume_settings, working_in
 from blackbox.experiment.study import open_experiment
-from blackbox.settings.auto import auto_search_name, resolved_for
+from blackbox.settings.auto import resolved_for, resolved_naming_search
 from blackbox.settings.build import attack_spec, load_stand_in, run_options, storage_settings
 from blackbox.settings.checks import check_run_config
 from blackbox.settings.sweeps import (
@@ -204,7 +204,8 @@ def robustness_sweep(
 
 def _search_spec(cfg: DictConfig, target: Target) -> SearchSpec:
     """The robustness report's patch search on one target (``search=auto``: the target's own space)."""
-    spec = attack_spec(resolved_for(cfg, target), search_name=auto_search_name(cfg, target.best_search))
+    config, search_name = resolved_naming_search(cfg, target.best_search)
+    spec = attack_spec(config, search_name=search_name)
     assert isinstance(spec, SearchSpec)  # check_robustness_config holds attack=blackbox
     return spec
 
